@@ -1,0 +1,1 @@
+"""The ``jwt-auth`` command line and the local stack it runs."""

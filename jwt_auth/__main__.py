@@ -1,0 +1,3 @@
+from jwt_auth.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""What the issuer and the verifier both need: the claim schema, key loading, errors, serving."""

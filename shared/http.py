@@ -1,0 +1,88 @@
+"""HTTP plumbing both services share: problem+json errors and strict JSON request bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Request, Response, json
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import Problem
+from shared.strictjson import StrictJSONError, loads_strict
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+log = logging.getLogger(__name__)
+
+# werkzeug's own errors (routing, body size, method) mapped to our stable codes
+_HTTP_CODES = {
+    400: "request_invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def problem_response(problem: Problem) -> Response:
+    """Render a Problem as an RFC 7807 response."""
+    response = Response(
+        json.dumps(problem.to_dict()), status=problem.status, mimetype=PROBLEM_MIMETYPE
+    )
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _from_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    problem = Problem(
+        error.description or error.name,
+        status=status,
+        code=_HTTP_CODES.get(status, error.name.lower().replace(" ", "_")),
+        title=error.name,
+    )
+    response = problem_response(problem)
+    if status == 405 and error.get_response().headers.get("Allow"):
+        response.headers["Allow"] = error.get_response().headers["Allow"]
+    return response
+
+
+def _unexpected(error: Exception) -> Response:
+    # the traceback goes to the log for operators; the client learns nothing about internals
+    log.exception("unhandled error: %s", type(error).__name__)
+    return problem_response(
+        Problem(
+            "The server could not complete the request.",
+            status=500,
+            code="internal_error",
+            title="Internal server error",
+        )
+    )
+
+
+def install_problem_handlers(app: Flask) -> None:
+    """Make every error the app can produce an application/problem+json response."""
+    app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(HTTPException, _from_http_exception)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def json_body(request: Request) -> Any:
+    """The request body as strict JSON: 415 unless it is JSON, 400 when it does not parse."""
+    if not request.is_json:
+        raise Problem(
+            "Send the body as JSON with Content-Type: application/json.",
+            status=415,
+            code="unsupported_media_type",
+            title="Unsupported media type",
+        )
+    try:
+        return loads_strict(request.get_data(cache=True))
+    except StrictJSONError as exc:
+        raise Problem(f"The body is not acceptable JSON: {exc}.", code="request_invalid") from None

@@ -1,0 +1,220 @@
+"""Loading, generating and describing RSA keys.
+
+Users hand us keys in whatever form their tools wrote: a PEM file, or PEM text in an environment
+variable with literal ``\\n`` (the seed's advice for pasting a key into code); private keys
+encrypted the way ``openssl genrsa -des3`` writes them (OpenSSL 3's PKCS#8
+``ENCRYPTED PRIVATE KEY``, or the older ``Proc-Type: 4,ENCRYPTED`` with DES-EDE3-CBC) or not
+encrypted at all; public keys as SPKI (``BEGIN PUBLIC KEY``) or PKCS#1 (``BEGIN RSA PUBLIC KEY``).
+This module and the signing/verification modules are the only places that touch jwcrypto.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwcrypto import jwk
+
+from shared.errors import (
+    KeyFileMissing,
+    KeyInvalid,
+    KeyTooSmall,
+    PassphraseMissing,
+    PassphraseUnneeded,
+    PassphraseWrong,
+)
+
+MIN_RSA_BITS = 2048
+ALGORITHM = "RS256"
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----.*?-----END (?P=label)-----", re.DOTALL
+)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A decrypted private key ready to sign, with its RFC 7638 key id."""
+
+    jwk: Any  # jwcrypto.jwk.JWK (untyped library)
+    kid: str
+    bits: int
+
+    def public_pem(self) -> str:
+        """The public half as SPKI PEM, the form the seed's verifier configuration takes."""
+        pem: bytes = self.jwk.export_to_pem(private_key=False)
+        return pem.decode("ascii")
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half as a JWK for a JWKS document."""
+        return public_jwk(self.jwk)
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    """A trusted public key and its RFC 7638 key id."""
+
+    jwk: Any  # jwcrypto.jwk.JWK (untyped library)
+    kid: str
+    bits: int
+
+
+def public_jwk(key: Any) -> dict[str, Any]:
+    """RFC 7517 members of a key's public half, with ``kid``, ``alg`` and ``use``."""
+    exported: dict[str, Any] = key.export_public(as_dict=True)
+    return {**exported, "kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"}
+
+
+def read_pem(*, file: str | None, text: str | None, file_variable: str, text_variable: str) -> bytes:
+    """PEM bytes from a file path or from inline text; the variable names go into errors.
+
+    Inline text may carry literal ``\\n`` instead of newlines, because that is how a key
+    survives being pasted into an environment variable or a JavaScript string.
+    """
+    if file and text:
+        raise KeyInvalid(f"set {file_variable} or {text_variable}, not both")
+    if file:
+        path = Path(file)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise KeyFileMissing(
+                f"{file_variable}: no file at {path}; create it (jwt-auth keygen) or fix the path"
+            ) from None
+        except OSError as exc:
+            raise KeyFileMissing(f"{file_variable}: cannot read {path}: {exc.strerror}") from None
+    if text:
+        return text.replace("\\n", "\n").strip().encode("ascii", errors="replace") + b"\n"
+    raise KeyFileMissing(f"no key configured: set {file_variable} or {text_variable}")
+
+
+def read_passphrase(
+    *, value: str | None, file: str | None, value_variable: str, file_variable: str
+) -> bytes | None:
+    """The passphrase from a variable or a file (Docker secrets); None when neither is set."""
+    if value and file:
+        raise PassphraseWrong(f"set {value_variable} or {file_variable}, not both")
+    if file:
+        try:
+            content = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise KeyFileMissing(f"{file_variable}: cannot read {file}: {exc.strerror}") from None
+        # editors and `echo` add one trailing newline; it is never part of a passphrase
+        content = content.removesuffix("\n").removesuffix("\r")
+        if not content:
+            raise PassphraseMissing(f"{file_variable}: {file} is empty")
+        return content.encode("utf-8")
+    if value:
+        return value.encode("utf-8")
+    return None
+
+
+def _is_encrypted(pem: bytes) -> bool:
+    return b"ENCRYPTED PRIVATE KEY" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
+
+
+def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> SigningKey:
+    """Decrypt and validate an RSA private key; ``source`` names it in error messages.
+
+    This is the slow step (a 4096-bit key takes about 0.3 s to validate), so services do it
+    once per process, before forking workers.
+    """
+    if b"PRIVATE KEY" not in pem:
+        what = "a public key" if b"PUBLIC KEY" in pem else "not a PEM private key"
+        raise KeyInvalid(f"{source}: this is {what}; the issuer needs the private key (private.pem)")
+    encrypted = _is_encrypted(pem)
+    if encrypted and passphrase is None:
+        raise PassphraseMissing(
+            f"{source}: the private key is encrypted and no passphrase is configured; "
+            "set ISSUER_KEY_PASSPHRASE or ISSUER_KEY_PASSPHRASE_FILE"
+        )
+    if not encrypted and passphrase is not None:
+        raise PassphraseUnneeded(
+            f"{source}: a passphrase is configured but the private key is not encrypted; "
+            "unset the passphrase or use an encrypted key"
+        )
+    try:
+        key = serialization.load_pem_private_key(pem, password=passphrase)
+    except ValueError as exc:
+        message = str(exc).lower()
+        if encrypted and ("password" in message or "decrypt" in message):
+            raise PassphraseWrong(
+                f"{source}: the passphrase does not decrypt the private key"
+            ) from None
+        raise KeyInvalid(f"{source}: not a readable PEM private key") from None
+    except Exception as exc:  # noqa: BLE001 - any other parser failure means "not a key"
+        raise KeyInvalid(f"{source}: not a readable PEM private key ({type(exc).__name__})") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyInvalid(f"{source}: not an RSA key; RS256 needs RSA")
+    _check_size(key.key_size, source)
+    signing = jwk.JWK.from_pyca(key)
+    return SigningKey(jwk=signing, kid=signing.thumbprint(), bits=key.key_size)
+
+
+def load_public_keys(pem: bytes, *, source: str) -> list[VerificationKey]:
+    """Every RSA public key in the PEM data, in order (several keys allow rotation)."""
+    blocks = [match.group(0) for match in _PEM_BLOCK.finditer(pem)]
+    if not blocks:
+        raise KeyInvalid(f"{source}: no PEM public key found")
+    keys: list[VerificationKey] = []
+    for block in blocks:
+        if b"PRIVATE KEY" in block:
+            raise KeyInvalid(
+                f"{source}: holds a private key; the verifier needs only the public key (public.pem)"
+            )
+        try:
+            key = serialization.load_pem_public_key(block)
+        except Exception:  # noqa: BLE001 - any parser failure is "not a key"
+            raise KeyInvalid(f"{source}: not a readable PEM public key") from None
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise KeyInvalid(f"{source}: not an RSA key; RS256 needs RSA")
+        _check_size(key.key_size, source)
+        public = jwk.JWK.from_pyca(key)
+        keys.append(VerificationKey(jwk=public, kid=public.thumbprint(), bits=key.key_size))
+    return keys
+
+
+def public_key_from_jwk(members: dict[str, Any], *, source: str) -> VerificationKey:
+    """A trusted public key from a JWKS entry (only RSA signing keys are accepted)."""
+    if members.get("kty") != "RSA" or "d" in members:
+        raise KeyInvalid(f"{source}: not an RSA public key")
+    try:
+        public = jwk.JWK(**{name: members[name] for name in ("kty", "n", "e")})
+    except Exception:  # noqa: BLE001 - any parser failure is "not a key"
+        raise KeyInvalid(f"{source}: not a readable RSA JWK") from None
+    key = public.get_op_key("verify")
+    _check_size(key.key_size, source)
+    return VerificationKey(jwk=public, kid=public.thumbprint(), bits=key.key_size)
+
+
+def _check_size(bits: int, source: str) -> None:
+    if bits < MIN_RSA_BITS:
+        raise KeyTooSmall(f"{source}: RSA key of {bits} bits; use at least {MIN_RSA_BITS}")
+
+
+def generate_key_pair(bits: int, passphrase: bytes | None) -> tuple[bytes, bytes]:
+    """A new RSA key pair as (private PEM, public PEM), like the seed's two openssl commands.
+
+    The private key is PKCS#8, encrypted under the passphrase when one is given (what
+    ``openssl genrsa -des3`` writes on OpenSSL 3, with AES-256 instead of 3DES); the public key
+    is SPKI, what ``openssl rsa -pubout`` writes.
+    """
+    if bits < MIN_RSA_BITS:
+        raise KeyTooSmall(f"--bits {bits}: use at least {MIN_RSA_BITS}")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem

@@ -1,0 +1,27 @@
+"""Logging set-up and the one way tokens appear in logs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+
+
+def token_fingerprint(token: str | bytes) -> str:
+    """A short, stable hash that lets logs correlate a token without holding it."""
+    data = token.encode("utf-8", errors="replace") if isinstance(token, str) else token
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One line per event on stderr, the form gunicorn and container runtimes collect."""
+    root = logging.getLogger()
+    if any(getattr(handler, "_jwt_auth", False) for handler in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._jwt_auth = True  # type: ignore[attr-defined]  # marks our handler, set up once
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    )
+    root.addHandler(handler)
+    root.setLevel(level)

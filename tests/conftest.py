@@ -1,0 +1,75 @@
+"""Fixtures every test layer shares: key pairs made once, a real redis-server, live services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.keys import generate_key_pair
+from tests.procs import RedisServer
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """Files and PEM text of one generated key pair (private key encrypted under PASSPHRASE)."""
+
+    directory: Path
+    private_path: Path
+    public_path: Path
+    passphrase_path: Path
+    private_pem: str
+    public_pem: str
+    passphrase: str = PASSPHRASE
+
+
+def _make_key_pair(directory: Path, bits: int) -> KeyPair:
+    directory.mkdir(parents=True, exist_ok=True)
+    private_pem, public_pem = generate_key_pair(bits, PASSPHRASE.encode())
+    private_path = directory / "private.pem"
+    public_path = directory / "public.pem"
+    passphrase_path = directory / "passphrase.txt"
+    private_path.write_bytes(private_pem)
+    public_path.write_bytes(public_pem)
+    passphrase_path.write_text(PASSPHRASE + "\n")
+    return KeyPair(
+        directory, private_path, public_path, passphrase_path,
+        private_pem.decode(), public_pem.decode(),
+    )
+
+
+@pytest.fixture(scope="session")
+def key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """An encrypted 2048-bit pair: fast to make, and the size most deployments use."""
+    return _make_key_pair(tmp_path_factory.mktemp("keys"), 2048)
+
+
+@pytest.fixture(scope="session")
+def other_key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """A second pair, for rotation and for signatures by a key nobody trusts."""
+    return _make_key_pair(tmp_path_factory.mktemp("other-keys"), 2048)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session, on a free port, with AOF like production."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The session's Redis, emptied before each test (restarted first if a test killed it)."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    client.close()
+    yield redis_server.url

@@ -1,0 +1,184 @@
+"""Real processes for tests: redis-server on a free port, services under gunicorn.
+
+Every wait here is a bounded loop: a test that cannot reach its process fails with the
+process's own output instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+JWT_AUTH = [sys.executable, "-m", "jwt_auth"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+class RedisServer:
+    """A redis-server of our own, on a free port, persisting with AOF like production."""
+
+    def __init__(self, data_dir: Path) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed; run scripts/test (it installs it)")
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.data_dir),
+                "--appendonly", "yes",
+                # an acknowledged write is on disk before the reply: revocations survive kill -9
+                "--appendfsync", "always",
+                "--save", "",
+                "--daemonize", "no",
+                "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, timeout=15, what=f"redis-server on port {self.port}")
+        client.close()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the server the hard way (default ``kill -9``) and wait for it to be gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=15)
+        self.process = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+
+class ServiceProcess:
+    """``jwt-auth serve SERVICE`` as a real gunicorn process tree on a free port."""
+
+    def __init__(
+        self,
+        service: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        port: int | None = None,
+    ) -> None:
+        self.service = service
+        self.port = port or free_port()
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.workers = workers
+        self.threads = threads
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait: bool = True) -> None:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                *JWT_AUTH, "serve", self.service,
+                "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(self.workers),
+                "--threads", str(self.threads),
+            ],
+            env=self.env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if wait:
+            try:
+                wait_until(self._healthy, timeout=30, what=f"{self.service} on {self.url}")
+            except TimeoutError:
+                self.stop()
+                raise AssertionError(f"{self.service} did not start:\n{self.output()}") from None
+
+    def _healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"{self.service} exited early:\n{self.output()}")
+        return http_ok(f"{self.url}/healthz")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+        self.process = None

@@ -1,0 +1,122 @@
+"""Every setting of the verifier, read from the environment in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.config import env_bool, env_choice, env_int, env_json, env_list, env_str
+from shared.errors import ConfigError
+
+# RSA signature algorithms only: the verifier holds RSA public keys, and an HMAC algorithm with
+# a public key as its secret is the classic forgery
+ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    """The verifier's configuration; ``from_env`` is the only reader of its variables."""
+
+    public_key_file: str | None = None
+    public_key: str | None = None
+    jwks_url: str | None = None
+    # the reference provider's options, with its defaults
+    user_id_field: str = "userId"
+    is_admin_field: str = "isAdmin"
+    is_admin_value: Any = True
+    required_attributes: dict[str, Any] = field(default_factory=dict)
+    provider_name: str = "jwt"
+    escape_characters: tuple[str, ...] = ("|",)
+    # time and registered-claim policy
+    leeway: int = 30
+    require_exp: bool = False
+    max_token_age: int = 0
+    audience: str | None = None
+    issuer: str | None = None
+    algorithms: tuple[str, ...] = ("RS256",)
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_failure_mode: str = "closed"
+    redis_timeout_ms: int = 250
+    redis_prefix: str = "jwtauth:"
+    session_ttl: int = 30 * 24 * 3600
+    cache_size: int = 10_000
+    jwks_min_refetch_interval: int = 30
+    admin_keys_file: str | None = None
+    max_body_bytes: int = 16 * 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> VerifierSettings:
+        """Read and check every variable; a bad value raises ConfigError naming it."""
+        env = os.environ if environ is None else environ
+        settings = cls(
+            public_key_file=env_str(env, "VERIFIER_PUBLIC_KEY_FILE"),
+            public_key=env_str(env, "VERIFIER_PUBLIC_KEY"),
+            jwks_url=env_str(env, "VERIFIER_JWKS_URL"),
+            user_id_field=env_str(env, "VERIFIER_USER_ID_FIELD", "userId") or "userId",
+            is_admin_field=env_str(env, "VERIFIER_IS_ADMIN_FIELD", "isAdmin") or "isAdmin",
+            is_admin_value=env_json(env, "VERIFIER_IS_ADMIN_VALUE", True),
+            required_attributes=env_json(env, "VERIFIER_REQUIRED_ATTRIBUTES", {}),
+            provider_name=env_str(env, "VERIFIER_PROVIDER_NAME", "jwt") or "jwt",
+            escape_characters=tuple(env_list(env, "VERIFIER_ESCAPE_CHARACTERS", ["|"])),
+            leeway=env_int(env, "VERIFIER_LEEWAY", 30, minimum=0, maximum=3600),
+            require_exp=env_bool(env, "VERIFIER_REQUIRE_EXP", False),
+            max_token_age=env_int(env, "VERIFIER_MAX_TOKEN_AGE", 0, minimum=0),
+            audience=env_str(env, "VERIFIER_AUDIENCE"),
+            issuer=env_str(env, "VERIFIER_ISSUER"),
+            algorithms=tuple(env_list(env, "VERIFIER_ALGORITHMS", ["RS256"])),
+            redis_url=env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
+            or "redis://127.0.0.1:6379/0",
+            redis_failure_mode=env_choice(
+                env, "VERIFIER_REDIS_FAILURE_MODE", "closed", ("closed", "open")
+            ),
+            redis_timeout_ms=env_int(env, "VERIFIER_REDIS_TIMEOUT_MS", 250, minimum=10,
+                                     maximum=10_000),
+            redis_prefix=env_str(env, "VERIFIER_REDIS_PREFIX", "jwtauth:") or "jwtauth:",
+            session_ttl=env_int(env, "VERIFIER_SESSION_TTL", 30 * 24 * 3600, minimum=60),
+            cache_size=env_int(env, "VERIFIER_CACHE_SIZE", 10_000, minimum=0),
+            jwks_min_refetch_interval=env_int(env, "VERIFIER_JWKS_MIN_REFETCH", 30, minimum=1),
+            admin_keys_file=env_str(env, "VERIFIER_ADMIN_KEYS_FILE"),
+            log_level=env_choice(env, "LOG_LEVEL", "info",
+                                 ("debug", "info", "warning", "error")).upper(),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations that cannot work; each error names a variable."""
+        sources = [self.public_key_file, self.public_key, self.jwks_url]
+        if sum(1 for source in sources if source) == 0:
+            raise ConfigError(
+                "VERIFIER_PUBLIC_KEY_FILE",
+                "no trusted key: set VERIFIER_PUBLIC_KEY_FILE, VERIFIER_PUBLIC_KEY "
+                "or VERIFIER_JWKS_URL",
+            )
+        if self.public_key_file and self.public_key:
+            raise ConfigError(
+                "VERIFIER_PUBLIC_KEY", "set VERIFIER_PUBLIC_KEY_FILE or VERIFIER_PUBLIC_KEY, not both"
+            )
+        if not isinstance(self.required_attributes, dict):
+            raise ConfigError("VERIFIER_REQUIRED_ATTRIBUTES", "expected a JSON object")
+        for name in self.algorithms:
+            if name not in ALLOWED_ALGORITHMS:
+                raise ConfigError(
+                    "VERIFIER_ALGORITHMS",
+                    f"{name!r} is not allowed; choose among {', '.join(ALLOWED_ALGORITHMS)}",
+                )
+        if not self.algorithms:
+            raise ConfigError("VERIFIER_ALGORITHMS", "at least one algorithm is needed")
+        if any(len(character) == 0 for character in self.escape_characters):
+            raise ConfigError("VERIFIER_ESCAPE_CHARACTERS", "empty entries are not allowed")
+        if self.jwks_url and not self.jwks_url.startswith(("http://", "https://")):
+            raise ConfigError("VERIFIER_JWKS_URL", "expected an http:// or https:// URL")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL", "expected a redis://, rediss:// or unix:// URL")
+
+    @property
+    def is_admin_is_boolean(self) -> bool:
+        """Whether the admin field is typed as a JSON boolean by the claim schema."""
+        return isinstance(self.is_admin_value, bool)

@@ -1,0 +1,104 @@
+"""Why the verifier refuses a request; each error carries its wire code.
+
+Every ``TokenError`` answers 401 with ``WWW-Authenticate: Bearer error="invalid_token"``; the
+codes are the contract's and clients branch on them, so they never change.
+"""
+
+from __future__ import annotations
+
+from shared.errors import Problem
+
+
+class TokenError(Problem):
+    """Raised when a token (or session id) is not acceptable; subclasses say why."""
+
+    status = 401
+    code = "token_invalid"
+    title = "Invalid token"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        )
+
+
+class TokenMalformed(TokenError):
+    """Raised when the token is not a compact JWS we are willing to parse."""
+
+    code = "token_malformed"
+
+
+class AlgorithmNotAllowed(TokenError):
+    """Raised when the header's ``alg`` is not in the allowlist (``none`` and HMAC never are)."""
+
+    code = "algorithm_not_allowed"
+
+
+class SignatureInvalid(TokenError):
+    """Raised when the signature does not verify with the selected trusted key."""
+
+    code = "signature_invalid"
+
+
+class KeyUnknown(TokenError):
+    """Raised when the header's ``kid`` names no configured key."""
+
+    code = "key_unknown"
+
+
+class TokenExpired(TokenError):
+    """Raised when ``exp`` is in the past beyond the leeway."""
+
+    code = "token_expired"
+
+
+class TokenNotYetValid(TokenError):
+    """Raised when ``nbf`` (or ``iat``) is in the future beyond the leeway."""
+
+    code = "token_not_yet_valid"
+
+
+class TokenTooOld(TokenError):
+    """Raised when a token without ``exp`` was issued longer ago than VERIFIER_MAX_TOKEN_AGE."""
+
+    code = "token_too_old"
+
+
+class ClaimMissing(TokenError):
+    """Raised when a required claim (the user id, ``exp`` when required, ``iat``...) is absent."""
+
+    code = "claim_missing"
+
+
+class ClaimInvalid(TokenError):
+    """Raised when a claim has the wrong type or value (schema, audience, issuer)."""
+
+    code = "claim_invalid"
+
+
+class AttributesMismatch(TokenError):
+    """Raised when a VERIFIER_REQUIRED_ATTRIBUTES value differs from the payload's."""
+
+    code = "attributes_mismatch"
+
+
+class TokenRevoked(TokenError):
+    """Raised when the token, or every token of its user up to a cut-off, was revoked."""
+
+    code = "token_revoked"
+
+
+class StoreUnavailable(Problem):
+    """Raised when Redis is needed, unreachable, and the failure mode is ``closed``."""
+
+    status = 503
+    code = "store_unavailable"
+    title = "Session store unavailable"
+
+
+class SessionNotFound(Problem):
+    """Raised when a session id names no live session."""
+
+    status = 404
+    code = "session_not_found"
+    title = "Session not found"
