@@ -1,0 +1,122 @@
+"""The issuer's rules for one token request: who may ask, how often, for what, for how long.
+
+Flask-free: the routes hand over the header, the parsed body and the raw query value; the
+answers are ``Problem``s with stable codes, counted here, where each refusal is decided.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from issuer.config import IssuerSettings
+from issuer.metrics import TOKEN_REFUSALS, TOKENS_ISSUED
+from issuer.ratelimit import RateLimiter, retry_after_header
+from issuer.signing import IssuedToken, PayloadRejected, check_payload, sign_token
+from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
+from shared.errors import Problem
+from shared.keys import SigningKey
+
+audit = logging.getLogger("issuer.audit")
+
+_REALM = 'Bearer realm="jwt-auth issuer"'
+
+
+def _refuse(problem: Problem) -> Problem:
+    TOKEN_REFUSALS.labels(problem.code).inc()
+    return problem
+
+
+class TokenIssuer:
+    """Everything one issuer process needs to answer POST /v1/tokens."""
+
+    def __init__(
+        self,
+        settings: IssuerSettings,
+        key: SigningKey,
+        clients: ApiKeyRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.key = key
+        self.clients = clients
+        self.limiter = RateLimiter([c.name for c in clients.clients], settings.rate_limit)
+        self._clock = clock
+
+    def authenticate(self, authorization: str | None) -> ApiClient:
+        """The client behind an ``Authorization: Bearer`` header, or a 401 problem."""
+        key = bearer_token(authorization)
+        if key is None:
+            raise _refuse(Problem(
+                "Send the client's API key as Authorization: Bearer <key>.",
+                status=401, code="api_key_missing", title="Unauthorized",
+                headers={"WWW-Authenticate": _REALM},
+            ))
+        client = self.clients.authenticate(key)
+        if client is None:
+            raise _refuse(Problem(
+                "The API key is not known to this issuer.",
+                status=401, code="api_key_invalid", title="Unauthorized",
+                headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
+            ))
+        return client
+
+    def admit(self, client: ApiClient) -> None:
+        """Count the request against the client's rate limit, or a 429 problem."""
+        wait = self.limiter.acquire(client.name)
+        if wait > 0:
+            raise _refuse(Problem(
+                f"Client {client.name!r} is over its limit of {self.settings.rate_limit} "
+                "requests per minute.",
+                status=429, code="rate_limited", title="Too many requests",
+                headers={"Retry-After": retry_after_header(wait)},
+            ))
+
+    def lifetime(self, expires_in: str | None) -> int:
+        """Seconds the token will live: the configured TTL, or a bounded ``expires_in``."""
+        if expires_in is None:
+            return self.settings.token_ttl
+        maximum = self.settings.max_token_ttl
+        text = expires_in.strip()
+        if not text.isdecimal() or not 1 <= int(text) <= maximum:
+            raise _refuse(Problem(
+                f"expires_in must be a whole number of seconds from 1 to {maximum}.",
+                status=400, code="expires_in_invalid", title="Bad request",
+                extra={"field": "expires_in"},
+            ))
+        return int(text)
+
+    def issue(self, client: ApiClient, payload: Any, *, expires_in: str | None) -> IssuedToken:
+        """Sign the payload for this client, or a 400/403/422 problem saying why not."""
+        ttl = self.lifetime(expires_in)
+        try:
+            claims = check_payload(payload)
+        except PayloadRejected as exc:
+            raise _refuse(Problem(
+                exc.message, status=422, code=exc.code, title="Unprocessable payload",
+                extra={"field": exc.field},
+            )) from None
+        admin = claims.get("isAdmin") is True
+        if admin and not client.admin:
+            raise _refuse(Problem(
+                f"Client {client.name!r} may not issue admin tokens (isAdmin: true); "
+                "add it with `jwt-auth clients add NAME --admin` to allow that.",
+                status=403, code="admin_not_permitted", title="Forbidden",
+                extra={"field": "isAdmin"},
+            ))
+        issued = sign_token(
+            claims, self.key, now=self._clock(), ttl=ttl,
+            issuer=self.settings.issuer, audience=self.settings.audience,
+        )
+        TOKENS_ISSUED.labels(client.name, "true" if admin else "false").inc()
+        if admin:
+            # who minted which admin token; the jti lets an operator revoke it, the token
+            # itself never reaches a log
+            audit.info(
+                "admin token issued client=%s userId=%r jti=%s kid=%s expiresAt=%s",
+                client.name, claims.get("userId"), issued.jti, issued.kid, issued.expires_at,
+            )
+        return issued

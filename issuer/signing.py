@@ -1,0 +1,114 @@
+"""Signing token payloads: the issuer's registered claims, the RS256 header, jwcrypto behind it.
+
+The registered claims the issuer sets (``iat``, ``exp``, ``jti``, ``iss``, ``aud``) are refused
+in a caller's payload rather than silently overwritten: a caller who sends ``exp`` expects it to
+mean something, and an error that names the claim teaches them to use ``?expires_in`` instead,
+where an overwrite would hand them a token that differs from what they asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from jwcrypto import jws
+from jwcrypto import jwt as jwcrypto_jwt
+from marshmallow import ValidationError
+
+from shared.claims import first_error, validate_claims
+from shared.keys import ALGORITHM, SigningKey
+
+RESERVED_CLAIMS = ("iat", "exp", "jti", "iss", "aud")
+"""Claims only the issuer sets; a payload carrying any of them is refused."""
+
+JTI_BYTES = 16  # 128 random bits, the contract's floor
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class PayloadRejected(ValueError):
+    """Raised when a payload cannot be signed; ``field`` names the member at fault."""
+
+    def __init__(self, code: str, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.code = code
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A signed token and what a caller needs to know about it without decoding it."""
+
+    token: str
+    jti: str
+    kid: str
+    expires_at: int | None
+    claims: dict[str, Any]
+
+
+def check_payload(payload: Any) -> dict[str, Any]:
+    """The payload if the claim schema accepts it and it sets no reserved claim."""
+    if isinstance(payload, dict):
+        for name in RESERVED_CLAIMS:
+            if name in payload:
+                raise PayloadRejected(
+                    "claim_reserved",
+                    name,
+                    f"'{name}' is set by the issuer and cannot be given"
+                    + ("; ask for a lifetime with ?expires_in" if name == "exp" else ""),
+                )
+    try:
+        return validate_claims(payload)
+    except ValidationError as exc:
+        field, message = first_error(exc.messages)
+        raise PayloadRejected("claim_invalid", field, message) from None
+
+
+def sign_token(
+    payload: Any,
+    key: SigningKey,
+    *,
+    now: float,
+    ttl: int,
+    issuer: str | None,
+    audience: str | None,
+) -> IssuedToken:
+    """Sign ``payload`` with the issuer's claims added; ``ttl`` 0 makes a token without exp."""
+    claims = check_payload(payload)
+    issued_at = int(now)
+    jti = secrets.token_urlsafe(JTI_BYTES)
+    claims["iat"] = issued_at
+    claims["jti"] = jti
+    expires_at = issued_at + ttl if ttl > 0 else None
+    if expires_at is not None:
+        claims["exp"] = expires_at
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
+    # exactly these three members: verifiers such as the reference server need nothing else,
+    # and nothing here may point a verifier at a key of the caller's choosing
+    header = {"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}
+    token = jwcrypto_jwt.JWT(header=_compact(header), claims=_compact(claims))
+    token.make_signed_token(key.jwk)
+    serialized: str = token.serialize()
+    return IssuedToken(serialized, jti, key.kid, expires_at, claims)
+
+
+def check_signing_key(key: SigningKey) -> bool:
+    """Whether the key still signs and its public half verifies the signature (readiness)."""
+    try:
+        signature = jws.JWS(b"readiness")
+        signature.add_signature(key.jwk, alg=ALGORITHM, protected={"alg": ALGORITHM})
+        compact = signature.serialize(compact=True)
+        check = jws.JWS()
+        check.deserialize(compact)
+        check.verify(key.jwk, alg=ALGORITHM)
+    except Exception:  # noqa: BLE001 - any failure means "not ready"; the probe says so
+        return False
+    return True
