@@ -1,0 +1,262 @@
+"""The verifier's trusted public keys: PEM from configuration, or the issuer's JWKS.
+
+Only keys that come from configuration are ever trusted. A token's ``kid`` selects among them;
+``jwk``, ``jku``, ``x5u`` and ``x5c`` in a token header are never read by this module.
+
+JWKS keys are fetched at start, kept in memory, and fetched again when a token names an unknown
+``kid`` (the issuer rotated) or when the cached set is older than ``JWKS_MAX_AGE`` (so a key the
+issuer withdrew stops being trusted). Every fetch is rate limited to one per
+``settings.jwks_min_refetch_interval`` seconds, so a flood of random ``kid`` values costs the
+issuer one request per interval, not one per token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import KeyInvalid, KeyLoadError
+from shared.keys import VerificationKey, load_public_keys, public_key_from_jwk, read_pem
+from shared.strictjson import StrictJSONError, loads_strict
+from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
+from verifier.errors import KeyUnknown
+
+log = logging.getLogger(__name__)
+
+JWKS_TIMEOUT = 3.0
+"""Seconds a JWKS fetch may take; it can run on a request's path, so it stays short."""
+
+JWKS_MAX_BYTES = 256 * 1024
+"""A JWKS document larger than this is refused (a real one holds a handful of keys)."""
+
+JWKS_MAX_KEYS = 64
+"""Entries beyond this many are ignored, bounding the work one document can cause."""
+
+JWKS_MAX_AGE = 300.0
+"""Seconds after which a cached JWKS is fetched again on use, so withdrawn keys expire."""
+
+KID_MAX_LENGTH = 256
+"""A longer ``kid`` cannot name one of our keys; refusing it early keeps logs small."""
+
+
+FetchedKeys = list[tuple[str | None, VerificationKey]]
+"""JWKS keys as (the entry's own ``kid`` member, when usable; the key)."""
+
+
+class JWKSFetchError(Exception):
+    """Raised when the JWKS document cannot be fetched or is not a usable key set."""
+
+
+@dataclass(frozen=True)
+class _Index:
+    """An immutable snapshot of the trusted keys; swapped whole, so readers need no lock."""
+
+    by_kid: Mapping[str, VerificationKey]
+    keys: tuple[VerificationKey, ...]
+
+
+def _index(static: list[VerificationKey], fetched: FetchedKeys) -> _Index:
+    by_kid: dict[str, VerificationKey] = {}
+    ordered: list[VerificationKey] = []
+    for key in static:
+        if key.kid not in by_kid:
+            by_kid[key.kid] = key
+            ordered.append(key)
+    for alias, key in fetched:
+        # a JWKS entry is found both by its own "kid" (what the issuer writes in token headers)
+        # and by its RFC 7638 thumbprint (what our own issuer writes, and PEM keys use)
+        if key.kid not in by_kid:
+            by_kid[key.kid] = key
+            ordered.append(key)
+        if alias and alias not in by_kid:
+            by_kid[alias] = key
+    return _Index(by_kid=by_kid, keys=tuple(ordered))
+
+
+def parse_jwks(document: bytes, *, source: str) -> FetchedKeys:
+    """The RSA signing keys of a JWKS document as (its ``kid`` member, key); others skipped."""
+    try:
+        data = loads_strict(document)
+    except StrictJSONError as exc:
+        raise JWKSFetchError(f"{source}: not a JSON document ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise JWKSFetchError(f"{source}: not a JWKS document (no \"keys\" array)")
+    found: FetchedKeys = []
+    for position, entry in enumerate(data["keys"][:JWKS_MAX_KEYS]):
+        if not isinstance(entry, dict) or entry.get("kty") != "RSA":
+            continue  # only RSA keys can verify the algorithms we allow
+        if entry.get("use", "sig") != "sig":
+            continue
+        if "alg" in entry and entry["alg"] not in ALLOWED_ALGORITHMS:
+            continue
+        key_ops = entry.get("key_ops")
+        if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+            continue
+        kid = entry.get("kid")
+        alias = kid if isinstance(kid, str) and 0 < len(kid) <= KID_MAX_LENGTH else None
+        try:
+            key = public_key_from_jwk(entry, source=f"{source} keys[{position}]")
+        except KeyLoadError as exc:
+            log.warning("ignoring a JWKS entry: %s", exc)
+            continue
+        found.append((alias, key))
+    return found
+
+
+def fetch_jwks(url: str, *, timeout: float = JWKS_TIMEOUT) -> FetchedKeys:
+    """GET the JWKS document and parse it; any failure is a JWKSFetchError."""
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s) by config
+        url, headers={"Accept": "application/jwk-set+json, application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - as above
+            document = response.read(JWKS_MAX_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise JWKSFetchError(f"{url}: HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise JWKSFetchError(f"{url}: {reason}") from None
+    if len(document) > JWKS_MAX_BYTES:
+        raise JWKSFetchError(f"{url}: document larger than {JWKS_MAX_BYTES} bytes")
+    return parse_jwks(document, source=url)
+
+
+class KeySet:
+    """The trusted verification keys; safe to share between the threads of a gthread worker."""
+
+    def __init__(
+        self,
+        static_keys: list[VerificationKey] | None = None,
+        *,
+        jwks_url: str | None = None,
+        min_refetch_interval: float = 30.0,
+        max_age: float = JWKS_MAX_AGE,
+        timeout: float = JWKS_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._static = list(static_keys or [])
+        self._fetched: FetchedKeys = []
+        self._jwks_url = jwks_url
+        self._min_interval = float(min_refetch_interval)
+        self._max_age = float(max_age)
+        self._timeout = timeout
+        self._clock = clock
+        self._index = _index(self._static, [])
+        self._last_attempt: float | None = None
+        self._last_success: float | None = None
+        # held only while fetching: threads needing fresh keys wait for the one fetch in flight
+        self._fetch_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: VerifierSettings) -> KeySet:
+        """Keys from VERIFIER_PUBLIC_KEY(_FILE) and/or VERIFIER_JWKS_URL; bad PEM stops start-up."""
+        static: list[VerificationKey] = []
+        if settings.public_key_file or settings.public_key:
+            pem = read_pem(
+                file=settings.public_key_file,
+                text=settings.public_key,
+                file_variable="VERIFIER_PUBLIC_KEY_FILE",
+                text_variable="VERIFIER_PUBLIC_KEY",
+            )
+            source = (
+                "VERIFIER_PUBLIC_KEY_FILE" if settings.public_key_file else "VERIFIER_PUBLIC_KEY"
+            )
+            static = load_public_keys(pem, source=source)
+        elif not settings.jwks_url:
+            raise KeyInvalid(
+                "no trusted key: set VERIFIER_PUBLIC_KEY_FILE, VERIFIER_PUBLIC_KEY "
+                "or VERIFIER_JWKS_URL"
+            )
+        keyset = cls(
+            static,
+            jwks_url=settings.jwks_url,
+            min_refetch_interval=settings.jwks_min_refetch_interval,
+        )
+        if settings.jwks_url:
+            # an issuer that is down must not keep the verifier down: start not ready and try
+            # again on demand (readiness probes and tokens), at most once per interval
+            keyset.refresh(force=True)
+        return keyset
+
+    @property
+    def ready(self) -> bool:
+        """At least one key is loaded; when none is, a JWKS fetch is tried (rate limited)."""
+        if not self._index.keys and self._jwks_url:
+            self.refresh()
+        return bool(self._index.keys)
+
+    def keys(self) -> list[VerificationKey]:
+        """Every trusted key, configured PEM keys first."""
+        return list(self._index.keys)
+
+    def select(self, kid: str | None) -> VerificationKey:
+        """The key a token's ``kid`` names; without a kid, the only key. Raises KeyUnknown."""
+        if kid is not None and (not isinstance(kid, str) or len(kid) > KID_MAX_LENGTH):
+            raise KeyUnknown("the token's kid names no trusted key")
+        if self._jwks_url:
+            index = self._index
+            stale = (
+                self._last_success is not None
+                and self._clock() - self._last_success >= self._max_age
+            )
+            missing = not index.keys or (kid is not None and kid not in index.by_kid)
+            if missing:
+                self.refresh()
+            elif stale:
+                # a due background-style refresh: never make a request wait behind another's
+                self.refresh(wait=False)
+        index = self._index
+        if kid is None:
+            if len(index.keys) == 1:
+                return index.keys[0]
+            if not index.keys:
+                raise KeyUnknown("no trusted key is loaded yet")
+            raise KeyUnknown(
+                "the token has no kid and several keys are trusted; the issuer must set kid"
+            )
+        key = index.by_kid.get(kid)
+        if key is None:
+            raise KeyUnknown("the token's kid names no trusted key")
+        return key
+
+    def refresh(self, *, force: bool = False, wait: bool = True) -> bool:
+        """Fetch the JWKS again if the rate limit allows; True when a fetch succeeded."""
+        if not self._jwks_url:
+            return False
+        if not self._fetch_lock.acquire(blocking=wait, timeout=self._timeout + 1 if wait else -1):
+            return False
+        try:
+            now = self._clock()
+            if (
+                not force
+                and self._last_attempt is not None
+                and now - self._last_attempt < self._min_interval
+            ):
+                return False
+            self._last_attempt = now
+            try:
+                fetched = fetch_jwks(self._jwks_url, timeout=self._timeout)
+            except JWKSFetchError as exc:
+                if self._index.keys:
+                    log.warning("JWKS refresh failed, keeping the cached keys: %s", exc)
+                else:
+                    log.warning("JWKS fetch failed, not ready yet (will retry on demand): %s", exc)
+                return False
+            if not fetched:
+                log.warning("JWKS at %s holds no usable RSA signing key", self._jwks_url)
+            self._fetched = fetched
+            self._index = _index(self._static, fetched)
+            self._last_success = self._clock()
+            return True
+        finally:
+            self._fetch_lock.release()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What /readyz or a log line may show about the keys: kid and size, never key material."""
+        return [{"kid": key.kid, "bits": key.bits} for key in self._index.keys]

@@ -1,0 +1,396 @@
+"""The token validation pipeline: pure functions, an injected clock, no Flask and no Redis.
+
+Order matters and is part of the contract (docs/verification.md):
+
+1. structure, before any library sees the token: size, ASCII, three canonical base64url
+   segments, strict JSON objects for header and payload (``token_malformed``);
+2. header: ``alg`` in the allowlist (``algorithm_not_allowed``), no ``crit``/``b64``/``zip``/
+   ``enc``, ``typ`` JWT or absent (``token_malformed``), ``kid`` selects a configured key
+   (``key_unknown``); ``jwk``/``jku``/``x5u``/``x5c`` are ignored, never fetched or trusted;
+3. signature with jwcrypto, the algorithm pinned to the allowed header ``alg`` and the key chosen
+   in 2 (``signature_invalid``);
+4. claims through the shared schema (``claim_missing``/``claim_invalid``);
+5. time with the injected ``now`` and the leeway (``token_expired``, ``token_not_yet_valid``,
+   ``token_too_old``), then audience and issuer;
+6. the reference provider's options: required attributes (``attributes_mismatch``), escape
+   characters, the admin flag, the provider name.
+
+Any exception that is not a ``TokenError`` is turned into one: nothing a caller sends can make
+verification raise anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from jwcrypto.jws import JWSCore
+from marshmallow import ValidationError
+
+from shared.claims import claims_schema, first_error
+from shared.logs import token_fingerprint
+from shared.strictjson import StrictJSONError, loads_strict
+from verifier.config import VerifierSettings
+from verifier.errors import (
+    AlgorithmNotAllowed,
+    AttributesMismatch,
+    ClaimInvalid,
+    ClaimMissing,
+    SignatureInvalid,
+    TokenError,
+    TokenExpired,
+    TokenMalformed,
+    TokenNotYetValid,
+    TokenTooOld,
+)
+from verifier.keyset import KeySet
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_BYTES = 8 * 1024
+"""Tokens longer than this are refused before any parsing (a real one is well under 2 KiB)."""
+
+HEADER_MAX_DEPTH = 4
+"""A JOSE header is flat; deeper nesting is only ever an attack on the parser."""
+
+# header members that change how the token must be processed: we implement none of them, so a
+# token carrying one cannot be processed the way its issuer meant and is refused (RFC 7515 4.1.11)
+_REFUSED_HEADER_MEMBERS = ("crit", "b64", "zip", "enc")
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    """Everything verify_token decides with, precomputed once from the settings."""
+
+    algorithms: frozenset[str] = frozenset({"RS256"})
+    user_id_field: str = "userId"
+    is_admin_field: str = "isAdmin"
+    is_admin_value: Any = True
+    required_attributes: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    provider_name: str = "jwt"
+    escape_characters: tuple[str, ...] = ("|",)
+    leeway: float = 30
+    require_exp: bool = False
+    max_token_age: float = 0
+    audience: frozenset[str] | None = None
+    issuer: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: VerifierSettings) -> VerificationPolicy:
+        """The policy the verifier's configuration describes."""
+        return cls(
+            algorithms=frozenset(settings.algorithms),
+            user_id_field=settings.user_id_field,
+            is_admin_field=settings.is_admin_field,
+            is_admin_value=settings.is_admin_value,
+            required_attributes=MappingProxyType(dict(settings.required_attributes)),
+            provider_name=settings.provider_name,
+            escape_characters=tuple(settings.escape_characters),
+            leeway=settings.leeway,
+            require_exp=settings.require_exp,
+            max_token_age=settings.max_token_age,
+            audience=frozenset({settings.audience}) if settings.audience else None,
+            issuer=settings.issuer,
+        )
+
+    @property
+    def is_admin_is_boolean(self) -> bool:
+        """Whether the admin field must be a JSON boolean (it must when the admin value is one)."""
+        return isinstance(self.is_admin_value, bool)
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a good token says, after every check passed."""
+
+    user_id: str
+    is_admin: bool
+    provider: str
+    claims: dict[str, Any]
+    issued_at: float | None
+    expires_at: float | None
+    jti: str | None
+    kid: str
+    token_hash: str
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    header_text: str
+    payload_bytes: bytes
+    signature: bytes
+
+
+def token_hash(token: str) -> str:
+    """The full SHA-256 hex of the token: a key for caches and revocations, never the token."""
+    return hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
+
+
+def _b64decode(segment: str, what: str) -> bytes:
+    if not _BASE64URL.fullmatch(segment):
+        raise TokenMalformed(
+            f"the {what} is not base64url (padding, '+', '/', whitespace or other characters)"
+        )
+    if len(segment) % 4 == 1:
+        raise TokenMalformed(f"the {what} has an impossible base64url length")
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenMalformed(f"the {what} is not base64url") from None
+    # the same bytes must have exactly one encoding: unused trailing bits set to 1 give a second
+    # spelling of the same token, which defeats revocation and caching by token hash
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
+        raise TokenMalformed(f"the {what} is not canonical base64url (non-zero trailing bits)")
+    return raw
+
+
+def _parse(token: Any) -> _Parsed:
+    """Structure checks and strict decoding; no library beyond base64 and json sees the token."""
+    if not isinstance(token, str):
+        raise TokenMalformed("the token must be a string")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise TokenMalformed(f"the token is longer than {MAX_TOKEN_BYTES} bytes")
+    if not token.isascii():
+        raise TokenMalformed("the token holds non-ASCII characters")
+    segments = token.split(".")
+    if len(segments) == 5:
+        raise TokenMalformed("encrypted tokens (JWE) are not accepted; send a signed JWT")
+    if len(segments) != 3:
+        raise TokenMalformed("a JWT has exactly three dot-separated segments")
+    names = ("header", "payload", "signature")
+    for name, segment in zip(names, segments, strict=True):
+        if not segment:
+            raise TokenMalformed(f"the {name} segment is empty")
+    header_bytes = _b64decode(segments[0], "header")
+    payload_bytes = _b64decode(segments[1], "payload")
+    signature = _b64decode(segments[2], "signature")
+    try:
+        header = loads_strict(header_bytes, max_depth=HEADER_MAX_DEPTH)
+    except StrictJSONError as exc:
+        raise TokenMalformed(f"the header is not strict JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise TokenMalformed("the header must be a JSON object")
+    try:
+        payload = loads_strict(payload_bytes)
+    except StrictJSONError as exc:
+        raise TokenMalformed(f"the payload is not strict JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise TokenMalformed("the payload must be a JSON object")
+    return _Parsed(
+        header=header,
+        payload=payload,
+        signing_input=f"{segments[0]}.{segments[1]}".encode("ascii"),
+        header_text=header_bytes.decode("utf-8"),
+        payload_bytes=payload_bytes,
+        signature=signature,
+    )
+
+
+def peek_claims(token: str) -> dict[str, Any] | None:
+    """The payload if the token is structurally sound, unverified: for keys, never decisions."""
+    try:
+        return _parse(token).payload
+    except Exception:  # noqa: BLE001 - peeking never fails, it answers "nothing to see"
+        return None
+
+
+def _check_header(header: dict[str, Any], policy: VerificationPolicy) -> tuple[str, str | None]:
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise TokenMalformed("the header has no alg string")
+    # exact, case-sensitive membership: "none", "None", "NONE" and every HS* are simply absent
+    if alg not in policy.algorithms:
+        raise AlgorithmNotAllowed(
+            f"alg {alg[:32]!r} is not allowed; accepted: {', '.join(sorted(policy.algorithms))}"
+        )
+    for member in _REFUSED_HEADER_MEMBERS:
+        if member in header:
+            raise TokenMalformed(f"the header member {member!r} is not supported")
+    typ = header.get("typ", _MISSING)
+    if typ is not _MISSING and (
+        not isinstance(typ, str) or typ.lower() not in ("jwt", "application/jwt")
+    ):
+        raise TokenMalformed("the header typ must be JWT when present")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise TokenMalformed("the header kid must be a string")
+    # jwk, jku, x5u, x5c (and x5t) are deliberately not read: the key comes from configuration
+    # only, so an embedded or linked key can never be used; a token signed by such a key fails
+    # the signature check against our keys like any other forgery
+    return alg, kid
+
+
+def _verify_signature(parsed: _Parsed, alg: str, key: Any) -> None:
+    try:
+        # JWSCore is jwcrypto's signature step alone, with the algorithm pinned and a one-entry
+        # allowlist; the structure, header and JSON checks jwt.JWT(strict_serialization=True)
+        # would add are already done above, more strictly, and skipping its re-parsing makes
+        # verification about 2.5x faster (bench/verify_pipeline.py)
+        core = JWSCore(alg, key, parsed.header_text, parsed.payload_bytes, [alg])
+        core.verify(parsed.signature)
+    except Exception:  # noqa: BLE001 - any failure to verify is a bad signature
+        raise SignatureInvalid("the signature does not verify with the trusted key") from None
+
+
+def _is_js_falsy(value: Any) -> bool:
+    # the reference provider tested `!payload[userIdFieldName]`: JavaScript falsiness
+    if value is None or value is False or value == "":
+        return True
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value == 0 or (isinstance(value, float) and math.isnan(value))
+    return False
+
+
+def _check_claims(payload: dict[str, Any], policy: VerificationPolicy) -> None:
+    user_id = payload.get(policy.user_id_field, _MISSING)
+    if user_id is _MISSING or _is_js_falsy(user_id):
+        # the reference provider's message, word for word, for clients that match on it
+        raise ClaimMissing(
+            "The payload is missing or it doesn't contain the field "
+            f"{policy.user_id_field}"
+        )
+    schema = claims_schema(
+        policy.user_id_field,
+        policy.is_admin_field,
+        is_admin_is_boolean=policy.is_admin_is_boolean,
+    )
+    try:
+        schema.load(payload)
+    except ValidationError as exc:
+        name, message = first_error(exc.messages)
+        raise ClaimInvalid(f"{name}: {message}") from None
+
+
+def _check_time(payload: dict[str, Any], policy: VerificationPolicy, now: float) -> None:
+    leeway = policy.leeway
+    exp = payload.get("exp")
+    nbf = payload.get("nbf")
+    iat = payload.get("iat")
+    if exp is not None and now >= exp + leeway:
+        raise TokenExpired("the token has expired")
+    if nbf is not None and now + leeway < nbf:
+        raise TokenNotYetValid("the token is not valid yet (nbf)")
+    if iat is not None and iat > now + leeway:
+        raise TokenNotYetValid("the token was issued in the future (iat)")
+    if exp is None:
+        if policy.require_exp:
+            raise ClaimMissing("the token has no exp and VERIFIER_REQUIRE_EXP is set")
+        if policy.max_token_age > 0:
+            if iat is None:
+                raise ClaimMissing(
+                    "the token has neither exp nor iat and VERIFIER_MAX_TOKEN_AGE is set"
+                )
+            if now - iat > policy.max_token_age + leeway:
+                raise TokenTooOld("the token was issued longer ago than VERIFIER_MAX_TOKEN_AGE")
+
+
+def _check_registered(payload: dict[str, Any], policy: VerificationPolicy) -> None:
+    if policy.audience is not None:
+        aud = payload.get("aud", _MISSING)
+        if aud is _MISSING:
+            raise ClaimMissing("the token has no aud and VERIFIER_AUDIENCE is set")
+        audiences = [aud] if isinstance(aud, str) else aud
+        if not any(item in policy.audience for item in audiences):
+            raise ClaimInvalid("the token's aud does not include this verifier's audience")
+    if policy.issuer is not None:
+        iss = payload.get("iss", _MISSING)
+        if iss is _MISSING:
+            raise ClaimMissing("the token has no iss and VERIFIER_ISSUER is set")
+        if iss != policy.issuer:
+            raise ClaimInvalid("the token's iss is not the configured issuer")
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    """Equality of JSON values with their types: ``"true" != true``, ``1 != true``, ``1 == 1.0``."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left is right
+    if isinstance(left, int | float) or isinstance(right, int | float):
+        # JSON has one number type: 1 and 1.0 are the same number, as in the reference (===)
+        return (
+            isinstance(left, int | float) and isinstance(right, int | float) and left == right
+        )
+    if isinstance(left, str) or isinstance(right, str):
+        return isinstance(left, str) and isinstance(right, str) and left == right
+    if left is None or right is None:
+        return left is None and right is None
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(
+            json_equal(a, b) for a, b in zip(left, right, strict=True)
+        )
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    return False
+
+
+def _check_attributes(payload: dict[str, Any], policy: VerificationPolicy) -> None:
+    for name, expected in policy.required_attributes.items():
+        if not json_equal(payload.get(name, _MISSING), expected):
+            raise AttributesMismatch(f"the required attribute {name!r} does not match")
+
+
+def _escape(user_id: str, characters: tuple[str, ...]) -> str:
+    # every occurrence: the reference replaced only the first, so "a|b|c" became "a_b|c"
+    for character in characters:
+        user_id = user_id.replace(character, "_")
+    return user_id
+
+
+def _verify(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> VerifiedToken:
+    parsed = _parse(token)
+    alg, kid = _check_header(parsed.header, policy)
+    key = keys.select(kid)
+    _verify_signature(parsed, alg, key.jwk)
+    payload = parsed.payload
+    _check_claims(payload, policy)
+    _check_time(payload, policy, now)
+    _check_registered(payload, policy)
+    _check_attributes(payload, policy)
+    is_admin = json_equal(payload.get(policy.is_admin_field, _MISSING), policy.is_admin_value)
+    iat = payload.get("iat")
+    exp = payload.get("exp")
+    jti = payload.get("jti")
+    return VerifiedToken(
+        user_id=_escape(payload[policy.user_id_field], policy.escape_characters),
+        is_admin=is_admin,
+        provider=policy.provider_name,
+        claims=payload,
+        issued_at=iat,
+        expires_at=exp,
+        jti=jti,
+        kid=key.kid,
+        token_hash=token_hash(token),
+    )
+
+
+def verify_token(
+    token: str, *, keys: KeySet, policy: VerificationPolicy, now: float
+) -> VerifiedToken:
+    """Verify a compact JWS and its claims at time ``now``; raises only TokenError subclasses."""
+    try:
+        return _verify(token, keys, policy, now)
+    except TokenError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: no input yields anything but a 401
+        log.warning(
+            "unexpected %s while verifying token %s; refused as malformed",
+            type(exc).__name__,
+            token_fingerprint(token) if isinstance(token, str) else "-",
+        )
+        raise TokenMalformed("the token could not be processed") from None
