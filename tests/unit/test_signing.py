@@ -1,0 +1,100 @@
+"""sign_token: the header, the issuer's claims, and reserved claims refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+
+from issuer.signing import (
+    RESERVED_CLAIMS,
+    PayloadRejected,
+    check_signing_key,
+    sign_token,
+)
+from shared.keys import SigningKey, load_private_key
+from tests.conftest import PASSPHRASE, KeyPair
+
+NOW = 1_700_000_000.7
+
+
+@pytest.fixture(scope="module")
+def signing_key(key_pair: KeyPair) -> SigningKey:
+    return load_private_key(key_pair.private_pem.encode(), PASSPHRASE.encode(), source="test")
+
+
+def _segment(token: str, index: int) -> dict[str, Any]:
+    part = token.split(".")[index]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return decoded
+
+
+def test_header_is_exactly_alg_typ_kid(signing_key: SigningKey) -> None:
+    issued = sign_token({"userId": "1"}, signing_key, now=NOW, ttl=60, issuer=None, audience=None)
+    assert _segment(issued.token, 0) == {"alg": "RS256", "typ": "JWT", "kid": signing_key.kid}
+    assert issued.kid == signing_key.kid
+
+
+def test_claims_and_signature_verify_with_pyjwt(signing_key: SigningKey, key_pair: KeyPair) -> None:
+    payload = {"userId": "123", "isAdmin": True, "team": "blue"}
+    issued = sign_token(payload, signing_key, now=NOW, ttl=600, issuer="https://auth.example",
+                        audience="app")
+    claims = pyjwt.decode(
+        issued.token, key_pair.public_pem, algorithms=["RS256"], audience="app",
+        issuer="https://auth.example", options={"verify_exp": False},
+    )
+    assert claims == {
+        **payload, "iat": 1_700_000_000, "exp": 1_700_000_600, "jti": issued.jti,
+        "iss": "https://auth.example", "aud": "app",
+    }
+    assert issued.expires_at == 1_700_000_600
+    assert payload == {"userId": "123", "isAdmin": True, "team": "blue"}  # caller's dict untouched
+
+
+def test_ttl_zero_makes_a_seed_style_token_without_exp(signing_key: SigningKey) -> None:
+    issued = sign_token({"userId": "1"}, signing_key, now=NOW, ttl=0, issuer=None, audience=None)
+    claims = _segment(issued.token, 1)
+    assert "exp" not in claims
+    assert issued.expires_at is None
+    assert set(claims) == {"userId", "iat", "jti"}
+
+
+def test_jti_is_random_with_at_least_128_bits(signing_key: SigningKey) -> None:
+    jtis = {
+        sign_token({"userId": "1"}, signing_key, now=NOW, ttl=60, issuer=None, audience=None).jti
+        for _ in range(20)
+    }
+    assert len(jtis) == 20
+    for jti in jtis:
+        assert len(base64.urlsafe_b64decode(jti + "=" * (-len(jti) % 4))) * 8 >= 128
+
+
+@pytest.mark.parametrize("claim", RESERVED_CLAIMS)
+def test_reserved_claims_are_refused_by_name(signing_key: SigningKey, claim: str) -> None:
+    with pytest.raises(PayloadRejected) as caught:
+        sign_token({"userId": "1", claim: "x"}, signing_key, now=NOW, ttl=60, issuer=None,
+                   audience=None)
+    assert caught.value.code == "claim_reserved"
+    assert caught.value.field == claim
+
+
+def test_schema_failures_name_the_field(signing_key: SigningKey) -> None:
+    with pytest.raises(PayloadRejected) as caught:
+        sign_token({"userId": "1", "isAdmin": "true"}, signing_key, now=NOW, ttl=60, issuer=None,
+                   audience=None)
+    assert (caught.value.code, caught.value.field) == ("claim_invalid", "isAdmin")
+
+
+def test_unicode_claims_survive(signing_key: SigningKey, key_pair: KeyPair) -> None:
+    issued = sign_token({"userId": "zoë", "city": "Zürich"}, signing_key, now=NOW, ttl=0,
+                        issuer=None, audience=None)
+    claims = pyjwt.decode(issued.token, key_pair.public_pem, algorithms=["RS256"])
+    assert claims["userId"] == "zoë"
+    assert claims["city"] == "Zürich"
+
+
+def test_signing_key_check(signing_key: SigningKey) -> None:
+    assert check_signing_key(signing_key) is True
