@@ -20,6 +20,7 @@ _LAZY_COMMANDS = {
     "issue": "issuer.commands:issue",
     "verify": "verifier.commands:verify",
     "up": "jwt_auth.stack:up",
+    "dev-keys": "jwt_auth.devkeys:dev_keys",
 }
 
 DEFAULT_PORTS = {"issuer": 8001, "verifier": 8002}
