@@ -1,0 +1,388 @@
+"""What the verifier does for a request, Flask-free: verify, log in, look up, log out, revoke.
+
+The hot path (``verify``) costs at most one Redis round trip: a single MGET of the token's cache
+entry, its revocation key and its user's cut-off, with the keys computed from the unverified
+payload. A result found in the in-process LRU or in the Redis cache skips the RSA work, but never
+the revocation and cut-off check, which is read fresh from Redis on every request: the caches can
+only save work, never admit a token Redis says is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.claims import USER_ID_MAX_LENGTH
+from shared.errors import Problem
+from shared.logs import token_fingerprint
+from verifier.config import VerifierSettings
+from verifier.errors import (
+    StoreUnavailable,
+    TokenError,
+    TokenExpired,
+    TokenMalformed,
+    TokenRevoked,
+    TokenTooOld,
+)
+from verifier.keyset import KeySet
+from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
+from verifier.store import CACHE_MAX_TTL, REVOCATION_MARGIN, Snapshot, Store, revocation_id
+from verifier.verification import (
+    VerificationPolicy,
+    VerifiedToken,
+    peek_claims,
+    token_hash,
+    verify_token,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION_ID_BYTES = 32
+"""256 random bits per session id (the contract asks for at least 128)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verified token, and whether revocations were consulted (False only in open mode)."""
+
+    token: VerifiedToken
+    revocation_checked: bool
+
+
+@dataclass(frozen=True)
+class _Guess:
+    """Redis keys computed from the unverified payload, before the signature is checked."""
+
+    rev_id: str
+    user_id: str | None
+
+
+class LocalCache:
+    """A bounded, thread-safe LRU of verified results, each valid until a wall-clock time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[VerifiedToken, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, now: float) -> VerifiedToken | None:
+        if self.size <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[1] <= now:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: str, token: VerifiedToken, until: float) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (token, until)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+
+def config_tag(settings: VerifierSettings, keyset: KeySet) -> str:
+    """A short hash of what decides a verification: processes that differ share no cache."""
+    described = {
+        "kids": sorted(key.kid for key in keyset.keys()),  # noqa: SIM118 - KeySet is no dict
+        "jwks": settings.jwks_url,
+        "policy": [
+            settings.user_id_field, settings.is_admin_field, settings.is_admin_value,
+            settings.required_attributes, settings.provider_name,
+            list(settings.escape_characters), settings.leeway, settings.require_exp,
+            settings.max_token_age, settings.audience, settings.issuer,
+            list(settings.algorithms),
+        ],
+    }
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def check_user_id(user_id: str) -> None:
+    """Refuse a user id from a URL that no token could carry (400 request_invalid)."""
+    if not user_id or len(user_id) > USER_ID_MAX_LENGTH or not user_id.isprintable():
+        raise Problem("The user id is empty, too long or holds control characters.")
+
+
+class VerifierService:
+    """The verifier's operations over the key set, the policy and the Redis store."""
+
+    def __init__(
+        self,
+        settings: VerifierSettings,
+        keyset: KeySet,
+        policy: VerificationPolicy,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.keyset = keyset
+        self.policy = policy
+        self.store = store
+        self.clock = clock
+        self.open_mode = settings.redis_failure_mode == "open"
+        self.local = LocalCache(settings.cache_size)
+
+    # verification ---------------------------------------------------------------------------
+
+    def verify(self, token: str) -> Verdict:
+        """Verify a token, its revocation and its user's cut-off; counts the outcome."""
+        try:
+            verdict = self._verify(token)
+        except TokenError as exc:
+            VERIFICATIONS.labels(exc.code).inc()
+            log.info("token %s refused: %s", token_fingerprint(token), exc.code)
+            raise
+        except StoreUnavailable:
+            VERIFICATIONS.labels("store_unavailable").inc()
+            STORE_FAILURES.labels("closed").inc()
+            raise
+        if verdict.revocation_checked:
+            VERIFICATIONS.labels("ok").inc()
+        else:
+            VERIFICATIONS.labels("ok_unchecked").inc()
+            STORE_FAILURES.labels("open").inc()
+            log.warning(
+                "token %s accepted by signature alone: Redis unreachable, open mode",
+                token_fingerprint(token),
+            )
+        return verdict
+
+    def _verify(self, token: str) -> Verdict:
+        if not isinstance(token, str):
+            raise TokenMalformed("the token must be a string")
+        now = self.clock()
+        digest = token_hash(token)
+        local = self.local.get(digest, now)
+        guess = self._guess(token, digest)
+        snapshot: Snapshot | None = None
+        if guess is not None:
+            try:
+                # the cache entry is only worth reading when this process has no result yet
+                snapshot = self.store.lookup(
+                    None if local else digest, guess.rev_id, guess.user_id
+                )
+            except StoreUnavailable:
+                return self._without_store(local or self._check(token, now))
+        verified = local
+        fresh = False
+        if verified is None and snapshot is not None and snapshot.cached is not None:
+            verified = _from_cache(snapshot.cached, now)
+        if verified is None:
+            verified = self._check(token, now)
+            fresh = True
+        rev_id = revocation_id(verified.jti, digest)
+        if snapshot is None or guess is None or (guess.rev_id, guess.user_id) != (
+            rev_id, verified.user_id
+        ):
+            # the peeked keys did not match what verification found: read the right ones
+            try:
+                snapshot = self.store.lookup(None, rev_id, verified.user_id)
+            except StoreUnavailable:
+                return self._without_store(verified)
+        _refuse_if_revoked(verified, snapshot)
+        until = self._cache_until(verified, now)
+        if local is None:
+            self.local.put(digest, verified, until)
+        if fresh:
+            entry = {**dataclasses.asdict(verified), "until": until}
+            # a missed cache write costs a later RSA verify, nothing else
+            with contextlib.suppress(StoreUnavailable):
+                self.store.remember(digest, entry, math.floor(until - now))
+        return Verdict(verified, True)
+
+    def _without_store(self, verified: VerifiedToken) -> Verdict:
+        """Redis failed after the token proved valid: 503 in closed mode, unchecked in open."""
+        if self.open_mode:
+            return Verdict(verified, False)
+        raise StoreUnavailable(
+            "Revocations cannot be checked: Redis is unreachable. Try again shortly."
+        )
+
+    def _check(self, token: str, now: float) -> VerifiedToken:
+        """The pure pipeline; whatever goes wrong in it is a 401, never a 500."""
+        try:
+            return verify_token(token, keys=self.keyset, policy=self.policy, now=now)
+        except TokenError:
+            raise
+        except Exception:  # noqa: BLE001 - the contract: nothing a caller sends yields a 500
+            log.warning("unexpected error verifying token %s", token_fingerprint(token))
+            raise TokenMalformed("the token could not be processed") from None
+
+    def _guess(self, token: str, digest: str) -> _Guess | None:
+        claims = peek_claims(token)
+        if claims is None:
+            return None
+        raw = claims.get(self.settings.user_id_field)
+        user_id: str | None = None
+        if isinstance(raw, str) and raw:
+            for character in self.settings.escape_characters:
+                raw = raw.replace(character, "_")
+            user_id = raw
+        return _Guess(revocation_id(claims.get("jti"), digest), user_id)
+
+    def _cache_until(self, verified: VerifiedToken, now: float) -> float:
+        """When a cached result must be dropped: the token's expiry or age limit, at the latest."""
+        limits = [now + CACHE_MAX_TTL]
+        if verified.expires_at is not None:
+            limits.append(float(verified.expires_at))
+        elif self.settings.max_token_age and verified.issued_at is not None:
+            limits.append(float(verified.issued_at) + self.settings.max_token_age)
+        return min(limits)
+
+    # sessions -------------------------------------------------------------------------------
+
+    def login(self, token: str) -> dict[str, Any]:
+        """Verify the token, update the user record (admin recomputed) and open a session."""
+        verdict = self.verify(token)
+        if not verdict.revocation_checked:
+            raise StoreUnavailable("Logging in needs Redis, which is unreachable.")
+        verified = verdict.token
+        now = self.clock()
+        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        session = {
+            "userId": verified.user_id,
+            "isAdmin": verified.is_admin,
+            "provider": verified.provider,
+            "createdAt": int(now),
+            "expiresAt": int(now) + self.settings.session_ttl,
+        }
+        if not self.store.create_session(
+            session_id, session, issued_at=verified.issued_at, now=now
+        ):
+            # a user-wide logout landed between verification and the session write
+            raise TokenRevoked("every token of this user issued so far was revoked")
+        SESSIONS.labels("login").inc()
+        log.info("session opened for token %s", token_fingerprint(token))
+        return {"sessionId": session_id, **session}
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        """The live session with this id, or None."""
+        if not _session_id_shaped(session_id):
+            return None
+        session = self.store.get_session(session_id)
+        if session is None:
+            return None
+        return {"sessionId": session_id, **session}
+
+    def logout(self, session_id: str) -> bool:
+        """End one session; False when there was none."""
+        if not _session_id_shaped(session_id):
+            return False
+        ended = self.store.delete_session(session_id)
+        if ended:
+            SESSIONS.labels("logout").inc()
+        return ended
+
+    # revocation and users -------------------------------------------------------------------
+
+    def revoke(self, token: str) -> None:
+        """Refuse this token from now on; a token that is already refused for good is a no-op.
+
+        The token must verify first (holding it is the right to revoke it). An expired or too
+        old token, whose signature was checked before its time, can never be accepted again,
+        and a revoked one is already refused: both succeed without writing anything.
+        """
+        try:
+            verdict = self.verify(token)
+        except (TokenExpired, TokenTooOld, TokenRevoked):
+            return
+        if not verdict.revocation_checked:
+            raise StoreUnavailable("Revoking needs Redis, which is unreachable.")
+        verified = verdict.token
+        digest = token_hash(token)
+        ttl: int | None = None
+        if verified.expires_at is not None:
+            # past exp plus the largest leeway no verifier accepts it, whatever its settings
+            ttl = max(1, math.ceil(float(verified.expires_at) - self.clock()) + REVOCATION_MARGIN)
+        self.store.revoke(revocation_id(verified.jti, digest), ttl, digest)
+        self.local.discard(digest)
+        log.info("token %s revoked", token_fingerprint(token))
+
+    def end_user_sessions(self, user_id: str) -> dict[str, Any]:
+        """End every session of the user and refuse every token issued up to now."""
+        check_user_id(user_id)
+        cutoff, ended = self.store.end_user(user_id, self.clock())
+        SESSIONS.labels("user_logout").inc()
+        return {"userId": user_id, "sessionsEnded": ended, "tokensRevokedBefore": cutoff}
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """The user record (as of the last login) with the user's cut-off, or None."""
+        check_user_id(user_id)
+        record, cutoff = self.store.get_user(user_id)
+        if record is None:
+            return None
+        return {
+            "userId": record.get("userId", user_id),
+            "isAdmin": record.get("isAdmin") == "true",
+            "provider": record.get("provider"),
+            "createdAt": _number(record.get("createdAt")),
+            "lastLoginAt": _number(record.get("lastLoginAt")),
+            "tokensRevokedBefore": cutoff,
+        }
+
+    def readiness(self) -> dict[str, bool]:
+        """What /readyz reports: keys loaded, Redis reachable."""
+        return {"keys": self.keyset.ready, "redis": self.store.ping()}
+
+
+def _refuse_if_revoked(verified: VerifiedToken, snapshot: Snapshot) -> None:
+    if snapshot.revoked:
+        raise TokenRevoked("the token was revoked")
+    cutoff = snapshot.cutoff
+    # a token without iat cannot prove it was issued after the cut-off
+    if cutoff is not None and (
+        verified.issued_at is None or float(verified.issued_at) <= cutoff
+    ):
+        raise TokenRevoked(
+            "every token of this user issued before a user-wide logout was revoked; sign in again"
+        )
+
+
+def _from_cache(raw: bytes, now: float) -> VerifiedToken | None:
+    """A cached result, or None when it is unreadable (another version wrote it) or stale."""
+    try:
+        entry = json.loads(raw)
+        until = float(entry.pop("until"))
+        verified = VerifiedToken(**entry)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return verified if until > now else None
+
+
+def _session_id_shaped(session_id: str) -> bool:
+    # token_urlsafe(32) gives 43 characters; anything else cannot be one of ours
+    return (
+        len(session_id) == 43
+        and all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in session_id)
+    )
+
+
+def _number(raw: str | None) -> int | None:
+    try:
+        return int(float(raw)) if raw is not None else None
+    except ValueError:
+        return None

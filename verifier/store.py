@@ -1,0 +1,344 @@
+"""The verifier's Redis state: revocations, user cut-offs, sessions, user records, a cache.
+
+Key layout (``P`` is ``VERIFIER_REDIS_PREFIX``, default ``jwtauth:``); docs/verifier.md has the
+same table for operators:
+
+==============================  ==========================  ====================================
+key                             value                       lifetime
+==============================  ==========================  ====================================
+``P revoked:jti:<jti>``         ``1``                       until the token's ``exp`` plus the
+``P revoked:sha256:<hash>``     (token without a ``jti``)   largest leeway (1 h); permanent for
+                                                            a token without ``exp``
+``P cutoff:<userId>``           unix seconds (float)        permanent (one small key per user)
+``P session:<sha256(id)>``      session JSON                VERIFIER_SESSION_TTL
+``P user-sessions:<userId>``    set of session hashes       VERIFIER_SESSION_TTL from the
+                                                            user's latest login
+``P user:<userId>``             hash: the user record       permanent, like a user database
+``P cache:<config>:<hash>``     verified result JSON        until the token expires, at most
+                                                            CACHE_MAX_TTL
+==============================  ==========================  ====================================
+
+Session ids are stored hashed: read access to Redis does not hand out live sessions.
+
+Connections: redis-py with short connect and socket timeouts, one immediate retry (a pooled
+connection left over from before a Redis restart fails once, and the retry reconnects), and a
+short circuit breaker so that a dead Redis costs a fast 503 instead of a timeout per request.
+The client is created lazily in the process that uses it, so nothing made in the gunicorn
+master (the app is preloaded before fork) carries a socket into a worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from verifier.config import VerifierSettings
+from verifier.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+CACHE_MAX_TTL = 300
+"""Longest life of a cache entry (seconds): bounds how long a key removed from a JWKS or a
+changed policy can keep a cached result alive in other processes."""
+
+REVOCATION_MARGIN = 3600
+"""Seconds a revocation outlives its token's ``exp``: the largest VERIFIER_LEEWAY allowed, so a
+revocation never lapses while some verifier would still accept the token."""
+
+BREAKER_SECONDS = 0.5
+"""After a Redis failure, fail fast for this long before trying again (no retry storms)."""
+
+_LOGIN = """
+local cutoff = redis.call('GET', KEYS[1])
+if cutoff and (ARGV[1] == '' or tonumber(ARGV[1]) <= tonumber(cutoff)) then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('EXISTS', ARGV[5] .. member) == 0 then
+    redis.call('SREM', KEYS[3], member)
+  end
+end
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('HSETNX', KEYS[4], 'createdAt', ARGV[9])
+redis.call('HSET', KEYS[4], 'userId', ARGV[6], 'isAdmin', ARGV[7], 'provider', ARGV[8],
+           'lastLoginAt', ARGV[9])
+return 1
+"""
+# atomic with the cut-off script below: a login racing a user-wide logout either sees the
+# cut-off and is refused, or is registered in the index before the cut-off ends every session
+
+_LOGOUT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+redis.call('DEL', KEYS[1])
+local ok, session = pcall(cjson.decode, raw)
+if ok and type(session) == 'table' and type(session.userId) == 'string' then
+  redis.call('SREM', ARGV[1] .. session.userId, ARGV[2])
+end
+return 1
+"""
+
+_END_USER = """
+local current = redis.call('GET', KEYS[1])
+local cutoff = ARGV[1]
+if current and tonumber(current) and tonumber(current) > tonumber(ARGV[1]) then
+  cutoff = current
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+local ended = 0
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  ended = ended + redis.call('DEL', ARGV[2] .. member)
+end
+redis.call('DEL', KEYS[2])
+return {cutoff, ended}
+"""
+# the cut-off only moves forward: a second user-wide logout never re-admits older tokens
+
+
+def sha256_hex(text: str) -> str:
+    """Hex SHA-256 of a string, the form token and session hashes take in keys."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def revocation_id(jti: Any, token_hash: str) -> str:
+    """What a revocation is keyed by: the ``jti`` when usable, else the token's hash.
+
+    Seed-style tokens have no ``jti``; their hash is their identity. A ``jti`` that is not a
+    short printable string is ignored in favour of the hash, so keys stay bounded.
+    """
+    if isinstance(jti, str) and 0 < len(jti) <= 128 and jti.isprintable():
+        return f"jti:{jti}"
+    return f"sha256:{token_hash}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one MGET told about a token: its cache entry, whether revoked, its user's cut-off."""
+
+    cached: bytes | None
+    revoked: bool
+    cutoff: float | None
+
+
+class Store:
+    """The verifier's Redis keys behind small methods; raises StoreUnavailable when Redis fails."""
+
+    def __init__(self, settings: VerifierSettings, *, config_tag: str = "") -> None:
+        self.url = settings.redis_url
+        self.prefix = settings.redis_prefix
+        self.timeout = settings.redis_timeout_ms / 1000
+        self.session_ttl = settings.session_ttl
+        self.config_tag = config_tag
+        self._client: redis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+
+    # keys -----------------------------------------------------------------------------------
+
+    def revocation_key(self, rev_id: str) -> str:
+        return f"{self.prefix}revoked:{rev_id}"
+
+    def cutoff_key(self, user_id: str) -> str:
+        return f"{self.prefix}cutoff:{user_id}"
+
+    def cache_key(self, token_hash: str) -> str:
+        # the configuration tag keeps processes with different keys or policy apart
+        return f"{self.prefix}cache:{self.config_tag}:{token_hash}"
+
+    def session_key(self, session_hash: str) -> str:
+        return f"{self.prefix}session:{session_hash}"
+
+    def index_key(self, user_id: str) -> str:
+        return f"{self.prefix}user-sessions:{user_id}"
+
+    def user_key(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+    # connection -----------------------------------------------------------------------------
+
+    def _redis(self) -> redis.Redis:
+        """This process's client; a forked worker makes its own instead of sharing the master's."""
+        pid = os.getpid()
+        if self._client is None or self._pid != pid:
+            with self._lock:
+                if self._client is None or self._pid != pid:
+                    client = redis.Redis.from_url(
+                        self.url,
+                        socket_connect_timeout=self.timeout,
+                        socket_timeout=self.timeout,
+                        # one immediate retry heals a connection Redis closed while it was away;
+                        # redis-py's default (10 retries with backoff) would be a retry storm
+                        retry=Retry(NoBackoff(), 1),
+                    )
+                    self._scripts = {
+                        "login": client.register_script(_LOGIN),
+                        "logout": client.register_script(_LOGOUT),
+                        "end_user": client.register_script(_END_USER),
+                    }
+                    self._client = client
+                    self._pid = pid
+                    self._down_until = 0.0
+        assert self._client is not None
+        return self._client
+
+    def _run(self, what: str, action: Any) -> Any:
+        """Call ``action(client)``; a Redis failure is StoreUnavailable and opens the breaker."""
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable("Redis is unreachable; try again shortly.")
+        try:
+            return action(self._redis())
+        except redis.RedisError as exc:
+            self._down_until = time.monotonic() + BREAKER_SECONDS
+            log.warning("redis %s failed: %s", what, type(exc).__name__)
+            raise StoreUnavailable("Redis is unreachable; try again shortly.") from None
+
+    def close(self) -> None:
+        """Drop this process's connections (tests, shutdown)."""
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+
+    def ping(self) -> bool:
+        """Whether Redis answers right now (readiness)."""
+        try:
+            return bool(self._run("ping", lambda client: client.ping()))
+        except StoreUnavailable:
+            return False
+
+    # verification ---------------------------------------------------------------------------
+
+    def lookup(self, token_hash: str | None, rev_id: str, user_id: str | None) -> Snapshot:
+        """One round trip: the cache entry (when asked), the revocation and the user's cut-off."""
+        keys = [
+            self.cache_key(token_hash) if token_hash else self.prefix + "cache:-",
+            self.revocation_key(rev_id),
+            self.cutoff_key(user_id) if user_id is not None else self.prefix + "cutoff:-",
+        ]
+        cached, revoked, cutoff = self._run("lookup", lambda client: client.mget(keys))
+        return Snapshot(
+            cached=cached if token_hash else None,
+            revoked=revoked is not None,
+            cutoff=_float(cutoff) if user_id is not None else None,
+        )
+
+    def remember(self, token_hash: str, entry: dict[str, Any], ttl: int) -> None:
+        """Cache a verified result for ``ttl`` seconds (never past the token's expiry)."""
+        if ttl < 1:
+            return
+        payload = json.dumps(entry, separators=(",", ":"))
+        self._run(
+            "cache", lambda client: client.set(self.cache_key(token_hash), payload, ex=ttl)
+        )
+
+    def revoke(self, rev_id: str, ttl: int | None, token_hash: str) -> None:
+        """Refuse the token from now on; ``ttl`` None keeps the revocation (token without exp)."""
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.set(self.revocation_key(rev_id), "1", ex=ttl)
+            pipe.delete(self.cache_key(token_hash))
+            pipe.execute()
+
+        self._run("revoke", write)
+
+    # sessions and users ---------------------------------------------------------------------
+
+    def create_session(
+        self,
+        session_id: str,
+        session: dict[str, Any],
+        *,
+        issued_at: float | None,
+        now: float,
+    ) -> bool:
+        """Store a session and update the user record; False when the user's cut-off refuses it."""
+        user_id = session["userId"]
+        session_hash = sha256_hex(session_id)
+        keys = [
+            self.cutoff_key(user_id),
+            self.session_key(session_hash),
+            self.index_key(user_id),
+            self.user_key(user_id),
+        ]
+        args = [
+            "" if issued_at is None else repr(float(issued_at)),
+            json.dumps(session, separators=(",", ":")),
+            self.session_ttl,
+            session_hash,
+            self.prefix + "session:",
+            user_id,
+            "true" if session["isAdmin"] else "false",
+            session["provider"],
+            repr(now),
+        ]
+        created = self._run("login", lambda client: self._script(client, "login")(keys, args))
+        return bool(created)
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        """The live session with this id, or None."""
+        key = self.session_key(sha256_hex(session_id))
+        raw = self._run("session", lambda client: client.get(key))
+        if raw is None:
+            return None
+        session: dict[str, Any] = json.loads(raw)
+        return session
+
+    def delete_session(self, session_id: str) -> bool:
+        """End one session; False when it did not exist."""
+        session_hash = sha256_hex(session_id)
+        keys = [self.session_key(session_hash)]
+        args = [self.prefix + "user-sessions:", session_hash]
+        return bool(
+            self._run("logout", lambda client: self._script(client, "logout")(keys, args))
+        )
+
+    def end_user(self, user_id: str, now: float) -> tuple[float, int]:
+        """Set the user's cut-off to ``now`` (never backwards) and end every session."""
+        keys = [self.cutoff_key(user_id), self.index_key(user_id)]
+        args = [repr(now), self.prefix + "session:"]
+        cutoff, ended = self._run(
+            "end_user", lambda client: self._script(client, "end_user")(keys, args)
+        )
+        return float(cutoff), int(ended)
+
+    def get_user(self, user_id: str) -> tuple[dict[str, str] | None, float | None]:
+        """The user record (None if never logged in) and the user's cut-off."""
+
+        def read(client: redis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.hgetall(self.user_key(user_id))
+            pipe.get(self.cutoff_key(user_id))
+            result: list[Any] = pipe.execute()
+            return result
+
+        record, cutoff = self._run("user", read)
+        decoded = {k.decode(): v.decode() for k, v in record.items()} if record else None
+        return decoded, _float(cutoff)
+
+    def _script(self, client: redis.Redis, name: str) -> Any:
+        del client  # the scripts were registered on this process's client in _redis()
+        return self._scripts[name]
+
+
+def _float(raw: bytes | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
