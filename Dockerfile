@@ -9,22 +9,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /app
-
 # Dependencies first, read from pyproject.toml itself (no second list to keep in step), in a
 # layer of their own so that a code change does not reinstall them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+COPY pyproject.toml /src/
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install --no-compile -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-COPY README.md ./
-COPY shared ./shared
-COPY issuer ./issuer
-COPY verifier ./verifier
-COPY jwt_auth ./jwt_auth
-RUN pip install --no-compile --no-deps . \
-    && rm -rf build *.egg-info
+# Then the project itself, installed (not run from the source folder, which is removed).
+COPY README.md /src/
+COPY shared /src/shared
+COPY issuer /src/issuer
+COPY verifier /src/verifier
+COPY jwt_auth /src/jwt_auth
+RUN pip install --no-compile --no-deps /src \
+    && rm -rf /src
+
+WORKDIR /app
 
 # A fixed, numeric non-root user (so runAsNonRoot-style checks can verify it). The /secrets
 # folders exist in the image owned by that user because Docker copies a mount point's owner into

@@ -387,9 +387,12 @@ def _start_and_serve(
     host = _url_host(bind_host)
     issuer_url = f"http://{host}:{ports['issuer']}"
     verifier_url = f"http://{host}:{ports['verifier']}"
-    serve = [sys.executable, "-m", "jwt_auth", "serve"]
+    # -P: never import from the working folder, where a folder named like a package (the data
+    # folder's own issuer/ and verifier/) would shadow the installed one
+    serve = [sys.executable, "-P", "-m", "jwt_auth", "serve"]
     bind_prefix = f"[{bind_host}]" if ":" in bind_host else bind_host
     run_dir = data_dir / "run"
+    run_dir.mkdir(exist_ok=True)
 
     echo(f"starting the issuer on {issuer_url}")
     issuer = stack.start(
@@ -403,7 +406,7 @@ def _start_and_serve(
             "PROMETHEUS_MULTIPROC_DIR": str(_fresh_dir(run_dir / "metrics-issuer")),
         }),
         logs / "issuer.log",
-        data_dir,
+        run_dir,
     )
     stack.wait_ready(issuer, lambda: _http_ready(f"{issuer_url}/readyz"))
 
@@ -419,7 +422,7 @@ def _start_and_serve(
             "PROMETHEUS_MULTIPROC_DIR": str(_fresh_dir(run_dir / "metrics-verifier")),
         }),
         logs / "verifier.log",
-        data_dir,
+        run_dir,
     )
     stack.wait_ready(verifier, lambda: _http_ready(f"{verifier_url}/readyz"))
 
