@@ -154,8 +154,13 @@ class KeySet:
         self._fetch_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: VerifierSettings) -> KeySet:
-        """Keys from VERIFIER_PUBLIC_KEY(_FILE) and/or VERIFIER_JWKS_URL; bad PEM stops start-up."""
+    def from_settings(
+        cls, settings: VerifierSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> KeySet:
+        """Keys from VERIFIER_PUBLIC_KEY(_FILE) and/or VERIFIER_JWKS_URL; bad PEM stops start-up.
+
+        ``clock`` (monotonic seconds) paces JWKS refetches; tests pass their own.
+        """
         static: list[VerificationKey] = []
         if settings.public_key_file or settings.public_key:
             pem = read_pem(
@@ -177,6 +182,7 @@ class KeySet:
             static,
             jwks_url=settings.jwks_url,
             min_refetch_interval=settings.jwks_min_refetch_interval,
+            clock=clock,
         )
         if settings.jwks_url:
             # an issuer that is down must not keep the verifier down: start not ready and try

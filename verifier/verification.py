@@ -228,9 +228,11 @@ def _check_header(header: dict[str, Any], policy: VerificationPolicy) -> tuple[s
         not isinstance(typ, str) or typ.lower() not in ("jwt", "application/jwt")
     ):
         raise TokenMalformed("the header typ must be JWT when present")
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise TokenMalformed("the header kid must be a string")
+    kid = header.get("kid", _MISSING)
+    if kid is _MISSING:
+        kid = None
+    elif not isinstance(kid, str):
+        raise TokenMalformed("the header kid must be a string when present")
     # jwk, jku, x5u, x5c (and x5t) are deliberately not read: the key comes from configuration
     # only, so an embedded or linked key can never be used; a token signed by such a key fails
     # the signature check against our keys like any other forgery
