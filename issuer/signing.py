@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from jwcrypto import jws
-from jwcrypto import jwt as jwcrypto_jwt
+from jwcrypto import jwa, jws
+from jwcrypto.common import base64url_encode
 from marshmallow import ValidationError
 
 from shared.claims import first_error, validate_claims
@@ -22,6 +22,8 @@ from shared.keys import ALGORITHM, SigningKey
 
 RESERVED_CLAIMS = ("iat", "exp", "jti", "iss", "aud")
 """Claims only the issuer sets; a payload carrying any of them is refused."""
+
+_RS256 = jwa.JWA.signing_alg(ALGORITHM)
 
 JTI_BYTES = 16  # 128 random bits, the contract's floor
 
@@ -94,10 +96,13 @@ def sign_token(
     # exactly these three members: verifiers such as the reference server need nothing else,
     # and nothing here may point a verifier at a key of the caller's choosing
     header = {"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}
-    token = jwcrypto_jwt.JWT(header=_compact(header), claims=_compact(claims))
-    token.make_signed_token(key.jwk)
-    serialized: str = token.serialize()
-    return IssuedToken(serialized, jti, key.kid, expires_at, claims)
+    # RFC 7515 compact serialisation over jwcrypto's RS256 primitive: jwcrypto's JWS object
+    # deep-copies its header registry on every construction, which cost a quarter of the
+    # signing time of a 2048-bit key here; the bytes signed and produced are the same
+    signing_input = f"{base64url_encode(_compact(header))}.{base64url_encode(_compact(claims))}"
+    signature = _RS256.sign(key.jwk, signing_input.encode("ascii"))
+    token = f"{signing_input}.{base64url_encode(signature)}"
+    return IssuedToken(token, jti, key.kid, expires_at, claims)
 
 
 def check_signing_key(key: SigningKey) -> bool:
