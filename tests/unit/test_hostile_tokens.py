@@ -206,7 +206,7 @@ def attacker_server(attacker: rsa.RSAPrivateKey) -> Iterator[tuple[str, list[str
         "requests": seen, "body": json.dumps({"keys": [_attacker_jwk(attacker)]}).encode(),
     })
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", seen
     server.shutdown()

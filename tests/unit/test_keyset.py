@@ -1,0 +1,419 @@
+"""Trusted keys: PEM rotation and forms, bad keys at start, and a JWKS served over real HTTP."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwcrypto import jwk as jwcrypto_jwk
+
+from shared.errors import KeyFileMissing, KeyInvalid, KeyTooSmall, StartupError
+from shared.keys import public_jwk
+from tests.conftest import KeyPair
+from tests.procs import free_port
+from tests.unit.forge import load_private, sign
+from verifier.config import VerifierSettings
+from verifier.errors import KeyUnknown, TokenError
+from verifier.keyset import JWKS_MAX_BYTES, KeySet
+from verifier.verification import VerificationPolicy, verify_token
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    """Monotonic seconds that only move when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _kid(public_pem: str) -> str:
+    thumbprint: str = jwcrypto_jwk.JWK.from_pem(public_pem.encode()).thumbprint()
+    return thumbprint
+
+
+def _kids(keyset: KeySet) -> list[str]:
+    return [key.kid for key in keyset.keys()]  # noqa: SIM118 - KeySet.keys() is not a dict's
+
+
+def _verify(token: str, keys: KeySet) -> str:
+    policy = VerificationPolicy.from_settings(VerifierSettings(public_key="unused"))
+    return verify_token(token, keys=keys, policy=policy, now=NOW).user_id
+
+
+@pytest.fixture(scope="module")
+def signer(key_pair: KeyPair) -> rsa.RSAPrivateKey:
+    return load_private(key_pair.private_pem, key_pair.passphrase)
+
+
+@pytest.fixture(scope="module")
+def other_signer(other_key_pair: KeyPair) -> rsa.RSAPrivateKey:
+    return load_private(other_key_pair.private_pem, other_key_pair.passphrase)
+
+
+# -- PEM -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rotation(tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair) -> KeySet:
+    both = tmp_path / "trusted.pem"
+    both.write_text(key_pair.public_pem + other_key_pair.public_pem)
+    return KeySet.from_settings(VerifierSettings(public_key_file=str(both)))
+
+
+def test_two_pem_keys_rotate_by_kid(
+    rotation: KeySet, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey, other_signer: rsa.RSAPrivateKey,
+) -> None:
+    assert rotation.ready
+    assert _kids(rotation) == [
+        _kid(key_pair.public_pem), _kid(other_key_pair.public_pem),
+    ]
+    old = sign({"userId": "old"}, signer, header={"alg": "RS256", "kid": _kid(key_pair.public_pem)})
+    new_kid = _kid(other_key_pair.public_pem)
+    new = sign({"userId": "new"}, other_signer, header={"alg": "RS256", "kid": new_kid})
+    assert _verify(old, rotation) == "old"
+    assert _verify(new, rotation) == "new"
+    # the kid selects the key: the other key's kid over this key's signature does not verify
+    crossed = sign({"userId": "x"}, signer, header={"alg": "RS256", "kid": new_kid})
+    with pytest.raises(TokenError) as caught:
+        _verify(crossed, rotation)
+    assert caught.value.code == "signature_invalid"
+
+
+def test_no_kid_with_two_keys_is_refused(rotation: KeySet, signer: rsa.RSAPrivateKey) -> None:
+    with pytest.raises(KeyUnknown):
+        rotation.select(None)
+    with pytest.raises(TokenError) as caught:
+        _verify(sign({"userId": "u"}, signer), rotation)
+    assert caught.value.code == "key_unknown"
+
+
+def test_no_kid_with_one_key_selects_it(key_pair: KeyPair) -> None:
+    keys = KeySet.from_settings(VerifierSettings(public_key=key_pair.public_pem))
+    assert keys.select(None).kid == _kid(key_pair.public_pem)
+    with pytest.raises(KeyUnknown):
+        keys.select("another")
+
+
+def test_pem_text_with_literal_newlines(key_pair: KeyPair, signer: rsa.RSAPrivateKey) -> None:
+    # the seed's advice: paste the key into one line with \n
+    settings = VerifierSettings.from_env(
+        {"VERIFIER_PUBLIC_KEY": key_pair.public_pem.strip().replace("\n", "\\n")}
+    )
+    keys = KeySet.from_settings(settings)
+    assert _verify(sign({"userId": "seed"}, signer), keys) == "seed"
+
+
+def test_pkcs1_public_key(key_pair: KeyPair, signer: rsa.RSAPrivateKey, tmp_path: Path) -> None:
+    public = serialization.load_pem_public_key(key_pair.public_pem.encode())
+    pkcs1 = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    assert pkcs1.startswith(b"-----BEGIN RSA PUBLIC KEY-----")
+    path = tmp_path / "pkcs1.pem"
+    path.write_bytes(pkcs1)
+    keys = KeySet.from_settings(VerifierSettings(public_key_file=str(path)))
+    assert keys.keys()[0].kid == _kid(key_pair.public_pem)
+    assert _verify(sign({"userId": "p1"}, signer), keys) == "p1"
+
+
+def _small_key_pem() -> str:
+    # deliberately breakable: the point is that it is refused
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+@pytest.mark.parametrize(("settings", "error"), [
+    (VerifierSettings(public_key_file="/nonexistent/public.pem"), KeyFileMissing),
+    (VerifierSettings(public_key="not a key"), KeyInvalid),
+    (VerifierSettings(public_key="-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),
+     KeyInvalid),
+])
+def test_bad_pem_stops_start_up(settings: VerifierSettings, error: type[StartupError]) -> None:
+    with pytest.raises(error):
+        KeySet.from_settings(settings)
+
+
+def test_private_key_small_key_and_ec_key_are_refused(key_pair: KeyPair) -> None:
+    with pytest.raises(KeyInvalid, match="private key"):
+        KeySet.from_settings(VerifierSettings(public_key=key_pair.private_pem))
+    with pytest.raises(KeyTooSmall):
+        KeySet.from_settings(VerifierSettings(public_key=_small_key_pem()))
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    with pytest.raises(KeyInvalid, match="RSA"):
+        KeySet.from_settings(VerifierSettings(public_key=ec_pem))
+
+
+# -- JWKS over real HTTP ---------------------------------------------------------------------------
+
+
+class JWKSServer:
+    """A tiny issuer on 127.0.0.1 that serves whatever JWKS document a test sets."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.document: Any = {"keys": []}
+        self.status = 200
+        self.requests = 0
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with owner._lock:
+                    owner.requests += 1
+                    body = owner.document
+                    status = owner.status
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def issuer() -> Iterator[JWKSServer]:
+    server = JWKSServer()
+    yield server
+    server.close()
+
+
+def _entry(public_pem: str, kid: str | None = None, **extra: Any) -> dict[str, Any]:
+    members = public_jwk(jwcrypto_jwk.JWK.from_pem(public_pem.encode()))
+    if kid is not None:
+        members["kid"] = kid
+    return {**members, **extra}
+
+
+def _jwks_keys(url: str, clock: Clock, interval: int = 30) -> KeySet:
+    settings = VerifierSettings(jwks_url=url, jwks_min_refetch_interval=interval)
+    return KeySet.from_settings(settings, clock=clock)
+
+
+def test_jwks_fetched_at_start(
+    issuer: JWKSServer, key_pair: KeyPair, signer: rsa.RSAPrivateKey
+) -> None:
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = _jwks_keys(issuer.url, Clock())
+    assert issuer.requests == 1
+    assert keys.ready
+    assert _kids(keys) == [_kid(key_pair.public_pem)]
+    assert _verify(sign({"userId": "j"}, signer), keys) == "j"
+    assert issuer.requests == 1  # served from the cache
+
+
+def test_jwks_entries_are_found_by_their_own_kid_and_by_thumbprint(
+    issuer: JWKSServer, key_pair: KeyPair, signer: rsa.RSAPrivateKey
+) -> None:
+    issuer.document = {"keys": [_entry(key_pair.public_pem, kid="2026-11-key-1")]}
+    keys = _jwks_keys(issuer.url, Clock())
+    by_name = sign({"userId": "a"}, signer, header={"alg": "RS256", "kid": "2026-11-key-1"})
+    by_thumb = sign({"userId": "b"}, signer,
+                    header={"alg": "RS256", "kid": _kid(key_pair.public_pem)})
+    assert (_verify(by_name, keys), _verify(by_thumb, keys)) == ("a", "b")
+    assert issuer.requests == 1
+
+
+def test_unknown_kid_refetches_the_jwks(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    other_signer: rsa.RSAPrivateKey,
+) -> None:
+    clock = Clock()
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = _jwks_keys(issuer.url, clock)
+    # the issuer rotates after the interval since our start-up fetch has passed
+    issuer.document = {"keys": [_entry(key_pair.public_pem), _entry(other_key_pair.public_pem)]}
+    clock.now += 30
+    new_kid = _kid(other_key_pair.public_pem)
+    token = sign({"userId": "rotated"}, other_signer, header={"alg": "RS256", "kid": new_kid})
+    assert _verify(token, keys) == "rotated"
+    assert issuer.requests == 2
+    assert len(keys.keys()) == 2
+
+
+def test_a_flood_of_random_kids_costs_one_fetch_per_interval(
+    issuer: JWKSServer, key_pair: KeyPair, signer: rsa.RSAPrivateKey
+) -> None:
+    clock = Clock()
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = _jwks_keys(issuer.url, clock, interval=10)
+    clock.now += 10
+    for number in range(300):
+        with pytest.raises(KeyUnknown):
+            keys.select(f"random-{number}")
+    assert issuer.requests == 2  # start-up, then one refetch for the whole flood
+    clock.now += 9.5
+    for number in range(50):
+        with pytest.raises(KeyUnknown):
+            keys.select(f"more-{number}")
+    assert issuer.requests == 2
+    clock.now += 0.5
+    with pytest.raises(KeyUnknown):
+        keys.select("after-the-interval")
+    assert issuer.requests == 3
+    # the known key kept working throughout
+    assert _verify(sign({"userId": "still"}, signer), keys) == "still"
+
+
+def test_a_flood_from_many_threads_is_one_fetch(issuer: JWKSServer, key_pair: KeyPair) -> None:
+    clock = Clock()
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = _jwks_keys(issuer.url, clock)
+    clock.now += 60
+    errors: list[BaseException] = []
+
+    def flood(worker: int) -> None:
+        for number in range(40):
+            try:
+                keys.select(f"w{worker}-{number}")
+            except KeyUnknown:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=flood, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert issuer.requests == 2
+
+
+def test_issuer_down_at_start_then_up(key_pair: KeyPair, signer: rsa.RSAPrivateKey) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    clock = Clock()
+    keys = _jwks_keys(url, clock)  # nothing listens: start anyway, not ready
+    assert not keys.ready
+    assert keys.keys() == []
+    with pytest.raises(TokenError) as caught:
+        _verify(sign({"userId": "u"}, signer), keys)
+    assert caught.value.code == "key_unknown"
+    server = JWKSServer(port)
+    try:
+        server.document = {"keys": [_entry(key_pair.public_pem)]}
+        assert not keys.ready  # still inside the interval since the failed attempt
+        assert server.requests == 0
+        clock.now += 30
+        assert keys.ready  # the readiness probe itself retried
+        assert server.requests == 1
+        assert _verify(sign({"userId": "up"}, signer), keys) == "up"
+    finally:
+        server.close()
+
+
+def test_a_failed_refresh_keeps_the_cached_keys(
+    issuer: JWKSServer, key_pair: KeyPair, signer: rsa.RSAPrivateKey
+) -> None:
+    clock = Clock()
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = _jwks_keys(issuer.url, clock)
+    issuer.status = 500
+    clock.now += 30
+    with pytest.raises(KeyUnknown):
+        keys.select("unknown")
+    assert issuer.requests == 2
+    assert _verify(sign({"userId": "cached"}, signer), keys) == "cached"
+
+
+def test_a_withdrawn_key_stops_being_trusted_after_the_cache_age(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey,
+) -> None:
+    clock = Clock()
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = KeySet(jwks_url=issuer.url, min_refetch_interval=30, max_age=300, clock=clock)
+    keys.refresh(force=True)
+    token = sign({"userId": "u"}, signer, header={"alg": "RS256", "kid": _kid(key_pair.public_pem)})
+    issuer.document = {"keys": [_entry(other_key_pair.public_pem)]}
+    clock.now += 299
+    assert _verify(token, keys) == "u"
+    clock.now += 1
+    with pytest.raises(TokenError) as caught:
+        _verify(token, keys)
+    assert caught.value.code == "key_unknown"
+    assert issuer.requests == 2
+
+
+@pytest.mark.parametrize("document", [
+    b"not json",
+    b'{"keys": "x"}',
+    b"[]",
+    b'{"keys": [], "keys": []}',
+    b"{" + b" " * (JWKS_MAX_BYTES + 10) + b"}",
+])
+def test_unusable_documents_leave_the_verifier_not_ready(
+    issuer: JWKSServer, document: bytes
+) -> None:
+    issuer.document = document
+    keys = _jwks_keys(issuer.url, Clock())
+    assert not keys.ready
+    assert issuer.requests == 1
+
+
+def test_only_rsa_signing_keys_are_taken(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair
+) -> None:
+    ec_key = jwcrypto_jwk.JWK.generate(kty="EC", crv="P-256")
+    small = _entry(_small_key_pem())
+    private = jwcrypto_jwk.JWK.from_pem(
+        other_key_pair.private_pem.encode(), password=other_key_pair.passphrase.encode()
+    ).export_private(as_dict=True)
+    issuer.document = {"keys": [
+        {**ec_key.export_public(as_dict=True), "kid": "ec"},
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+        _entry(other_key_pair.public_pem, kid="enc", use="enc"),
+        _entry(other_key_pair.public_pem, kid="hs", alg="HS256"),
+        _entry(other_key_pair.public_pem, kid="ops", key_ops=["encrypt"]),
+        {**private, "kid": "private"},
+        small,
+        "not an object",
+        _entry(key_pair.public_pem, kid="good"),
+    ]}
+    keys = _jwks_keys(issuer.url, Clock())
+    assert _kids(keys) == [_kid(key_pair.public_pem)]
+    for kid in ("ec", "hmac", "enc", "hs", "ops", "private"):
+        with pytest.raises(KeyUnknown):
+            keys.select(kid)
+    assert keys.select("good").kid == _kid(key_pair.public_pem)
+
+
+def test_pem_and_jwks_together(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey, other_signer: rsa.RSAPrivateKey,
+) -> None:
+    issuer.document = {"keys": [_entry(other_key_pair.public_pem, kid="remote")]}
+    settings = VerifierSettings(public_key=key_pair.public_pem, jwks_url=issuer.url)
+    keys = KeySet.from_settings(settings, clock=Clock())
+    assert len(keys.keys()) == 2
+    local = sign({"userId": "l"}, signer, header={"alg": "RS256",
+                                                   "kid": _kid(key_pair.public_pem)})
+    remote = sign({"userId": "r"}, other_signer, header={"alg": "RS256", "kid": "remote"})
+    assert (_verify(local, keys), _verify(remote, keys)) == ("l", "r")
