@@ -27,6 +27,7 @@ from tests.procs import REPO, free_port, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
+OWN_KEYS_FILE = REPO / "docs" / "compose.own-keys.yml"
 REDIS_PORT = 6379
 # variables that would put a secret itself (not a file holding it) into the compose file
 INLINE_SECRETS = {"ISSUER_PRIVATE_KEY", "ISSUER_KEY_PASSPHRASE", "VERIFIER_PUBLIC_KEY"}
@@ -188,10 +189,11 @@ def machine(tmp_path: Path) -> Iterator[Machine]:
     local.stop_all()
 
 
-def test_compose_file_matches_the_compose_schema() -> None:
+@pytest.mark.parametrize("path", [COMPOSE_FILE, OWN_KEYS_FILE], ids=lambda path: path.name)
+def test_compose_files_match_the_compose_schema(path: Path) -> None:
     checker = Path(sys.executable).with_name("check-jsonschema")
     result = subprocess.run(
-        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(path)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
