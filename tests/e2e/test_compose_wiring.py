@@ -8,6 +8,7 @@ the services, wired only by what the compose file says, work together.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ import redis
 import requests
 import yaml
 
+from shared.keys import load_public_keys
 from tests.procs import REPO, free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -54,6 +56,17 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(key): str(value) for key, value in environment.items()}
 
 
+def _with_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``docker compose -f base -f override``, for the keys the override file uses."""
+    merged = copy.deepcopy(base)
+    for name, extra in override.get("services", {}).items():
+        service = merged["services"][name]
+        service["environment"] = {**_environment(service), **_environment(extra)}
+        service["secrets"] = [*(service.get("secrets") or []), *(extra.get("secrets") or [])]
+    merged["secrets"] = {**(base.get("secrets") or {}), **(override.get("secrets") or {})}
+    return merged
+
+
 def _start_order(services: dict[str, Any]) -> list[str]:
     """Services in an order that respects every depends_on (what compose does)."""
     order: list[str] = []
@@ -70,9 +83,14 @@ def _start_order(services: dict[str, Any]) -> list[str]:
 class Machine:
     """This machine playing Docker: host names, ports and volumes substituted."""
 
-    def __init__(self, compose: dict[str, Any], root: Path) -> None:
+    def __init__(self, compose: dict[str, Any], root: Path, project: Path = REPO) -> None:
         self.services: dict[str, Any] = compose["services"]
         self.root = root
+        # file-based Compose secrets appear in the container as /run/secrets/NAME
+        self.secrets = {
+            f"/run/secrets/{name}": project / definition["file"]
+            for name, definition in (compose.get("secrets") or {}).items()
+        }
         self.volumes = {name: root / "volumes" / name for name in compose.get("volumes") or {}}
         for folder in self.volumes.values():
             folder.mkdir(parents=True)
@@ -84,12 +102,14 @@ class Machine:
         return name == "redis" or "--bind" in (service.get("command") or [])
 
     def mounts(self, name: str) -> dict[str, Path]:
-        """Container path -> temporary folder, for the service's named volumes."""
+        """Container path -> local path, for the service's named volumes and secrets."""
         mounts: dict[str, Path] = {}
         for volume in self.services[name].get("volumes") or []:
             source, target = volume.split(":")[:2]
             assert source in self.volumes, f"{name}: {source} is not a named volume"
             mounts[target] = self.volumes[source]
+        for secret in self.services[name].get("secrets") or []:
+            mounts[f"/run/secrets/{secret}"] = self.secrets[f"/run/secrets/{secret}"]
         return mounts
 
     def substitute(self, name: str, text: str) -> str:
@@ -275,3 +295,51 @@ def test_each_service_runs_here_with_its_compose_command_and_environment(
     # what made that work: the verifier found the issuer's key through VERIFIER_JWKS_URL
     jwks = requests.get(f"{machine.url('issuer')}/.well-known/jwks.json", timeout=10).json()
     assert issued.json()["kid"] in [key["kid"] for key in jwks["keys"]]
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_own_keys_override_serves_with_the_users_key_and_clients(tmp_path: Path) -> None:
+    """docs/deploy.md's recipe: keygen + clients add, then the override's Compose secrets."""
+    project = tmp_path / "project"
+    secrets = project / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "passphrase.txt").write_text("a passphrase of our own\n")
+    cli = [sys.executable, "-P", "-m", "jwt_auth"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=120,
+                              cwd=project, check=False)
+
+    made = run("keygen", "--out", "secrets", "--bits", "2048",
+               "--passphrase-file", "secrets/passphrase.txt")
+    assert made.returncode == 0, made.stdout + made.stderr
+    web_key = _last_line(run("clients", "add", "web-login", "--file", "secrets/clients.json"))
+    _last_line(run("clients", "add", "ops", "--admin", "--file", "secrets/admin-keys.json"))
+    [own_key] = load_public_keys((secrets / "public.pem").read_bytes(), source="test")
+
+    compose = _with_override(_compose(), yaml.safe_load(OWN_KEYS_FILE.read_text()))
+    machine = Machine(compose, tmp_path / "machine", project)
+    try:
+        for name in _start_order(machine.services):
+            if name not in machine.ports:
+                assert machine.run_job(name).returncode == 0
+                continue
+            machine.start(name)
+            wait_until(lambda name=name: machine.healthy(name), timeout=60,
+                       what=f"{name}'s compose healthcheck")
+        issued = requests.post(
+            f"{machine.url('issuer')}/v1/tokens", json={"userId": "42"},
+            headers={"Authorization": f"Bearer {web_key}"}, timeout=10,
+        )
+        assert issued.status_code == 201, issued.text
+        assert issued.json()["kid"] == own_key.kid
+        verified = requests.post(f"{machine.url('verifier')}/v1/verify",
+                                 json={"token": issued.json()["token"]}, timeout=10)
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["userId"] == "42"
+    finally:
+        machine.stop_all()
