@@ -70,11 +70,18 @@ def run_gunicorn(
         # the path only: a token in a query string must not reach the access log
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
         "child_exit": _child_exit,
+        # gunicorn >= 25.1 opens a control socket at one per-user path ($HOME/.gunicorn): every
+        # gunicorn of the user (issuer and verifier side by side) would fight over it, and in a
+        # read-only container it only logs a failure; nothing here uses it
+        "control_socket_disable": True,
     }
 
     class _Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         def load_config(self) -> None:
             for name, value in options.items():
+                # the control socket setting is unknown to gunicorn < 25.1, which has no socket
+                if name == "control_socket_disable" and name not in self.cfg.settings:
+                    continue
                 if value is not None:
                     self.cfg.set(name, value)
 
