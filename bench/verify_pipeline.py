@@ -1,0 +1,101 @@
+"""verify_token calls per second against jwcrypto's own verification, one core, one process.
+
+Prints, for an RSA key (4096 bits by default, the seed's size) and a seed-style token:
+- jwcrypto jwt.JWT(strict_serialization=True) deserialize+verify: what a caller would write;
+- jwcrypto JWSCore verify alone: the signature step our pipeline calls;
+- verify_token: the whole pipeline (structure, strict JSON, header, signature, claims, time);
+and the ratios. Usage: .venv/bin/python -P bench/verify_pipeline.py [--bits 4096] [--seconds 3]
+(-P: without it Python puts bench/ first on the path, and bench/verifier.py hides the package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)  # run without -P: keep bench/verifier.py from hiding the verifier package
+
+from jwcrypto import jws, jwt
+
+from shared.keys import generate_key_pair, load_private_key
+from verifier.config import VerifierSettings
+from verifier.keyset import KeySet
+from verifier.verification import VerificationPolicy, verify_token
+
+
+def rate(call: Callable[[], object], seconds: float) -> float:
+    """Calls per second over about ``seconds`` of wall time (after a short warm-up)."""
+    for _ in range(50):
+        call()
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(100):
+            call()
+        count += 100
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bits", type=int, default=4096)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    options = parser.parse_args()
+
+    private_pem, public_pem = generate_key_pair(options.bits, None)
+    signing = load_private_key(private_pem, None, source="bench")
+    now = time.time()
+    token_object = jwt.JWT(
+        header={"alg": "RS256", "typ": "JWT", "kid": signing.kid},
+        claims={"userId": "123", "isAdmin": True, "iat": int(now), "exp": int(now) + 3600,
+                "jti": "bench"},
+    )
+    token_object.make_signed_token(signing.jwk)
+    token = token_object.serialize()
+
+    settings = VerifierSettings(public_key=public_pem.decode())
+    keys = KeySet.from_settings(settings)
+    policy = VerificationPolicy.from_settings(settings)
+    public = keys.keys()[0].jwk
+
+    def jwcrypto_jwt() -> object:
+        return jwt.JWT(jwt=token, key=public, algs=["RS256"], check_claims=False,
+                       expected_type="JWS", strict_serialization=True)
+
+    header, payload, signature = token.split(".")
+    header_text = base64.urlsafe_b64decode(header + "==").decode()
+    payload_bytes = base64.urlsafe_b64decode(payload + "==")
+    signature_bytes = base64.urlsafe_b64decode(signature + "==")
+
+    def jwcrypto_core() -> object:
+        return jws.JWSCore("RS256", public, header_text, payload_bytes, ["RS256"]).verify(
+            signature_bytes
+        )
+
+    def pipeline() -> object:
+        return verify_token(token, keys=keys, policy=policy, now=now)
+
+    assert pipeline().user_id == "123"  # type: ignore[attr-defined]
+    results = {
+        "jwcrypto jwt.JWT strict": rate(jwcrypto_jwt, options.seconds),
+        "jwcrypto JWSCore only": rate(jwcrypto_core, options.seconds),
+        "verify_token (pipeline)": rate(pipeline, options.seconds),
+    }
+    print(f"RSA-{options.bits}, token of {len(token)} bytes, {options.seconds:.0f} s per figure")
+    for name, value in results.items():
+        print(f"  {name:<26} {value:>8.0f} /s  {1e6 / value:>7.1f} us/call")
+    ours = results["verify_token (pipeline)"]
+    print(f"  verify_token / jwt.JWT strict : {ours / results['jwcrypto jwt.JWT strict']:.2f}")
+    print(f"  verify_token / JWSCore only   : {ours / results['jwcrypto JWSCore only']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
