@@ -7,6 +7,7 @@ answers are ``Problem``s with stable codes, counted here, where each refusal is 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from shared.keys import SigningKey
 
 audit = logging.getLogger("issuer.audit")
 
+_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdecimal accepts other scripts
 _REALM = 'Bearer realm="jwt-auth issuer"'
 
 
@@ -81,7 +83,7 @@ class TokenIssuer:
             return self.settings.token_ttl
         maximum = self.settings.max_token_ttl
         text = expires_in.strip()
-        if not text.isdecimal() or not 1 <= int(text) <= maximum:
+        if not _SECONDS.fullmatch(text) or not 1 <= int(text) <= maximum:
             raise _refuse(Problem(
                 f"expires_in must be a whole number of seconds from 1 to {maximum}.",
                 status=400, code="expires_in_invalid", title="Bad request",

@@ -65,10 +65,22 @@ def check_payload(payload: Any) -> dict[str, Any]:
                     + ("; ask for a lifetime with ?expires_in" if name == "exp" else ""),
                 )
     try:
-        return validate_claims(payload)
+        claims = validate_claims(payload)
     except ValidationError as exc:
         field, message = first_error(exc.messages)
         raise PayloadRejected("claim_invalid", field, message) from None
+    for name, value in claims.items():
+        # JSON's \ud800 escapes decode to lone surrogates, which have no UTF-8 form: the token
+        # could not be encoded, and other parsers would read such a string differently
+        try:
+            _compact({name: value}).encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadRejected(
+                "claim_invalid", name, "Must hold valid Unicode text (no lone surrogates)."
+            ) from None
+        except ValueError:  # allow_nan=False refuses inf, which JSON's 1e999 parses to
+            raise PayloadRejected("claim_invalid", name, "Numbers must be finite.") from None
+    return claims
 
 
 def sign_token(

@@ -168,6 +168,12 @@ def test_unacceptable_json_is_400(issuer: Issuer, raw: bytes) -> None:
     _problem(issuer.post(data=raw, content_type="application/json"), 400, "request_invalid")
 
 
+def test_lone_surrogate_escape_is_422_not_500(issuer: Issuer) -> None:
+    body = _problem(issuer.post(data=b'{"userId": "1", "name": "\\ud800"}',
+                                content_type="application/json"), 422, "claim_invalid")
+    assert body["field"] == "name"
+
+
 def test_not_json_is_415(issuer: Issuer) -> None:
     response = issuer.post(data="userId=1", content_type="application/x-www-form-urlencoded")
     _problem(response, 415, "unsupported_media_type")
@@ -200,7 +206,9 @@ def test_expires_in_within_bounds(key_pair: KeyPair, tmp_path: Path) -> None:
     assert body["expiresAt"] is not None
 
 
-@pytest.mark.parametrize("value", ["0", "601", "-5", "1.5", "abc", "", "1e3"])
+@pytest.mark.parametrize(
+    "value", ["0", "601", "-5", "1.5", "abc", "", "1e3", "\u0661", "%2B5", "5x", "12345678901"]
+)
 def test_expires_in_out_of_bounds_is_400(key_pair: KeyPair, tmp_path: Path, value: str) -> None:
     issuer = _make(key_pair, tmp_path, max_token_ttl=600)
     body = _problem(issuer.post({"userId": "1"}, query=f"?expires_in={value}"), 400,
@@ -348,3 +356,10 @@ def test_no_secret_in_any_response(issuer: Issuer, key_pair: KeyPair) -> None:
         assert issuer.key not in text
         assert issuer.admin_key not in text
         assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("literal", [b"1e999", b"-1e999"])
+def test_numbers_overflowing_to_infinity_are_422_not_500(issuer: Issuer, literal: bytes) -> None:
+    body = _problem(issuer.post(data=b'{"userId": "1", "score": ' + literal + b"}",
+                                content_type="application/json"), 422, "claim_invalid")
+    assert body["field"] == "score"

@@ -98,3 +98,22 @@ def test_unicode_claims_survive(signing_key: SigningKey, key_pair: KeyPair) -> N
 
 def test_signing_key_check(signing_key: SigningKey) -> None:
     assert check_signing_key(signing_key) is True
+
+
+@pytest.mark.parametrize(
+    "payload", [{"userId": "\ud800"}, {"userId": "1", "note": {"deep": ["\udfff"]}}]
+)
+def test_lone_surrogates_are_refused_naming_the_member(
+    signing_key: SigningKey, payload: dict[str, Any]
+) -> None:
+    with pytest.raises(PayloadRejected) as caught:
+        sign_token(payload, signing_key, now=NOW, ttl=60, issuer=None, audience=None)
+    assert caught.value.code == "claim_invalid"
+    assert caught.value.field in payload
+
+
+def test_non_finite_numbers_are_refused(signing_key: SigningKey) -> None:
+    with pytest.raises(PayloadRejected) as caught:
+        sign_token({"userId": "1", "score": float("inf")}, signing_key, now=NOW, ttl=60,
+                   issuer=None, audience=None)
+    assert (caught.value.code, caught.value.field) == ("claim_invalid", "score")

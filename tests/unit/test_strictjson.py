@@ -48,3 +48,9 @@ def test_depth_is_bounded() -> None:
 def test_very_deep_nesting_does_not_crash() -> None:
     with pytest.raises(StrictJSONError, match="nesting"):
         loads_strict("[" * 100_000 + "]" * 100_000)
+
+
+
+def test_numbers_that_overflow_read_as_infinity() -> None:
+    # valid JSON syntax; the claim schema and the issuer's signing refuse the result instead
+    assert loads_strict('{"x": 1e999}') == {"x": float("inf")}
