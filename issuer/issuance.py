@@ -15,7 +15,7 @@ from typing import Any
 from issuer.config import IssuerSettings
 from issuer.metrics import TOKEN_REFUSALS, TOKENS_ISSUED
 from issuer.ratelimit import RateLimiter, retry_after_header
-from issuer.signing import IssuedToken, PayloadRejected, check_payload, sign_token
+from issuer.signing import IssuedToken, PayloadRejected, check_payload, sign_checked
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.errors import Problem
 from shared.keys import SigningKey
@@ -109,7 +109,7 @@ class TokenIssuer:
                 status=403, code="admin_not_permitted", title="Forbidden",
                 extra={"field": "isAdmin"},
             ))
-        issued = sign_token(
+        issued = sign_checked(
             claims, self.key, now=self._clock(), ttl=ttl,
             issuer=self.settings.issuer, audience=self.settings.audience,
         )

@@ -93,7 +93,22 @@ def sign_token(
     audience: str | None,
 ) -> IssuedToken:
     """Sign ``payload`` with the issuer's claims added; ``ttl`` 0 makes a token without exp."""
-    claims = check_payload(payload)
+    return sign_checked(
+        check_payload(payload), key, now=now, ttl=ttl, issuer=issuer, audience=audience
+    )
+
+
+def sign_checked(
+    claims: dict[str, Any],
+    key: SigningKey,
+    *,
+    now: float,
+    ttl: int,
+    issuer: str | None,
+    audience: str | None,
+) -> IssuedToken:
+    """``sign_token`` for claims that ``check_payload`` has already returned (no second pass)."""
+    claims = dict(claims)
     issued_at = int(now)
     jti = secrets.token_urlsafe(JTI_BYTES)
     claims["iat"] = issued_at
