@@ -109,13 +109,28 @@ def parse_jwks(document: bytes, *, source: str) -> FetchedKeys:
     return found
 
 
+class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) URLs only (urllib would also follow one to ftp://)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if not newurl.lower().startswith(("http://", "https://")):
+            raise urllib.error.HTTPError(newurl, code, "redirect to a non-HTTP URL", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HTTPOnlyRedirects())
+
+
 def fetch_jwks(url: str, *, timeout: float = JWKS_TIMEOUT) -> FetchedKeys:
     """GET the JWKS document and parse it; any failure is a JWKSFetchError."""
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s) by config
         url, headers={"Accept": "application/jwk-set+json, application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - as above
+        with _OPENER.open(request, timeout=timeout) as response:
             document = response.read(JWKS_MAX_BYTES + 1)
     except urllib.error.HTTPError as exc:
         raise JWKSFetchError(f"{url}: HTTP {exc.code}") from None
