@@ -38,6 +38,9 @@ JWKS_MAX_BYTES = 256 * 1024
 JWKS_MAX_KEYS = 64
 """Entries beyond this many are ignored, bounding the work one document can cause."""
 
+FETCH_WAIT = 1.0
+"""Seconds a request waits for another thread's JWKS fetch before answering without it."""
+
 JWKS_MAX_AGE = 300.0
 """Seconds after which a cached JWKS is fetched again on use, so withdrawn keys expire."""
 
@@ -250,7 +253,9 @@ class KeySet:
         """Fetch the JWKS again if the rate limit allows; True when a fetch succeeded."""
         if not self._jwks_url:
             return False
-        if not self._fetch_lock.acquire(blocking=wait, timeout=self._timeout + 1 if wait else -1):
+        # waiting threads give up after FETCH_WAIT: a flood of unknown kids while the issuer
+        # hangs must not hold every worker thread for the whole fetch timeout
+        if not self._fetch_lock.acquire(blocking=wait, timeout=FETCH_WAIT if wait else -1):
             return False
         try:
             now = self._clock()

@@ -417,3 +417,45 @@ def test_pem_and_jwks_together(
                                                    "kid": _kid(key_pair.public_pem)})
     remote = sign({"userId": "r"}, other_signer, header={"alg": "RS256", "kid": "remote"})
     assert (_verify(local, keys), _verify(remote, keys)) == ("l", "r")
+
+
+def test_an_issuer_that_never_answers_times_out(key_pair: KeyPair) -> None:
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts connections (the kernel does) but never answers
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/jwks.json"
+        keys = KeySet(jwks_url=url, timeout=0.3, clock=Clock())
+        assert keys.refresh(force=True) is False
+        assert not keys.ready
+        with pytest.raises(KeyUnknown):
+            keys.select(None)
+    finally:
+        listener.close()
+
+
+def test_an_http_redirect_is_followed(issuer: JWKSServer, key_pair: KeyPair) -> None:
+    # issuers behind a load balancer often redirect /jwks to a canonical URL
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    target = issuer.url
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(301)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    redirecting = JWKSServer()
+    redirecting.server.RequestHandlerClass = Redirect
+    try:
+        keys = _jwks_keys(redirecting.url, Clock())
+        assert keys.ready
+        assert issuer.requests == 1
+    finally:
+        redirecting.close()
