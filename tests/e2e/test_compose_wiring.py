@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -343,3 +344,22 @@ def test_own_keys_override_serves_with_the_users_key_and_clients(tmp_path: Path)
         assert verified.json()["userId"] == "42"
     finally:
         machine.stop_all()
+
+
+def test_image_ships_every_package_and_runs_unprivileged() -> None:
+    """The Dockerfile and .dockerignore keep up with pyproject.toml (no engine here to build)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = [name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]
+                ["include"]]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    allowed = (REPO / ".dockerignore").read_text().splitlines()
+    for package in packages:
+        assert f"!{package}/" in allowed, f".dockerignore leaves out {package}/"
+        assert f"COPY {package} " in dockerfile, f"the Dockerfile does not copy {package}/"
+    user = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert user, "the image must not run as root"
+    assert user[-1].split(":")[0] not in ("0", "root")
+    assert "jwt_auth.healthcheck" in dockerfile
+    # the services' healthchecks use the same module the image ships
+    for name in ("issuer", "verifier"):
+        assert "jwt_auth.healthcheck" in _compose()["services"][name]["healthcheck"]["test"]
