@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import json
 import logging
 import math
 import re
@@ -47,7 +48,7 @@ from shared.claims import (
     validate_user_id,
 )
 from shared.logs import token_fingerprint
-from shared.strictjson import StrictJSONError, loads_strict
+from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
 from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
 from verifier.errors import (
     AlgorithmNotAllowed,
@@ -76,6 +77,7 @@ HEADER_MAX_DEPTH = 4
 _REFUSED_HEADER_MEMBERS = ("crit", "b64", "zip", "enc")
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 _MISSING: Any = object()
 
@@ -193,6 +195,24 @@ def _b64decode(segment: str, what: str) -> bytes:
         raise TokenMalformed(f"the {what} is not base64url") from None
 
 
+def _json_object(data: bytes, what: str, max_depth: int) -> dict[str, Any]:
+    try:
+        value = loads_strict(data, max_depth=max_depth)
+    except StrictJSONError as exc:
+        raise TokenMalformed(f"the {what} is not strict JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise TokenMalformed(f"the {what} must be a JSON object")
+    # UTF-8 cannot carry a lone surrogate, but a \ud800 escape can: Python then holds a string
+    # that fails to encode later (a Redis key, a response header), so refuse it here (I-JSON,
+    # RFC 7493 2.1); the scan runs only when such an escape may be present
+    if b"\\u" in data and _SURROGATE_ESCAPE.search(data):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise TokenMalformed(f"the {what} holds an unpaired surrogate escape") from None
+    return value
+
+
 def _parse(token: Any) -> _Parsed:
     """Structure checks and strict decoding; no library beyond base64 and json sees the token."""
     if not isinstance(token, str):
@@ -213,18 +233,8 @@ def _parse(token: Any) -> _Parsed:
     header_bytes = _b64decode(segments[0], "header")
     payload_bytes = _b64decode(segments[1], "payload")
     signature = _b64decode(segments[2], "signature")
-    try:
-        header = loads_strict(header_bytes, max_depth=HEADER_MAX_DEPTH)
-    except StrictJSONError as exc:
-        raise TokenMalformed(f"the header is not strict JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise TokenMalformed("the header must be a JSON object")
-    try:
-        payload = loads_strict(payload_bytes)
-    except StrictJSONError as exc:
-        raise TokenMalformed(f"the payload is not strict JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise TokenMalformed("the payload must be a JSON object")
+    header = _json_object(header_bytes, "header", HEADER_MAX_DEPTH)
+    payload = _json_object(payload_bytes, "payload", MAX_DEPTH)
     return _Parsed(
         header=header,
         payload=payload,

@@ -483,6 +483,7 @@ def test_deep_nesting(
 
 
 @pytest.mark.parametrize("payload", [b"[]", b'["userId","123"]', b'"userId"', b"123", b"null",
+                                     b'\xef\xbb\xbf{"userId":"a"}',
                                      b"true", b"", b"{", b'{"userId":"a"} x', b"\xff\xfe{}",
                                      b'{"userId":"\xc3"}'])
 def test_non_object_or_not_json_payloads(
@@ -492,6 +493,27 @@ def test_non_object_or_not_json_payloads(
     if payload == b"":
         assert token.split(".")[1] == ""
     assert refused(token) == "token_malformed"
+
+
+@pytest.mark.parametrize(("header", "payload"), [
+    (b'{"alg":"RS256"}', b'{"userId":"a\\ud800b"}'),
+    (b'{"alg":"RS256"}', b'{"userId":"\\uDFFF"}'),
+    (b'{"alg":"RS256"}', b'{"userId":"u","jti":"\\ude00\\ud83d"}'),
+    (b'{"alg":"RS256"}', b'{"userId":"u","deep":[{"x":"\\udbff"}]}'),
+    (b'{"alg":"RS256","kid":"\\ud800"}', b'{"userId":"u"}'),
+])
+def test_unpaired_surrogate_escapes(
+    header: bytes, payload: bytes, private: rsa.RSAPrivateKey, refused: Callable[[Any], str]
+) -> None:
+    # valid UTF-8 on the wire, but a string no encoder can write back (a Redis key, a header)
+    assert refused(sign_raw(header, payload, private)) == "token_malformed"
+
+
+def test_a_paired_surrogate_escape_is_fine(
+    private: rsa.RSAPrivateKey, verify: Callable[[Any], VerifiedToken]
+) -> None:
+    token = sign_raw(b'{"alg":"RS256"}', b'{"userId":"\\ud83d\\ude00 \\\\ud800"}', private)
+    assert verify(token).user_id == "\U0001f600 \\ud800"
 
 
 @pytest.mark.parametrize("header", [b"[]", b'"RS256"', b"null", b"{", b"\xff"])
