@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory(prefix="jwt-auth-bench-") as scratch:
         directory = Path(scratch)
@@ -149,14 +150,19 @@ def main() -> None:
         try:
             wait_healthy(f"http://127.0.0.1:{port}", server)
             http_client_loop_warmup(port, key)
+            # raw signing before and after the HTTP run: on a shared machine the spread shows
+            # how much the background load moved while we measured
+            print(f"raw signing in this process (one core), {args.duration:.0f} s...", flush=True)
+            raw_before = raw_signing_rate(private_pem, args.duration)
             print(f"HTTP: {args.clients} keep-alive clients, {args.workers} gunicorn workers x "
                   f"{args.threads} threads, {args.duration:.0f} s...", flush=True)
             over_http, failed = http_rate(port, key, args.clients, args.duration)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-        print(f"raw signing in this process (one core), {args.duration:.0f} s...", flush=True)
-        raw = raw_signing_rate(private_pem, args.duration)
+        print(f"raw signing in this process (one core) again, {args.duration:.0f} s...", flush=True)
+        raw_after = raw_signing_rate(private_pem, args.duration)
+        raw = (raw_before + raw_after) / 2
         print(f"raw signing in {cores} processes at once, {args.duration:.0f} s...", flush=True)
         raw_all = parallel_signing_rate(private_pem, args.duration, cores or 1)
 
@@ -166,9 +172,11 @@ def main() -> None:
         "http_tokens_per_s": round(over_http, 1),
         "http_non_201": failed,
         "raw_sign_token_per_s_one_core": round(raw, 1),
+        "raw_one_core_before_after": f"{raw_before:.1f} / {raw_after:.1f}",
         "raw_sign_token_per_s_all_cores": round(raw_all, 1),
         "ratio_http_to_raw_one_core": round(over_http / raw, 2),
         "ratio_http_to_raw_all_cores": round(over_http / raw_all, 2),
+        "load_average_before_after": f"{load_before:.2f} / {os.getloadavg()[0]:.2f}",
     }
     print()
     for name, value in report.items():
