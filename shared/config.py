@@ -69,7 +69,9 @@ def env_json(environ: Mapping[str, str], name: str, default: Any) -> Any:
         raise ConfigError(name, f"expected JSON, got {raw!r}") from None
 
 
-def env_choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+def env_choice(
+    environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]
+) -> str:
     """One of a fixed set of words."""
     raw = environ.get(name, "").strip().lower()
     if raw == "":

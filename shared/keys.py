@@ -69,7 +69,9 @@ def public_jwk(key: Any) -> dict[str, Any]:
     return {**exported, "kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"}
 
 
-def read_pem(*, file: str | None, text: str | None, file_variable: str, text_variable: str) -> bytes:
+def read_pem(
+    *, file: str | None, text: str | None, file_variable: str, text_variable: str
+) -> bytes:
     """PEM bytes from a file path or from inline text; the variable names go into errors.
 
     Inline text may carry literal ``\\n`` instead of newlines, because that is how a key
@@ -125,7 +127,9 @@ def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> Si
     """
     if b"PRIVATE KEY" not in pem:
         what = "a public key" if b"PUBLIC KEY" in pem else "not a PEM private key"
-        raise KeyInvalid(f"{source}: this is {what}; the issuer needs the private key (private.pem)")
+        raise KeyInvalid(
+            f"{source}: this is {what}; the issuer needs the private key (private.pem)"
+        )
     encrypted = _is_encrypted(pem)
     if encrypted and passphrase is None:
         raise PassphraseMissing(
@@ -147,7 +151,9 @@ def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> Si
             ) from None
         raise KeyInvalid(f"{source}: not a readable PEM private key") from None
     except Exception as exc:  # noqa: BLE001 - any other parser failure means "not a key"
-        raise KeyInvalid(f"{source}: not a readable PEM private key ({type(exc).__name__})") from None
+        raise KeyInvalid(
+            f"{source}: not a readable PEM private key ({type(exc).__name__})"
+        ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyInvalid(f"{source}: not an RSA key; RS256 needs RSA")
     _check_size(key.key_size, source)
@@ -164,7 +170,8 @@ def load_public_keys(pem: bytes, *, source: str) -> list[VerificationKey]:
     for block in blocks:
         if b"PRIVATE KEY" in block:
             raise KeyInvalid(
-                f"{source}: holds a private key; the verifier needs only the public key (public.pem)"
+                f"{source}: holds a private key; "
+                "the verifier needs only the public key (public.pem)"
             )
         try:
             key = serialization.load_pem_public_key(block)

@@ -65,11 +65,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied before each test (restarted first if a test killed it)."""
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.close()
-    yield redis_server.url
+    return redis_server.url

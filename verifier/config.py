@@ -97,7 +97,8 @@ class VerifierSettings:
             )
         if self.public_key_file and self.public_key:
             raise ConfigError(
-                "VERIFIER_PUBLIC_KEY", "set VERIFIER_PUBLIC_KEY_FILE or VERIFIER_PUBLIC_KEY, not both"
+                "VERIFIER_PUBLIC_KEY",
+                "set VERIFIER_PUBLIC_KEY_FILE or VERIFIER_PUBLIC_KEY, not both",
             )
         if not isinstance(self.required_attributes, dict):
             raise ConfigError("VERIFIER_REQUIRED_ATTRIBUTES", "expected a JSON object")
