@@ -23,7 +23,7 @@ from verifier.config import VerifierSettings
 from verifier.errors import SessionNotFound
 from verifier.keyset import KeySet
 from verifier.openapi import openapi_document
-from verifier.service import Verdict, VerifierService, config_tag
+from verifier.service import Verdict, VerifierService
 from verifier.store import Store
 from verifier.verification import VerificationPolicy
 
@@ -53,7 +53,7 @@ def _build(settings: VerifierSettings) -> Flask:
     configure_logging(settings.log_level)
     keyset = KeySet.from_settings(settings)
     policy = VerificationPolicy.from_settings(settings)
-    store = Store(settings, config_tag=config_tag(settings, keyset))
+    store = Store(settings)
     admins = ApiKeyRegistry.load(settings.admin_keys_file, variable="VERIFIER_ADMIN_KEYS_FILE")
     app = Flask("verifier")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

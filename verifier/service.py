@@ -1,18 +1,14 @@
 """What the verifier does for a request, Flask-free: verify, log in, look up, log out, revoke.
 
-The hot path (``verify``) costs at most one Redis round trip: a single MGET of the token's cache
-entry, its revocation key and its user's cut-off, with the keys computed from the unverified
-payload. A result found in the in-process LRU or in the Redis cache skips the RSA work, but never
-the revocation and cut-off check, which is read fresh from Redis on every request: the caches can
-only save work, never admit a token Redis says is refused.
+The hot path (``verify``) costs one Redis round trip: a single MGET of the token's revocation key
+and its user's cut-off, with the keys computed from the unverified payload. A result found in the
+in-process LRU skips the RSA work, but never the revocation and cut-off check, which is read fresh
+from Redis on every request: the cache can only save work, never admit a token Redis refuses.
+(Why there is no cache in Redis itself: see ``verifier.store``.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import json
 import logging
 import math
 import secrets
@@ -37,7 +33,7 @@ from verifier.errors import (
 )
 from verifier.keyset import KeySet
 from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
-from verifier.store import CACHE_MAX_TTL, REVOCATION_MARGIN, Snapshot, Store, revocation_id
+from verifier.store import REVOCATION_MARGIN, Snapshot, Store, revocation_id
 from verifier.verification import (
     VerificationPolicy,
     VerifiedToken,
@@ -50,6 +46,10 @@ log = logging.getLogger(__name__)
 
 SESSION_ID_BYTES = 32
 """256 random bits per session id (the contract asks for at least 128)."""
+
+CACHE_MAX_TTL = 300
+"""Longest life of an in-process cached result (seconds), whatever the token's expiry: bounds
+how long a key withdrawn from a JWKS keeps a result alive."""
 
 
 @dataclass(frozen=True)
@@ -101,23 +101,6 @@ class LocalCache:
     def discard(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)
-
-
-def config_tag(settings: VerifierSettings, keyset: KeySet) -> str:
-    """A short hash of what decides a verification: processes that differ share no cache."""
-    described = {
-        "kids": sorted(key.kid for key in keyset.keys()),  # noqa: SIM118 - KeySet is no dict
-        "jwks": settings.jwks_url,
-        "policy": [
-            settings.user_id_field, settings.is_admin_field, settings.is_admin_value,
-            settings.required_attributes, settings.provider_name,
-            list(settings.escape_characters), settings.leeway, settings.require_exp,
-            settings.max_token_age, settings.audience, settings.issuer,
-            list(settings.algorithms),
-        ],
-    }
-    text = json.dumps(described, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def check_user_id(user_id: str) -> None:
@@ -181,37 +164,22 @@ class VerifierService:
         snapshot: Snapshot | None = None
         if guess is not None:
             try:
-                # the cache entry is only worth reading when this process has no result yet
-                snapshot = self.store.lookup(
-                    None if local else digest, guess.rev_id, guess.user_id
-                )
+                snapshot = self.store.lookup(guess.rev_id, guess.user_id)
             except StoreUnavailable:
                 return self._without_store(local or self._check(token, now))
-        verified = local
-        fresh = False
-        if verified is None and snapshot is not None and snapshot.cached is not None:
-            verified = _from_cache(snapshot.cached, now)
-        if verified is None:
-            verified = self._check(token, now)
-            fresh = True
+        verified = local or self._check(token, now)
         rev_id = revocation_id(verified.jti, digest)
         if snapshot is None or guess is None or (guess.rev_id, guess.user_id) != (
             rev_id, verified.user_id
         ):
             # the peeked keys did not match what verification found: read the right ones
             try:
-                snapshot = self.store.lookup(None, rev_id, verified.user_id)
+                snapshot = self.store.lookup(rev_id, verified.user_id)
             except StoreUnavailable:
                 return self._without_store(verified)
         _refuse_if_revoked(verified, snapshot)
-        until = self._cache_until(verified, now)
         if local is None:
-            self.local.put(digest, verified, until)
-        if fresh:
-            entry = {**dataclasses.asdict(verified), "until": until}
-            # a missed cache write costs a later RSA verify, nothing else
-            with contextlib.suppress(StoreUnavailable):
-                self.store.remember(digest, entry, math.floor(until - now))
+            self.local.put(digest, verified, self._cache_until(verified, now))
         return Verdict(verified, True)
 
     def _without_store(self, verified: VerifiedToken) -> Verdict:
@@ -318,7 +286,7 @@ class VerifierService:
         if verified.expires_at is not None:
             # past exp plus the largest leeway no verifier accepts it, whatever its settings
             ttl = max(1, math.ceil(float(verified.expires_at) - self.clock()) + REVOCATION_MARGIN)
-        self.store.revoke(revocation_id(verified.jti, digest), ttl, digest)
+        self.store.revoke(revocation_id(verified.jti, digest), ttl)
         self.local.discard(digest)
         log.info("token %s revoked", token_fingerprint(token))
 
@@ -360,17 +328,6 @@ def _refuse_if_revoked(verified: VerifiedToken, snapshot: Snapshot) -> None:
         raise TokenRevoked(
             "every token of this user issued before a user-wide logout was revoked; sign in again"
         )
-
-
-def _from_cache(raw: bytes, now: float) -> VerifiedToken | None:
-    """A cached result, or None when it is unreadable (another version wrote it) or stale."""
-    try:
-        entry = json.loads(raw)
-        until = float(entry.pop("until"))
-        verified = VerifiedToken(**entry)
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    return verified if until > now else None
 
 
 def _session_id_shaped(session_id: str) -> bool:
