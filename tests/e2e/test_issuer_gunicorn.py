@@ -36,6 +36,7 @@ _BLANK = {
 class Running:
     service: ServiceProcess
     key: str
+    metrics_dir: Path
 
 
 def _env(key_pair: KeyPair, clients_file: Path, **extra: str) -> dict[str, str]:
@@ -73,12 +74,13 @@ def get_text(url: str) -> str:
 def running(key_pair: KeyPair, tmp_path: Path) -> Iterator[Running]:
     clients_file = tmp_path / "clients.json"
     key = add_client(clients_file, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
-    service = ServiceProcess(
-        "issuer", _env(key_pair, clients_file, ISSUER_RATE_LIMIT="0"), tmp_path / "issuer.log",
-        workers=2,
-    )
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = _env(key_pair, clients_file, ISSUER_RATE_LIMIT="0",
+               PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    service = ServiceProcess("issuer", env, tmp_path / "issuer.log", workers=2)
     service.start()
-    yield Running(service, key)
+    yield Running(service, key, metrics_dir)
     service.stop()
 
 
@@ -126,6 +128,9 @@ def test_metrics_add_up_across_two_workers(running: Running) -> None:
     assert counted == {30.0}
     text = get_text(f"{running.service.url}/metrics")
     assert _metric(text, 'token_refusals_total{code="admin_not_permitted"}') == 1.0
+    # prometheus_client keeps one counter file per process that counted: both workers served
+    writers = {path.stem.rsplit("_", 1)[1] for path in running.metrics_dir.glob("counter_*.db")}
+    assert len(writers) >= 2, writers
 
 
 def test_rate_limit_is_shared_by_the_workers(key_pair: KeyPair, tmp_path: Path) -> None:
