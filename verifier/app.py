@@ -63,7 +63,31 @@ def _build(settings: VerifierSettings) -> Flask:
     install_problem_handlers(app)
     install_request_metrics(app, "verifier")
     app.register_blueprint(views)
+    app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+class _RedactSessionIds:
+    """Keeps session ids, which are bearer credentials, out of gunicorn's access log.
+
+    gunicorn writes the access line after the response, from this same WSGI environ; the path
+    is rewritten only once the app has answered.
+    """
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            return self.wsgi_app(environ, start_response)
+        finally:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(SESSION_PATH) and len(path) > len(SESSION_PATH):
+                environ["PATH_INFO"] = SESSION_PATH + "<redacted>"
+                environ["RAW_URI"] = SESSION_PATH + "<redacted>"
+
+
+SESSION_PATH = "/v1/sessions/"
 
 
 def _service() -> VerifierService:

@@ -160,7 +160,12 @@ class VerifierService:
         now = self.clock()
         digest = token_hash(token)
         local = self.local.get(digest, now)
-        guess = self._guess(token, digest)
+        # a cached result already knows the keys; only an unknown token needs peeking
+        guess = (
+            _Guess(revocation_id(local.jti, digest), local.user_id)
+            if local is not None
+            else self._guess(token, digest)
+        )
         snapshot: Snapshot | None = None
         if guess is not None:
             try:

@@ -227,10 +227,17 @@ def test_metrics_count_outcomes_across_workers(http: requests.Session, stack: St
 
 def test_logs_hold_fingerprints_never_tokens(http: requests.Session, stack: Stack) -> None:
     token = issue(http, stack, {"userId": "quiet"})
+    login = http.post(f"{stack.by_pem.url}/v1/sessions", json={"token": token}, timeout=10)
+    session_id = login.json()["sessionId"]
+    assert http.get(f"{stack.by_pem.url}/v1/sessions/{session_id}", timeout=10).status_code == 200
+    assert http.delete(f"{stack.by_pem.url}/v1/sessions/{session_id}", timeout=10).status_code \
+        == 204
     http.post(f"{stack.by_pem.url}/v1/revocations", json={"token": token}, timeout=10)
     verify(http, stack.by_pem, token)
+    assert '"GET /v1/sessions/<redacted>" 200' in stack.by_pem.output()
     for service in (stack.issuer, stack.by_pem, stack.by_jwks):
         output = service.output()
+        assert session_id not in output
         assert token.split(".")[2] not in output
         assert "Traceback" not in output
         assert PASSPHRASE not in output
