@@ -558,3 +558,68 @@ def test_responses_never_carry_the_token(client: FlaskClient, key_pair: KeyPair)
         text = response.get_data(as_text=True) + json.dumps(dict(response.headers))
         assert token not in text
         assert token.split(".")[2] not in text
+
+
+# hostile tokens over HTTP ------------------------------------------------------------------
+
+
+def _hostile_tokens(key_pair: KeyPair, other_key_pair: KeyPair) -> dict[str, tuple[str, str]]:
+    """name -> (token, expected code): what an attacker's script sends, signed byte by byte."""
+    from tests.unit import forge
+
+    ours = forge.load_private(key_pair.private_pem, key_pair.passphrase)
+    theirs = forge.load_private(other_key_pair.private_pem, other_key_pair.passphrase)
+    good = {"userId": "123", "isAdmin": True}
+    public_pem = key_pair.public_pem.encode()
+    body = forge.sign(good, ours)
+    head, payload, sig = body.split(".")
+    attacker_jwk = {"kty": "RSA", "n": forge.b64u(theirs.public_key().public_numbers().n
+                                                   .to_bytes(256, "big")), "e": "AQAB"}
+    return {
+        "alg none": (forge.unsigned({"alg": "none"}, good), "token_malformed"),
+        "alg None signed": (forge.unsigned({"alg": "None"}, good, sig), "algorithm_not_allowed"),
+        "HS256 with the public PEM": (forge.sign(good, public_pem, alg="HS256"),
+                                      "algorithm_not_allowed"),
+        "embedded attacker jwk": (
+            forge.sign(good, theirs, header={"alg": "RS256", "jwk": attacker_jwk}),
+            "signature_invalid",
+        ),
+        "crit": (forge.sign(good, ours, header={"alg": "RS256", "crit": ["exp"], "exp": 1}),
+                 "token_malformed"),
+        "JWE shape": (f"{head}.{payload}.{sig}.{sig}.{sig}", "token_malformed"),
+        "padded base64url": (f"{head}=.{payload}.{sig}", "token_malformed"),
+        "standard base64": (f"{head}.{payload}.{sig.replace('-', '+').replace('_', '/')}x",
+                            "token_malformed"),
+        "duplicate members": (
+            forge.sign_raw(b'{"alg":"RS256"}', b'{"userId":"1","userId":"admin"}', ours),
+            "token_malformed",
+        ),
+        "NaN": (forge.sign_raw(b'{"alg":"RS256"}', b'{"userId":"1","exp":NaN}', ours),
+                "token_malformed"),
+        "array payload": (forge.sign_raw(b'{"alg":"RS256"}', b'["userId"]', ours),
+                          "token_malformed"),
+        "isAdmin as a string": (forge.sign({"userId": "1", "isAdmin": "true"}, ours),
+                                "claim_invalid"),
+        "userId as a number": (forge.sign({"userId": 123}, ours), "claim_invalid"),
+        "exp as a string": (forge.sign({"userId": "1", "exp": "9999999999"}, ours),
+                            "claim_invalid"),
+        "a 1 MB token": ("a" * 1_000_000 + ".b.c", "token_malformed"),
+        "non-ASCII": (f"{head}.{payload}.{sig}é", "token_malformed"),
+        "control characters": (f"{head}\x00.{payload}.{sig}", "token_malformed"),
+    }
+
+
+def test_hostile_tokens_get_their_401_on_every_endpoint_never_a_5xx(
+    make_app: Callable[..., Flask], key_pair: KeyPair, other_key_pair: KeyPair
+) -> None:
+    app = make_app(max_body_bytes=2 * 1024 * 1024)
+    client = app.test_client()
+    for name, (token, code) in _hostile_tokens(key_pair, other_key_pair).items():
+        for path in ("/v1/verify", "/v1/sessions", "/v1/revocations"):
+            response = client.post(path, json={"token": token})
+            assert response.status_code == 401, (name, path, response.get_json())
+            assert response.get_json()["code"] == code, (name, path)
+        if len(token) < 8000 and "\x00" not in token and token.isascii():
+            forwarded = client.get("/v1/auth", headers={"Authorization": f"Bearer {token}"})
+            assert forwarded.status_code == 401, name
+            assert forwarded.get_json()["code"] == code, name
