@@ -108,6 +108,11 @@ def parse_jwks(document: bytes, *, source: str) -> FetchedKeys:
         except KeyLoadError as exc:
             log.warning("ignoring a JWKS entry: %s", exc)
             continue
+        except Exception as exc:  # noqa: BLE001 - the issuer's document is input, not our code
+            # e.g. jwcrypto's ValueError for a modulus below 3: a broken entry, not a crash
+            log.warning("ignoring JWKS entry %s keys[%d]: %s", source, position,
+                        type(exc).__name__)
+            continue
         found.append((alias, key))
     return found
 
@@ -268,7 +273,7 @@ class KeySet:
             self._last_attempt = now
             try:
                 fetched = fetch_jwks(self._jwks_url, timeout=self._timeout)
-            except JWKSFetchError as exc:
+            except Exception as exc:  # noqa: BLE001 - a refresh runs on requests: never raise
                 if self._index.keys:
                     log.warning("JWKS refresh failed, keeping the cached keys: %s", exc)
                 else:

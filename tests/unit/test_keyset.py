@@ -395,11 +395,16 @@ def test_only_rsa_signing_keys_are_taken(
         {**private, "kid": "private"},
         small,
         "not an object",
+        {"kty": "RSA", "n": "AA", "e": "AQAB", "kid": "tiny-modulus"},
+        {"kty": "RSA", "n": "AQAB" * 100, "e": "", "kid": "no-exponent"},
+        {"kty": "RSA", "n": "!!", "e": "AQAB", "kid": "not-base64"},
+        {"kty": "RSA", "kid": "no-members"},
         _entry(key_pair.public_pem, kid="good"),
     ]}
     keys = _jwks_keys(issuer.url, Clock())
     assert _kids(keys) == [_kid(key_pair.public_pem)]
-    for kid in ("ec", "hmac", "enc", "hs", "ops", "private"):
+    for kid in ("ec", "hmac", "enc", "hs", "ops", "private", "tiny-modulus", "no-exponent",
+                "not-base64", "no-members"):
         with pytest.raises(KeyUnknown):
             keys.select(kid)
     assert keys.select("good").kid == _kid(key_pair.public_pem)
