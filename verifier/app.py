@@ -42,6 +42,9 @@ class TokenRequest(Schema):
     token = StrictString(required=True, validate=validate.Length(min=1))
 
 
+_TOKEN_REQUEST = TokenRequest()  # built once: a schema instance costs more than the load
+
+
 def create_app(settings: VerifierSettings | None = None) -> Flask:
     """The verifier app; from the environment (a bad start: one line, exit 3) if no settings."""
     if settings is None:
@@ -103,7 +106,7 @@ def _token_from_request() -> str:
             raise Problem('Send {"token": "<jwt>"} as JSON, or Authorization: Bearer <jwt>.')
         return bearer
     try:
-        loaded: dict[str, Any] = TokenRequest().load(json_body(request))
+        loaded: dict[str, Any] = _TOKEN_REQUEST.load(json_body(request))
     except ValidationError as exc:
         field, message = first_error(exc.messages)
         raise Problem(f"{field}: {message}") from None
