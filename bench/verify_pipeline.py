@@ -4,8 +4,7 @@ Prints, for an RSA key (4096 bits by default, the seed's size) and a seed-style 
 - jwcrypto jwt.JWT(strict_serialization=True) deserialize+verify: what a caller would write;
 - jwcrypto JWSCore verify alone: the signature step our pipeline calls;
 - verify_token: the whole pipeline (structure, strict JSON, header, signature, claims, time);
-and the ratios. Usage: .venv/bin/python -P bench/verify_pipeline.py [--bits 4096] [--seconds 6]
-(-P: without it Python puts bench/ first on the path, and bench/verifier.py hides the package).
+and the ratios. Usage: .venv/bin/python bench/verify_pipeline.py [--bits 4096] [--seconds 6]
 """
 
 from __future__ import annotations
@@ -13,13 +12,8 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-if Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)  # run without -P: keep bench/verifier.py from hiding the verifier package
 
 from jwcrypto import jws, jwt
 

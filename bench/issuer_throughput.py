@@ -5,7 +5,7 @@ Starts ``jwt-auth serve issuer`` (real gunicorn, gthread) with a fresh encrypted
 process how fast the same key signs (``issuer.signing.sign_token``, one core) and prints both
 figures and their ratio. A script, not a test: the numbers depend on the machine.
 
-    .venv/bin/python bench/issuer.py [--bits 4096] [--duration 10] [--clients 8]
+    .venv/bin/python bench/issuer_throughput.py [--bits 4096] [--duration 10] [--clients 8]
 """
 
 from __future__ import annotations

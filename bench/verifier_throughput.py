@@ -11,7 +11,8 @@ from concurrent keep-alive clients for a bounded time:
 
 Prints the figures and their ratios to the bare endpoint. A script, not a test.
 
-    .venv/bin/python bench/verifier.py [--bits 4096] [--duration 5] [--clients 8] [--tokens 8000]
+    .venv/bin/python bench/verifier_throughput.py [--bits 4096] [--duration 5] [--clients 8]
+        [--tokens 8000]
 """
 
 from __future__ import annotations
