@@ -23,6 +23,22 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 JWT_AUTH = [sys.executable, "-m", "jwt_auth"]
 
+_PRODUCT_VARIABLE_PREFIXES = ("ISSUER_", "VERIFIER_", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
+
+
+def service_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without any product variable, plus ``env``.
+
+    A developer's shell may export ISSUER_* or VERIFIER_* for their own stack; a test service
+    must see only what the test gives it.
+    """
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(_PRODUCT_VARIABLE_PREFIXES)
+    }
+    return {**inherited, **env}
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -130,7 +146,7 @@ class ServiceProcess:
     ) -> None:
         self.service = service
         self.port = port or free_port()
-        self.env = {**os.environ, **env}
+        self.env = service_environment(env)
         self.log_path = log_path
         self.workers = workers
         self.threads = threads

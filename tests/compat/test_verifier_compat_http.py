@@ -17,7 +17,6 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from tests.e2e.test_verifier_e2e import BLANK
 from tests.procs import ServiceProcess
 
 pytestmark = pytest.mark.compat
@@ -51,7 +50,7 @@ def verifier(
     pasted = seed_keys[1].read_text().strip().replace("\n", "\\n")
     service = ServiceProcess(
         "verifier",
-        {**BLANK, "VERIFIER_PUBLIC_KEY": pasted, "REDIS_URL": redis_url},
+        {"VERIFIER_PUBLIC_KEY": pasted, "REDIS_URL": redis_url},
         tmp_path / "verifier.log",
         workers=1,
     )

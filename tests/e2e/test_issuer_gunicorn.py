@@ -20,17 +20,6 @@ from tests.procs import ServiceProcess
 
 pytestmark = pytest.mark.e2e
 
-# every issuer variable, blank, so nothing from the developer's shell leaks into a test
-_BLANK = {
-    name: ""
-    for name in (
-        "ISSUER_PRIVATE_KEY_FILE", "ISSUER_PRIVATE_KEY", "ISSUER_KEY_PASSPHRASE",
-        "ISSUER_KEY_PASSPHRASE_FILE", "ISSUER_TOKEN_TTL", "ISSUER_MAX_TOKEN_TTL",
-        "ISSUER_CLIENTS_FILE", "ISSUER_ISSUER", "ISSUER_AUDIENCE", "ISSUER_RATE_LIMIT",
-        "ISSUER_MAX_BODY_BYTES", "PROMETHEUS_MULTIPROC_DIR",
-    )
-}
-
 
 @dataclass
 class Running:
@@ -41,7 +30,6 @@ class Running:
 
 def _env(key_pair: KeyPair, clients_file: Path, **extra: str) -> dict[str, str]:
     return {
-        **_BLANK,
         "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
         "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
         "ISSUER_CLIENTS_FILE": str(clients_file),
@@ -154,7 +142,7 @@ def test_rate_limit_is_shared_by_the_workers(key_pair: KeyPair, tmp_path: Path) 
 
 
 def _start_failure(tmp_path: Path, env: dict[str, str]) -> tuple[int, list[str]]:
-    service = ServiceProcess("issuer", {**_BLANK, **env}, tmp_path / "failing.log", workers=2)
+    service = ServiceProcess("issuer", {**env}, tmp_path / "failing.log", workers=2)
     service.start(wait=False)
     assert service.process is not None
     try:
