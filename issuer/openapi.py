@@ -7,6 +7,7 @@ from typing import Any
 from issuer.config import IssuerSettings
 from issuer.signing import RESERVED_CLAIMS
 from shared.claims import USER_ID_MAX_LENGTH
+from shared.http import PROBLEM_SCHEMA
 
 PROBLEM = "application/problem+json"
 
@@ -209,18 +210,7 @@ def openapi_document(settings: IssuerSettings) -> dict[str, Any]:
                     "required": ["keys"],
                     "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
                 },
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail", "code"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "code": {"type": "string"},
-                        "field": {"type": "string"},
-                    },
-                },
+                "Problem": PROBLEM_SCHEMA,
             },
         },
     }

@@ -13,6 +13,21 @@ from shared.strictjson import StrictJSONError, loads_strict
 
 PROBLEM_MIMETYPE = "application/problem+json"
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 7807 problem document; branch on `code`, which never changes.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "field": {"type": "string", "description": "the request field that was refused"},
+    },
+}
+"""The OpenAPI schema of every error both services answer with."""
+
 log = logging.getLogger(__name__)
 
 # werkzeug's own errors (routing, body size, method) mapped to our stable codes

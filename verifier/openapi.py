@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.http import PROBLEM_SCHEMA
+
 TOKEN_CODES = [
     "token_malformed", "algorithm_not_allowed", "signature_invalid", "key_unknown",
     "token_expired", "token_not_yet_valid", "token_too_old", "claim_missing", "claim_invalid",
@@ -270,15 +272,7 @@ def openapi_document() -> dict[str, Any]:
                         "tokensRevokedBefore": {"type": ["number", "null"]},
                     },
                 },
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail", "code"],
-                    "properties": {
-                        "type": {"type": "string"}, "title": {"type": "string"},
-                        "status": {"type": "integer"}, "detail": {"type": "string"},
-                        "code": {"type": "string"},
-                    },
-                },
+                "Problem": PROBLEM_SCHEMA,
             },
         },
     }
