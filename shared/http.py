@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Request, Response, json
+from flask import Flask, Request, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import Problem
@@ -56,8 +56,12 @@ def problem_response(problem: Problem) -> Response:
 
 def _from_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
+    detail = error.description or error.name
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if status == 413 and limit:
+        detail = f"The request body is larger than this service accepts ({limit} bytes)."
     problem = Problem(
-        error.description or error.name,
+        detail,
         status=status,
         code=_HTTP_CODES.get(status, error.name.lower().replace(" ", "_")),
         title=error.name,

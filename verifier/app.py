@@ -105,8 +105,11 @@ def _token_from_request() -> str:
         if bearer is None:
             raise Problem('Send {"token": "<jwt>"} as JSON, or Authorization: Bearer <jwt>.')
         return bearer
+    body = json_body(request)
+    if not isinstance(body, dict):
+        raise Problem('The body must be a JSON object: {"token": "<jwt>"}.')
     try:
-        loaded: dict[str, Any] = _TOKEN_REQUEST.load(json_body(request))
+        loaded: dict[str, Any] = _TOKEN_REQUEST.load(body)
     except ValidationError as exc:
         field, message = first_error(exc.messages)
         raise Problem(f"{field}: {message}") from None

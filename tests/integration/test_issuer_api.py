@@ -182,7 +182,8 @@ def test_not_json_is_415(issuer: Issuer) -> None:
 def test_body_over_the_limit_is_413(key_pair: KeyPair, tmp_path: Path) -> None:
     small = _make(key_pair, tmp_path, max_body_bytes=1024)
     assert small.post({"userId": "1", "pad": "x" * 900}).status_code == 201
-    _problem(small.post({"userId": "1", "pad": "x" * 1100}), 413, "payload_too_large")
+    body = _problem(small.post({"userId": "1", "pad": "x" * 1100}), 413, "payload_too_large")
+    assert "1024 bytes" in body["detail"]
 
 
 def test_wrong_method_is_405(issuer: Issuer) -> None:

@@ -152,6 +152,12 @@ def test_verify_refuses_a_bad_body(
     assert_problem(client.post("/v1/verify", **kwargs), status, code)
 
 
+def test_a_body_that_is_not_an_object_says_what_to_send(client: FlaskClient) -> None:
+    response = client.post("/v1/verify", json=["token"])
+    assert_problem(response, 400, "request_invalid")
+    assert '{"token": "<jwt>"}' in response.get_json()["detail"]
+
+
 def test_verify_refusals_are_401_with_their_code(
     client: FlaskClient, key_pair: KeyPair, other_key_pair: KeyPair
 ) -> None:
