@@ -35,18 +35,7 @@ from typing import Any
 from jwcrypto.jwa import JWA
 from marshmallow import Schema, ValidationError
 
-from shared.claims import (
-    REGISTERED_STRING_CLAIMS,
-    REGISTERED_TIME_CLAIMS,
-    USER_ID_MAX_LENGTH,
-    Audience,
-    NumericDate,
-    StrictBoolean,
-    StrictString,
-    claims_schema,
-    first_error,
-    validate_user_id,
-)
+from shared.claims import claims_schema, first_error
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
 from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
@@ -100,10 +89,8 @@ class VerificationPolicy:
     max_token_age: float = 0
     audience: frozenset[str] | None = None
     issuer: str | None = None
-    # derived once: the claim schema for these field names, and whether the fast claim check
-    # below covers it exactly (it does for the shared schema as written)
+    # derived once: the shared claim schema for these field names
     schema: Schema = field(init=False, repr=False, compare=False)
-    fast_claims: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = self.algorithms - set(ALLOWED_ALGORITHMS)
@@ -115,7 +102,6 @@ class VerificationPolicy:
             is_admin_is_boolean=self.is_admin_is_boolean,
         )
         object.__setattr__(self, "schema", schema)
-        object.__setattr__(self, "fast_claims", _fast_check_covers(schema, self))
 
     @classmethod
     def from_settings(cls, settings: VerifierSettings) -> VerificationPolicy:
@@ -303,73 +289,6 @@ def _is_js_falsy(value: Any) -> bool:
     return False
 
 
-_FAST_FIELD_TYPES: dict[str, type] = {
-    **{name: NumericDate for name in REGISTERED_TIME_CLAIMS},
-    **{name: StrictString for name in REGISTERED_STRING_CLAIMS},
-    "aud": Audience,
-}
-
-
-def _fast_check_covers(schema: Schema, policy: VerificationPolicy) -> bool:
-    """Whether _claims_look_valid checks every field the schema declares, with the same types.
-
-    If shared/claims.py gains or changes a field, this answers False and every token goes
-    through the schema, so the shortcut can never accept what the schema would refuse.
-    """
-    expected: dict[str, type] = dict(_FAST_FIELD_TYPES)
-    if policy.is_admin_is_boolean:
-        expected[policy.is_admin_field] = StrictBoolean
-    expected[policy.user_id_field] = StrictString
-    if set(schema.fields) != set(expected):
-        return False
-    for name, declared in schema.fields.items():
-        if type(declared) is not expected[name] or declared.allow_none:
-            return False
-        wanted = [validate_user_id] if name == policy.user_id_field else []
-        if list(declared.validators) != wanted:
-            return False
-    return True
-
-
-def _is_finite_number(value: Any) -> bool:
-    kind = type(value)
-    return kind is int or (kind is float and math.isfinite(value))
-
-
-def _claims_look_valid(payload: dict[str, Any], policy: VerificationPolicy) -> bool:
-    """A fast check that implies the schema accepts the payload; False means "ask the schema".
-
-    marshmallow costs about 50 us a token, a third of an RSA-2048 verification; this costs 2.
-    It may say False for a payload the schema accepts (the schema then decides), never True for
-    one the schema refuses (tests/unit/test_verification.py checks this on random payloads).
-    """
-    user_id = payload.get(policy.user_id_field)
-    # isprintable() refuses every control character and more (the schema then decides those)
-    if (
-        type(user_id) is not str
-        or not 0 < len(user_id) <= USER_ID_MAX_LENGTH
-        or not user_id.isprintable()
-    ):
-        return False
-    if policy.is_admin_is_boolean:
-        admin = payload.get(policy.is_admin_field, False)
-        if type(admin) is not bool:
-            return False
-    for name in REGISTERED_TIME_CLAIMS:
-        if name in payload and not _is_finite_number(payload[name]):
-            return False
-    for name in REGISTERED_STRING_CLAIMS:
-        if name in payload and type(payload[name]) is not str:
-            return False
-    if "aud" in payload:
-        aud = payload["aud"]
-        if type(aud) is not str and not (
-            type(aud) is list and all(type(item) is str for item in aud)
-        ):
-            return False
-    return True
-
-
 def _check_claims(payload: dict[str, Any], policy: VerificationPolicy) -> None:
     user_id = payload.get(policy.user_id_field, _MISSING)
     if user_id is _MISSING or _is_js_falsy(user_id):
@@ -378,8 +297,6 @@ def _check_claims(payload: dict[str, Any], policy: VerificationPolicy) -> None:
             "The payload is missing or it doesn't contain the field "
             f"{policy.user_id_field}"
         )
-    if policy.fast_claims and _claims_look_valid(payload, policy):
-        return
     try:
         policy.schema.load(payload)
     except ValidationError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import random
 from typing import Any
 
 import pytest
@@ -515,51 +514,3 @@ def test_peek_claims_returns_the_unverified_payload_of_a_sound_token(
 ])
 def test_peek_claims_answers_none_for_anything_unsound(token: Any) -> None:
     assert peek_claims(token) is None
-
-
-# -- the fast claim check never accepts what the schema refuses ------------------------------------
-
-_VALUES: list[Any] = [
-    None, True, False, 0, 1, -1, 1.5, 1e308, float("inf"), float("nan"), 2**70, "", "u", "a|b",
-    "x" * 255, "x" * 256, "a\u0000b", "a\nb", "\u00a0", "\u200b", "é", [], ["a"], ["a", 1], [None],
-    {}, {"a": 1},
-]
-_NAMES = ["userId", "isAdmin", "exp", "nbf", "iat", "iss", "sub", "jti", "aud", "role", "other"]
-
-
-@pytest.mark.parametrize(("policy", "covers_all"), [
-    (VerificationPolicy(), True),
-    (VerificationPolicy(is_admin_value="yes", is_admin_field="role"), True),
-    (VerificationPolicy(user_id_field="sub"), True),
-    # a contradictory configuration: safe, but the schema decides every token with exp
-    (VerificationPolicy(user_id_field="uid", is_admin_field="exp"), False),
-], ids=["default", "custom-admin", "user-in-sub", "admin-in-exp"])
-def test_fast_claim_check_agrees_with_the_schema(
-    policy: VerificationPolicy, covers_all: bool
-) -> None:
-    from marshmallow import ValidationError
-
-    from shared.claims import validate_claims
-    from verifier.verification import _claims_look_valid
-
-    assert policy.fast_claims
-    rng = random.Random(7)  # noqa: S311 - reproducible test data, not a secret
-    fast_accepts = schema_accepts = 0
-    for _ in range(4000):
-        payload = {name: rng.choice(_VALUES) for name in rng.sample(_NAMES, rng.randrange(0, 6))}
-        payload[policy.user_id_field] = rng.choice(["u", "x" * 255, *_VALUES])
-        try:
-            validate_claims(payload, policy.user_id_field, policy.is_admin_field,
-                            is_admin_is_boolean=policy.is_admin_is_boolean)
-            valid = True
-        except ValidationError:
-            valid = False
-        fast = _claims_look_valid(payload, policy)
-        assert valid or not fast, payload  # never a shortcut past a refusal
-        # and the shortcut is taken for every valid payload but those with exotic user ids
-        # (printable in no font, yet no control character), which the schema then decides
-        if covers_all and valid and payload[policy.user_id_field].isprintable():
-            assert fast, payload
-        fast_accepts += fast
-        schema_accepts += valid
-    assert fast_accepts > 100
