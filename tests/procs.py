@@ -69,10 +69,11 @@ def http_ok(url: str) -> bool:
 class RedisServer:
     """A redis-server of our own, on a free port, persisting with AOF like production."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed; run scripts/test (it installs it)")
         self.data_dir = data_dir
+        self.durable = durable
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -88,9 +89,9 @@ class RedisServer:
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir),
-                "--appendonly", "yes",
                 # an acknowledged write is on disk before the reply: revocations survive kill -9
-                "--appendfsync", "always",
+                "--appendonly", "yes" if self.durable else "no",
+                "--appendfsync", "always" if self.durable else "everysec",
                 "--save", "",
                 "--daemonize", "no",
                 "--loglevel", "warning",

@@ -6,6 +6,7 @@ holds a socket or a thread (the Redis client is made lazily in each worker).
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from typing import Any
 
@@ -42,6 +43,8 @@ class TokenRequest(Schema):
     token = StrictString(required=True, validate=validate.Length(min=1))
 
 
+log = logging.getLogger(__name__)
+
 _TOKEN_REQUEST = TokenRequest()  # built once: a schema instance costs more than the load
 
 
@@ -57,6 +60,11 @@ def _build(settings: VerifierSettings) -> Flask:
     keyset = KeySet.from_settings(settings)
     policy = VerificationPolicy.from_settings(settings)
     store = Store(settings)
+    warning = store.durability_warning()
+    if warning:
+        log.warning("%s", warning)
+    # the app is built in the gunicorn master: no connection may be inherited by the workers
+    store.close()
     admins = ApiKeyRegistry.load(settings.admin_keys_file, variable="VERIFIER_ADMIN_KEYS_FILE")
     app = Flask("verifier")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -208,6 +208,29 @@ class Store:
             self._client.close()
         self._client = None
 
+    def durability_warning(self) -> str | None:
+        """Why an acknowledged revocation could be lost in a Redis crash, or None.
+
+        Revocations are only as durable as Redis: without AOF and ``appendfsync always`` a
+        crash forgets the last writes, and a revoked token becomes valid again. Managed Redis
+        services often forbid CONFIG; then nothing can be said and nothing is reported.
+        """
+        try:
+            config = self._run(
+                "config", lambda client: client.config_get("appendonly", "appendfsync")
+            )
+        except (StoreUnavailable, redis.RedisError):
+            return None
+        settings = {_text(name): _text(value) for name, value in config.items()}
+        appendonly, appendfsync = settings.get("appendonly"), settings.get("appendfsync")
+        if appendonly == "yes" and appendfsync == "always":
+            return None
+        return (
+            f"Redis at {_without_password(self.url)} runs with appendonly={appendonly} "
+            f"appendfsync={appendfsync}: a Redis crash can lose acknowledged revocations and "
+            "logouts; configure appendonly yes and appendfsync always"
+        )
+
     def ping(self) -> bool:
         """Whether Redis answers right now (readiness)."""
         try:
@@ -311,6 +334,18 @@ class Store:
     def _script(self, client: redis.Redis, name: str) -> Any:
         del client  # the scripts were registered on this process's client in _redis()
         return self._scripts[name]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _without_password(url: str) -> str:
+    """The Redis URL as it may appear in a log line."""
+    scheme, separator, rest = url.partition("://")
+    if separator and "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}{separator}{rest}"
 
 
 def _cutoff(raw: bytes | None) -> float | None:

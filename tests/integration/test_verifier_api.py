@@ -6,6 +6,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -629,3 +630,40 @@ def test_hostile_tokens_get_their_401_on_every_endpoint_never_a_5xx(
             forwarded = client.get("/v1/auth", headers={"Authorization": f"Bearer {token}"})
             assert forwarded.status_code == 401, name
             assert forwarded.get_json()["code"] == code, name
+
+
+def test_a_redis_that_can_lose_revocations_is_reported_at_start(
+    key_pair: KeyPair, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = VerifierSettings(public_key_file=str(key_pair.public_path))
+    forgetful = RedisServer(tmp_path / "forgetful", durable=False)
+    forgetful.start()
+    try:
+        with caplog.at_level("WARNING", logger="verifier.app"):
+            create_app(replace(settings, redis_url=forgetful.url))
+    finally:
+        forgetful.stop()
+    assert "can lose acknowledged revocations" in caplog.text
+    assert "appendonly=no" in caplog.text
+
+
+def test_a_durable_redis_and_an_absent_one_start_without_a_durability_warning(
+    key_pair: KeyPair, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = VerifierSettings(public_key_file=str(key_pair.public_path))
+    with caplog.at_level("WARNING", logger="verifier.app"):
+        create_app(replace(settings, redis_url=redis_url))
+        # nothing listens on port 1: the service still starts, and /readyz reports Redis
+        create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
+    assert "revocations" not in caplog.text
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:s3cret@cache:6379/0", "redis://***@cache:6379/0"),
+    ("rediss://user:s3cret@cache:6380/1", "rediss://***@cache:6380/1"),
+    ("redis://cache:6379/0", "redis://cache:6379/0"),
+])
+def test_redis_urls_in_logs_never_carry_the_password(url: str, shown: str) -> None:
+    from verifier.store import _without_password
+
+    assert _without_password(url) == shown
