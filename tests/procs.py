@@ -179,6 +179,16 @@ class ServiceProcess:
                 self.stop()
                 raise AssertionError(f"{self.service} did not start:\n{self.output()}") from None
 
+    def expect_exit(self, *, timeout: float = 30) -> tuple[int, list[str]]:
+        """Start a service that should refuse to: its exit status and its non-blank output lines."""
+        self.start(wait=False)
+        assert self.process is not None
+        try:
+            returncode = self.process.wait(timeout=timeout)
+        finally:
+            self.stop()
+        return returncode, [line for line in self.output().splitlines() if line.strip()]
+
     def _healthy(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"{self.service} exited early:\n{self.output()}")

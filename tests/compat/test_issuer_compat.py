@@ -17,47 +17,17 @@ import pytest
 from shared.apikeys import add_client
 from shared.errors import PassphraseWrong
 from shared.keys import load_private_key, load_public_keys
+from tests.compat.seed import SeedKeys
 from tests.procs import JWT_AUTH, REPO, ServiceProcess
 
 pytestmark = pytest.mark.compat
 
 COMPAT = Path(__file__).resolve().parent
-SEED_PASSPHRASE = "seed passphrase"
 
 
-@dataclass(frozen=True)
-class OpenSSLKeys:
-    private_path: Path
-    public_path: Path
-    passphrase_path: Path
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=120)
-
-
-def _seed_keys(directory: Path, *, traditional: bool) -> OpenSSLKeys:
-    """The seed's two commands, with -passout/-passin answering the prompts."""
-    directory.mkdir()
-    private, public = directory / "private.pem", directory / "public.pem"
-    passphrase = directory / "passphrase.txt"
-    passphrase.write_text(SEED_PASSPHRASE + "\n")
-    _openssl("genrsa", "-des3", *(["-traditional"] if traditional else []),
-             "-passout", f"file:{passphrase}", "-out", str(private), "4096")
-    _openssl("rsa", "-in", str(private), "-passin", f"file:{passphrase}",
-             "-outform", "PEM", "-pubout", "-out", str(public))
-    return OpenSSLKeys(private, public, passphrase)
-
-
-@pytest.fixture(scope="module")
-def openssl_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OpenSSLKeys]:
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is needed for the compatibility tests")
-    base = tmp_path_factory.mktemp("openssl")
-    return {
-        "pkcs8": _seed_keys(base / "pkcs8", traditional=False),
-        "traditional": _seed_keys(base / "traditional", traditional=True),
-    }
+@pytest.fixture(scope="session")
+def openssl_keys(seed_keys: SeedKeys, seed_keys_traditional: SeedKeys) -> dict[str, SeedKeys]:
+    return {"pkcs8": seed_keys, "traditional": seed_keys_traditional}
 
 
 def node(script: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -81,12 +51,12 @@ def node_verify(token: str, public_path: Path, tmp_path: Path) -> dict[str, Any]
     [("pkcs8", b"BEGIN ENCRYPTED PRIVATE KEY"), ("traditional", b"DEK-Info: DES-EDE3-CBC")],
 )
 def test_seed_openssl_keys_load_with_the_passphrase(
-    openssl_keys: dict[str, OpenSSLKeys], form: str, marker: bytes
+    openssl_keys: dict[str, SeedKeys], form: str, marker: bytes
 ) -> None:
     keys = openssl_keys[form]
     pem = keys.private_path.read_bytes()
     assert marker in pem
-    signing = load_private_key(pem, SEED_PASSPHRASE.encode(), source="private.pem")
+    signing = load_private_key(pem, keys.passphrase.encode(), source="private.pem")
     [public] = load_public_keys(keys.public_path.read_bytes(), source="public.pem")
     assert signing.bits == 4096
     assert signing.kid == public.kid
@@ -103,7 +73,7 @@ class RunningIssuer:
 
 @pytest.fixture(scope="module")
 def running_issuer(
-    openssl_keys: dict[str, OpenSSLKeys], tmp_path_factory: pytest.TempPathFactory
+    openssl_keys: dict[str, SeedKeys], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningIssuer]:
     """Our issuer under gunicorn, signing with the seed's openssl key (the older PEM form)."""
     keys = openssl_keys["traditional"]
@@ -172,7 +142,7 @@ def test_served_public_key_is_what_node_verifies_with(
 
 
 def test_node_refuses_our_token_under_another_key(
-    running_issuer: RunningIssuer, openssl_keys: dict[str, OpenSSLKeys], tmp_path: Path
+    running_issuer: RunningIssuer, openssl_keys: dict[str, SeedKeys], tmp_path: Path
 ) -> None:
     body = _issue(running_issuer, {"userId": "1"})
     token_file = tmp_path / "token.txt"

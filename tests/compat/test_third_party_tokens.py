@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.compat.seed import SEED_PASSPHRASE, SeedKeys
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
 from verifier.keyset import KeySet
@@ -23,30 +23,6 @@ from verifier.verification import VerificationPolicy, VerifiedToken, verify_toke
 pytestmark = pytest.mark.compat
 
 COMPAT = Path(__file__).resolve().parent
-PASSPHRASE = "your-passphrase"
-
-
-@dataclass(frozen=True)
-class SeedKeys:
-    directory: Path
-    private_pem: bytes
-    public_pem: str
-
-
-@pytest.fixture(scope="module")
-def seed_keys(tmp_path_factory: pytest.TempPathFactory) -> SeedKeys:
-    """The seed's two openssl commands, with -passout/-passin answering the prompts."""
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is needed for the compatibility tests")
-    directory = tmp_path_factory.mktemp("seed-keys")
-    secret = f"pass:{PASSPHRASE}"
-    subprocess.run(["openssl", "genrsa", "-des3", "-passout", secret, "-out", "private.pem",
-                    "4096"], cwd=directory, check=True, capture_output=True, timeout=120)
-    subprocess.run(["openssl", "rsa", "-in", "private.pem", "-passin", secret, "-outform", "PEM",
-                    "-pubout", "-out", "public.pem"], cwd=directory, check=True,
-                   capture_output=True, timeout=60)
-    return SeedKeys(directory, (directory / "private.pem").read_bytes(),
-                    (directory / "public.pem").read_text())
 
 
 def seed_snippet(keys: SeedKeys, payload: dict[str, Any] | None = None) -> str:
@@ -57,7 +33,8 @@ def seed_snippet(keys: SeedKeys, payload: dict[str, Any] | None = None) -> str:
     if payload is not None:
         args.append(json.dumps(payload))
     result = subprocess.run(args, cwd=keys.directory, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "SEED_PASSPHRASE": PASSPHRASE}, check=False)
+                            env={**os.environ, "SEED_PASSPHRASE": SEED_PASSPHRASE},
+                            check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -109,7 +86,7 @@ def test_a_node_token_with_a_string_admin_flag_is_refused(seed_keys: SeedKeys) -
 
 @pytest.mark.parametrize("headers", [None, {"typ": "JWT"}])
 def test_a_pyjwt_token_verifies(seed_keys: SeedKeys, headers: dict[str, str] | None) -> None:
-    private = serialization.load_pem_private_key(seed_keys.private_pem, PASSPHRASE.encode())
+    private = serialization.load_pem_private_key(seed_keys.private_pem, SEED_PASSPHRASE.encode())
     now = int(time.time())
     token = pyjwt.encode({"userId": "py-1", "isAdmin": False, "iat": now, "exp": now + 300},
                          private, algorithm="RS256", headers=headers)

@@ -17,37 +17,19 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
+from tests.compat.seed import SEED_PASSPHRASE, SeedKeys
 from tests.procs import ServiceProcess
 
 pytestmark = pytest.mark.compat
 
 COMPAT = Path(__file__).resolve().parent
-PASSPHRASE = "your-passphrase"
-
-
-@pytest.fixture(scope="module")
-def seed_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``openssl genrsa -des3 -out private.pem 4096`` and its ``rsa -pubout``, as in the seed."""
-    folder = tmp_path_factory.mktemp("seed-keys")
-    private, public = folder / "private.pem", folder / "public.pem"
-    subprocess.run(
-        ["openssl", "genrsa", "-des3", "-passout", f"pass:{PASSPHRASE}", "-out", str(private),
-         "4096"],
-        check=True, capture_output=True, timeout=120,
-    )
-    subprocess.run(
-        ["openssl", "rsa", "-in", str(private), "-passin", f"pass:{PASSPHRASE}", "-outform", "PEM",
-         "-pubout", "-out", str(public)],
-        check=True, capture_output=True, timeout=60,
-    )
-    return private, public
 
 
 @pytest.fixture
 def verifier(
-    seed_keys: tuple[Path, Path], redis_url: str, tmp_path: Path
+    seed_keys: SeedKeys, redis_url: str, tmp_path: Path
 ) -> Iterator[ServiceProcess]:
-    pasted = seed_keys[1].read_text().strip().replace("\n", "\\n")
+    pasted = seed_keys.public_path.read_text().strip().replace("\n", "\\n")
     service = ServiceProcess(
         "verifier",
         {"VERIFIER_PUBLIC_KEY": pasted, "REDIS_URL": redis_url},
@@ -61,10 +43,10 @@ def verifier(
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_seed_snippet_token_is_accepted(
-    seed_keys: tuple[Path, Path], verifier: ServiceProcess
+    seed_keys: SeedKeys, verifier: ServiceProcess
 ) -> None:
     signed = subprocess.run(
-        ["node", str(COMPAT / "sign_seed_http.js"), str(seed_keys[0]), PASSPHRASE],
+        ["node", str(COMPAT / "sign_seed_http.js"), str(seed_keys.private_path), SEED_PASSPHRASE],
         check=True, capture_output=True, text=True, timeout=60, cwd=COMPAT,
     )
     token = signed.stdout.strip()
@@ -85,8 +67,8 @@ def test_the_seed_snippet_token_is_accepted(
     assert forwarded.headers["X-Auth-Is-Admin"] == "true"
 
 
-def test_a_pyjwt_token_is_accepted(seed_keys: tuple[Path, Path], verifier: ServiceProcess) -> None:
-    key = serialization.load_pem_private_key(seed_keys[0].read_bytes(), PASSPHRASE.encode())
+def test_a_pyjwt_token_is_accepted(seed_keys: SeedKeys, verifier: ServiceProcess) -> None:
+    key = serialization.load_pem_private_key(seed_keys.private_pem, SEED_PASSPHRASE.encode())
     now = int(time.time())
     token = pyjwt.encode(
         {"userId": "py|thon", "isAdmin": False, "iat": now, "exp": now + 60, "extra": [1, 2]},

@@ -142,15 +142,7 @@ def test_rate_limit_is_shared_by_the_workers(key_pair: KeyPair, tmp_path: Path) 
 
 
 def _start_failure(tmp_path: Path, env: dict[str, str]) -> tuple[int, list[str]]:
-    service = ServiceProcess("issuer", {**env}, tmp_path / "failing.log", workers=2)
-    service.start(wait=False)
-    assert service.process is not None
-    try:
-        returncode = service.process.wait(timeout=30)
-    finally:
-        service.stop()
-    lines = [line for line in service.output().splitlines() if line.strip()]
-    return returncode, lines
+    return ServiceProcess("issuer", env, tmp_path / "failing.log", workers=2).expect_exit()
 
 
 def _unencrypted_copy(key_pair: KeyPair, tmp_path: Path) -> Path:

@@ -225,18 +225,11 @@ def test_logs_hold_fingerprints_never_tokens(http: requests.Session, stack: Stac
 
 
 def test_a_bad_key_stops_the_verifier_with_one_line(key_pair: KeyPair, tmp_path: Path) -> None:
-    service = ServiceProcess(
+    returncode, lines = ServiceProcess(
         "verifier",
         {"VERIFIER_PUBLIC_KEY_FILE": str(tmp_path / "missing.pem")},
         tmp_path / "failing.log",
-    )
-    service.start(wait=False)
-    assert service.process is not None
-    try:
-        returncode = service.process.wait(timeout=30)
-    finally:
-        service.stop()
-    lines = [line for line in service.output().splitlines() if line.strip()]
+    ).expect_exit()
     assert returncode != 0
     assert len(lines) == 1, lines
     assert lines[0].startswith("jwt-auth verifier: cannot start: ")
