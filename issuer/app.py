@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def load_signing_key(settings: IssuerSettings) -> SigningKey:
     """Read, decrypt and check the configured private key (the slow step: once per process)."""
-    pem = read_pem(
+    pem, source = read_pem(
         file=settings.private_key_file,
         text=settings.private_key,
         file_variable="ISSUER_PRIVATE_KEY_FILE",
@@ -41,9 +41,6 @@ def load_signing_key(settings: IssuerSettings) -> SigningKey:
         file=settings.key_passphrase_file,
         value_variable="ISSUER_KEY_PASSPHRASE",
         file_variable="ISSUER_KEY_PASSPHRASE_FILE",
-    )
-    source = (
-        "ISSUER_PRIVATE_KEY_FILE" if settings.private_key_file else "ISSUER_PRIVATE_KEY"
     )
     return load_private_key(pem, passphrase, source=source)
 

@@ -71,18 +71,19 @@ def public_jwk(key: Any) -> dict[str, Any]:
 
 def read_pem(
     *, file: str | None, text: str | None, file_variable: str, text_variable: str
-) -> bytes:
-    """PEM bytes from a file path or from inline text; the variable names go into errors.
+) -> tuple[bytes, str]:
+    """PEM bytes from a file path or from inline text, and the variable they came from.
 
-    Inline text may carry literal ``\\n`` instead of newlines, because that is how a key
-    survives being pasted into an environment variable or a JavaScript string.
+    The variable's name is what later errors about the key name. Inline text may carry literal
+    ``\\n`` instead of newlines, because that is how a key survives being pasted into an
+    environment variable or a JavaScript string.
     """
     if file and text:
         raise KeyInvalid(f"set {file_variable} or {text_variable}, not both")
     if file:
         path = Path(file)
         try:
-            return path.read_bytes()
+            return path.read_bytes(), file_variable
         except FileNotFoundError:
             raise KeyFileMissing(
                 f"{file_variable}: no file at {path}; create it (jwt-auth keygen) or fix the path"
@@ -90,7 +91,8 @@ def read_pem(
         except OSError as exc:
             raise KeyFileMissing(f"{file_variable}: cannot read {path}: {exc.strerror}") from None
     if text:
-        return text.replace("\\n", "\n").strip().encode("ascii", errors="replace") + b"\n"
+        pem = text.replace("\\n", "\n").strip().encode("ascii", errors="replace") + b"\n"
+        return pem, text_variable
     raise KeyFileMissing(f"no key configured: set {file_variable} or {text_variable}")
 
 

@@ -186,14 +186,11 @@ class KeySet:
         """
         static: list[VerificationKey] = []
         if settings.public_key_file or settings.public_key:
-            pem = read_pem(
+            pem, source = read_pem(
                 file=settings.public_key_file,
                 text=settings.public_key,
                 file_variable="VERIFIER_PUBLIC_KEY_FILE",
                 text_variable="VERIFIER_PUBLIC_KEY",
-            )
-            source = (
-                "VERIFIER_PUBLIC_KEY_FILE" if settings.public_key_file else "VERIFIER_PUBLIC_KEY"
             )
             static = load_public_keys(pem, source=source)
         elif not settings.jwks_url:

@@ -89,8 +89,9 @@ def test_unencrypted_keys_load_without_passphrase(
 def test_pem_text_with_literal_backslash_n_is_accepted(key_pair: KeyPair) -> None:
     one_line = key_pair.private_pem.strip().replace("\n", "\\n")
     assert "\n" not in one_line
-    pem = read_pem(file=None, text=one_line, file_variable="F", text_variable="T")
-    key = load_private_key(pem, PASSPHRASE.encode(), source="T")
+    pem, source = read_pem(file=None, text=one_line, file_variable="F", text_variable="T")
+    assert source == "T"
+    key = load_private_key(pem, PASSPHRASE.encode(), source=source)
     assert key.public_pem() == key_pair.public_pem
 
 
