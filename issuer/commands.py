@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings, clients_file_from_env
-from issuer.signing import PayloadRejected, check_payload, sign_token
+from issuer.signing import PayloadRejected, check_payload, sign_checked
 from shared.apikeys import add_client
 from shared.errors import StartupError
 from shared.keys import generate_key_pair, load_public_keys, read_passphrase
@@ -143,10 +143,10 @@ def issue(payload_json: str, expires_in: int | None) -> None:
                 f"--expires-in: use 1 to {settings.max_token_ttl} (ISSUER_MAX_TOKEN_TTL)"
             )
         ttl = expires_in
-    check_payload(payload)  # before the slow key decryption
+    claims = check_payload(payload)  # before the slow key decryption
     key = load_signing_key(settings)
-    issued = sign_token(
-        payload, key, now=time.time(), ttl=ttl,
+    issued = sign_checked(
+        claims, key, now=time.time(), ttl=ttl,
         issuer=settings.issuer, audience=settings.audience,
     )
     click.echo(issued.token)
