@@ -21,7 +21,7 @@ from shared.logs import configure_logging
 from shared.metrics import install_request_metrics, metrics_response
 from shared.serving import exit_on_startup_error
 from verifier.config import VerifierSettings
-from verifier.errors import SessionNotFound
+from verifier.errors import SessionNotFound, SessionUnknown, TokenMissing
 from verifier.keyset import KeySet
 from verifier.openapi import openapi_document
 from verifier.service import Verdict, VerifierService
@@ -185,7 +185,7 @@ def forward_auth(forwarded_path: str = "") -> Response:
     del forwarded_path
     credential = bearer_token(request.headers.get("Authorization"))
     if credential is None:
-        raise _missing_credential()
+        raise TokenMissing("Send Authorization: Bearer <jwt or session id>.")
     service = _service()
     checked = True
     if "." in credential:
@@ -198,13 +198,7 @@ def forward_auth(forwarded_path: str = "") -> Response:
     else:
         session = service.session(credential)
         if session is None:
-            raise Problem(
-                "No live session has this id.",
-                status=401,
-                code="session_not_found",
-                title="Invalid token",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            raise SessionUnknown("No live session has this id.")
         user_id, is_admin, provider = session["userId"], session["isAdmin"], session["provider"]
     header_id, encoded = _header_safe(user_id)
     response = jsonify({"userId": user_id, "isAdmin": is_admin, "provider": provider,
@@ -216,16 +210,6 @@ def forward_auth(forwarded_path: str = "") -> Response:
     response.headers["X-Auth-Provider"] = provider
     response.headers[REVOCATION_HEADER] = "true" if checked else "false"
     return response
-
-
-def _missing_credential() -> Problem:
-    return Problem(
-        "Send Authorization: Bearer <jwt or session id>.",
-        status=401,
-        code="token_missing",
-        title="Invalid token",
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-    )
 
 
 @views.post("/v1/sessions")

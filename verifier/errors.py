@@ -88,6 +88,18 @@ class TokenRevoked(TokenError):
     code = "token_revoked"
 
 
+class TokenMissing(TokenError):
+    """Raised when forward-auth gets no ``Authorization: Bearer`` credential at all."""
+
+    code = "token_missing"
+
+
+class SessionUnknown(TokenError):
+    """Raised when forward-auth gets a session id that names no live session (401, not 404)."""
+
+    code = "session_not_found"
+
+
 class StoreUnavailable(Problem):
     """Raised when Redis is needed, unreachable, and the failure mode is ``closed``."""
 
