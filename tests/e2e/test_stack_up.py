@@ -100,6 +100,14 @@ class Up:
             self.kill()
             raise AssertionError(f"not ready:\n{self.stdout()}\n{self.stderr()}") from None
 
+    def failure_lines(self, *, timeout: float = 30) -> list[str]:
+        """Wait for a run that must fail; its stderr lines, once it has exited non-zero."""
+        assert self.process is not None
+        status = self.process.wait(timeout=timeout)
+        self.process = None
+        assert status != 0, self.stdout()
+        return self.stderr().strip().splitlines()
+
     def stop(self, sig: int) -> int:
         assert self.process is not None
         self.process.send_signal(sig)
@@ -251,10 +259,7 @@ def test_dead_child_stops_the_rest_and_says_which(up: Up) -> None:
         if "serve verifier" in cmd and _parent(pid) == up.process.pid
     ]
     os.kill(verifier_master, signal.SIGKILL)
-    status = up.process.wait(timeout=60)
-    up.process = None
-    assert status != 0
-    err = up.stderr().strip().splitlines()
+    err = up.failure_lines(timeout=60)
     assert len(err) == 1, err
     assert "verifier stopped unexpectedly" in err[0]
     assert "SIGKILL" in err[0]
@@ -266,11 +271,7 @@ def test_taken_port_is_one_line_and_starts_nothing(up: Up) -> None:
         taken.bind(("127.0.0.1", up.ports["verifier"]))
         taken.listen()
         up.start()
-        assert up.process is not None
-        status = up.process.wait(timeout=30)
-        up.process = None
-    assert status != 0
-    err = up.stderr().strip().splitlines()
+        err = up.failure_lines()
     assert len(err) == 1, err
     assert f"port {up.ports['verifier']}" in err[0]
     assert "--verifier-port" in err[0]
@@ -284,11 +285,7 @@ def test_missing_redis_server_names_the_package(up: Up, tmp_path: Path) -> None:
     empty.mkdir()
     up.env["PATH"] = str(empty)
     up.start()
-    assert up.process is not None
-    status = up.process.wait(timeout=30)
-    up.process = None
-    assert status != 0
-    err = up.stderr().strip().splitlines()
+    err = up.failure_lines()
     assert len(err) == 1, err
     assert "redis-server is not on PATH" in err[0]
     assert "apt-get install redis-server" in err[0]
