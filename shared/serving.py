@@ -57,6 +57,8 @@ def run_gunicorn(
     """
     from gunicorn.app.base import BaseApplication
 
+    from shared.accesslog import AccessLogger
+
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers,
@@ -67,8 +69,8 @@ def run_gunicorn(
         "timeout": 30,
         "graceful_timeout": 10,
         "accesslog": "-" if access_log else None,
-        # the path only: a token in a query string must not reach the access log
-        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+        # the path only (a token in a query string must not reach the log), in few fields
+        "logger_class": AccessLogger,
         "child_exit": _child_exit,
         # gunicorn >= 25.1 opens a control socket at one per-user path ($HOME/.gunicorn): every
         # gunicorn of the user (issuer and verifier side by side) would fight over it, and in a
