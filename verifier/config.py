@@ -43,6 +43,7 @@ class VerifierSettings:
     redis_prefix: str = "jwtauth:"
     session_ttl: int = 30 * 24 * 3600
     cache_size: int = 10_000
+    mirror_max_keys: int = 1_000_000
     jwks_min_refetch_interval: int = 30
     admin_keys_file: str | None = None
     max_body_bytes: int = 16 * 1024
@@ -78,6 +79,7 @@ class VerifierSettings:
             redis_prefix=env_str(env, "VERIFIER_REDIS_PREFIX", "jwtauth:") or "jwtauth:",
             session_ttl=env_int(env, "VERIFIER_SESSION_TTL", 30 * 24 * 3600, minimum=60),
             cache_size=env_int(env, "VERIFIER_CACHE_SIZE", 10_000, minimum=0),
+            mirror_max_keys=env_int(env, "VERIFIER_MIRROR_MAX_KEYS", 1_000_000, minimum=0),
             jwks_min_refetch_interval=env_int(env, "VERIFIER_JWKS_MIN_REFETCH", 30, minimum=1),
             admin_keys_file=env_str(env, "VERIFIER_ADMIN_KEYS_FILE"),
             log_level=env_choice(env, "LOG_LEVEL", "info",

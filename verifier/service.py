@@ -1,10 +1,10 @@
 """What the verifier does for a request, Flask-free: verify, log in, look up, log out, revoke.
 
-The hot path (``verify``) costs one Redis round trip: a single MGET of the token's revocation key
-and its user's cut-off, with the keys computed from the unverified payload. A result found in the
-in-process LRU skips the RSA work, but never the revocation and cut-off check, which is read fresh
-from Redis on every request: the cache can only save work, never admit a token Redis refuses.
-(Why there is no cache in Redis itself: see ``verifier.store``.)
+The hot path (``verify``) parses each token once: a result found in the in-process LRU skips the
+RSA work, but never the revocation and cut-off check, which comes from the process's mirror of
+Redis (``verifier.mirror``) when it is in sync and from one Redis MGET when it is not. The cache
+can only save work, never admit a token Redis refuses. (Why there is no cache in Redis itself:
+see ``verifier.store``.)
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from verifier.errors import (
 )
 from verifier.keyset import KeySet
 from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
-from verifier.store import REVOCATION_MARGIN, Snapshot, Store, revocation_id
+from verifier.mirror import Snapshot
+from verifier.store import REVOCATION_MARGIN, Store, revocation_id
 from verifier.verification import (
     VerificationPolicy,
     VerifiedToken,
-    peek_claims,
     token_hash,
     verify_token,
 )
@@ -58,14 +58,6 @@ class Verdict:
 
     token: VerifiedToken
     revocation_checked: bool
-
-
-@dataclass(frozen=True)
-class _Guess:
-    """Redis keys computed from the unverified payload, before the signature is checked."""
-
-    rev_id: str
-    user_id: str | None
 
 
 class LocalCache:
@@ -159,31 +151,16 @@ class VerifierService:
             raise TokenMalformed("the token must be a string")
         now = self.clock()
         digest = token_hash(token)
-        local = self.local.get(digest, now)
-        # a cached result already knows the keys; only an unknown token needs peeking
-        guess = (
-            _Guess(revocation_id(local.jti, digest), local.user_id)
-            if local is not None
-            else self._guess(token, digest)
-        )
-        snapshot: Snapshot | None = None
-        if guess is not None:
-            try:
-                snapshot = self.store.lookup(guess.rev_id, guess.user_id)
-            except StoreUnavailable:
-                return self._without_store(local or self._check(token, now))
-        verified = local or self._check(token, now)
-        rev_id = revocation_id(verified.jti, digest)
-        if snapshot is None or guess is None or (guess.rev_id, guess.user_id) != (
-            rev_id, verified.user_id
-        ):
-            # the peeked keys did not match what verification found: read the right ones
-            try:
-                snapshot = self.store.lookup(rev_id, verified.user_id)
-            except StoreUnavailable:
-                return self._without_store(verified)
+        verified = self.local.get(digest, now)
+        cached = verified is not None
+        if verified is None:
+            verified = self._check(token, now)
+        try:
+            snapshot = self.store.lookup(revocation_id(verified.jti, digest), verified.user_id)
+        except StoreUnavailable:
+            return self._without_store(verified)
         _refuse_if_revoked(verified, snapshot)
-        if local is None:
+        if not cached:
             self.local.put(digest, verified, self._cache_until(verified, now))
         return Verdict(verified, True)
 
@@ -204,18 +181,6 @@ class VerifierService:
         except Exception:  # noqa: BLE001 - the contract: nothing a caller sends yields a 500
             log.warning("unexpected error verifying token %s", token_fingerprint(token))
             raise TokenMalformed("the token could not be processed") from None
-
-    def _guess(self, token: str, digest: str) -> _Guess | None:
-        claims = peek_claims(token)
-        if claims is None:
-            return None
-        raw = claims.get(self.settings.user_id_field)
-        user_id: str | None = None
-        if isinstance(raw, str) and raw:
-            for character in self.settings.escape_characters:
-                raw = raw.replace(character, "_")
-            user_id = raw
-        return _Guess(revocation_id(claims.get("jti"), digest), user_id)
 
     def _cache_until(self, verified: VerifiedToken, now: float) -> float:
         """When a cached result must be dropped: the token's expiry or age limit, at the latest."""

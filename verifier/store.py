@@ -40,7 +40,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -49,6 +48,7 @@ from redis.retry import Retry
 
 from verifier.config import VerifierSettings
 from verifier.errors import StoreUnavailable
+from verifier.mirror import Mirror, Snapshot, read_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,6 @@ def revocation_id(jti: Any, token_hash: str) -> str:
     return f"sha256:{token_hash}"
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What one MGET told about a token: whether it is revoked, and its user's cut-off."""
-
-    revoked: bool
-    cutoff: float | None
-
-
 class Store:
     """The verifier's Redis keys behind small methods; raises StoreUnavailable when Redis fails."""
 
@@ -146,6 +138,19 @@ class Store:
         self._pid = 0
         self._lock = threading.Lock()
         self._down_until = 0.0
+        self.mirror = (
+            Mirror(
+                url=self.url,
+                revoked_prefix=f"{self.prefix}revoked:",
+                cutoff_prefix=f"{self.prefix}cutoff:",
+                timeout=self.timeout,
+                max_keys=settings.mirror_max_keys,
+                reader=self._redis,
+                on_sync=self._close_breaker,
+            )
+            if settings.mirror_max_keys > 0
+            else None
+        )
 
     # keys -----------------------------------------------------------------------------------
 
@@ -204,6 +209,8 @@ class Store:
 
     def close(self) -> None:
         """Drop this process's connections (tests, shutdown)."""
+        if self.mirror is not None:
+            self.mirror.stop()
         if self._client is not None and self._pid == os.getpid():
             self._client.close()
         self._client = None
@@ -232,24 +239,38 @@ class Store:
         )
 
     def ping(self) -> bool:
-        """Whether Redis answers right now (readiness)."""
+        """Whether Redis answers right now (readiness); an answer closes the breaker.
+
+        A probe, not a request: it asks Redis even while the breaker is open, so readiness
+        reports a Redis that came back at once, and requests use it again from then on.
+        """
         try:
-            return bool(self._run("ping", lambda client: client.ping()))
-        except StoreUnavailable:
+            answered = bool(self._redis().ping())
+        except redis.RedisError:
             return False
+        if answered:
+            self._close_breaker()
+        return answered
+
+    def _close_breaker(self) -> None:
+        self._down_until = 0.0
 
     # verification ---------------------------------------------------------------------------
 
     def lookup(self, rev_id: str, user_id: str | None) -> Snapshot:
-        """One round trip: whether the token is revoked, and its user's cut-off."""
-        keys = [
-            self.revocation_key(rev_id),
-            self.cutoff_key(user_id) if user_id is not None else self.prefix + "cutoff:-",
-        ]
+        """Whether the token is revoked, and its user's cut-off: from the mirror when it is in
+        sync, else in one round trip (an MGET)."""
+        revocation_key = self.revocation_key(rev_id)
+        cutoff_key = self.cutoff_key(user_id) if user_id is not None else None
+        if self.mirror is not None:
+            snapshot = self.mirror.lookup(revocation_key, cutoff_key)
+            if snapshot is not None:
+                return snapshot
+        keys = [revocation_key, cutoff_key or self.prefix + "cutoff:-"]
         revoked, cutoff = self._run("lookup", lambda client: client.mget(keys))
         return Snapshot(
             revoked=revoked is not None,
-            cutoff=_cutoff(cutoff) if user_id is not None else None,
+            cutoff=read_cutoff(cutoff) if cutoff_key is not None else None,
         )
 
     def revoke(self, rev_id: str, ttl: int | None) -> None:
@@ -329,7 +350,7 @@ class Store:
 
         record, cutoff = self._run("user", read)
         decoded = {k.decode(): v.decode() for k, v in record.items()} if record else None
-        return decoded, _cutoff(cutoff)
+        return decoded, read_cutoff(cutoff)
 
     def _script(self, client: redis.Redis, name: str) -> Any:
         del client  # the scripts were registered on this process's client in _redis()
@@ -346,13 +367,3 @@ def _without_password(url: str) -> str:
     if separator and "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
     return f"{scheme}{separator}{rest}"
-
-
-def _cutoff(raw: bytes | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        # only this module writes cut-offs; an unreadable one refuses every token of the user
-        return float("inf")

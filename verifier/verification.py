@@ -228,14 +228,6 @@ def _parse(token: Any) -> _Parsed:
     )
 
 
-def peek_claims(token: str) -> dict[str, Any] | None:
-    """The payload if the token is structurally sound, unverified: for keys, never decisions."""
-    try:
-        return _parse(token).payload
-    except Exception:  # noqa: BLE001 - peeking never fails, it answers "nothing to see"
-        return None
-
-
 def _check_header(header: dict[str, Any], policy: VerificationPolicy) -> tuple[str, str | None]:
     alg = header.get("alg")
     if not isinstance(alg, str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,9 @@ def admin_keys(tmp_path: Path) -> tuple[Path, str, str]:
 @pytest.fixture
 def make_app(
     key_pair: KeyPair, redis_url: str, admin_keys: tuple[Path, str, str]
-) -> Callable[..., Flask]:
+) -> Iterator[Callable[..., Flask]]:
+    built: list[Flask] = []
+
     def build(**overrides: Any) -> Flask:
         settings = VerifierSettings(
             public_key_file=str(key_pair.public_path),
@@ -67,9 +69,12 @@ def make_app(
             admin_keys_file=str(admin_keys[0]),
             **overrides,
         )
-        return create_app(settings)
+        built.append(create_app(settings))
+        return built[-1]
 
-    return build
+    yield build
+    for app in built:  # each app's revocation mirror has a thread and a connection
+        app.extensions["verifier"].store.close()
 
 
 @pytest.fixture
@@ -366,19 +371,37 @@ def test_the_cache_never_outlives_the_token(
     assert_problem(client.post("/v1/verify", json={"token": token}), 401, "token_expired")
 
 
-def test_verification_needs_one_redis_round_trip(
-    client: FlaskClient, key_pair: KeyPair, db: redis.Redis
+def test_a_mirror_in_sync_answers_without_a_round_trip_and_one_out_of_sync_reads_redis(
+    make_app: Callable[..., Flask], key_pair: KeyPair, db: redis.Redis
 ) -> None:
-    token = fresh(key_pair, "una")
-    client.post("/v1/verify", json={"token": token})
-    before = _commands(db)
-    for _ in range(10):
+    app = make_app()
+    client = app.test_client()
+    mirror = app.extensions["verifier"].store.mirror
+    warm = fresh(key_pair, "una")
+    assert client.post("/v1/verify", json={"token": warm}).status_code == 200
+    wait_for(lambda: mirror.synced)
+    repeated, fresh_tokens = warm, [fresh(key_pair, f"una-{n}") for n in range(5)]
+    before = _mgets(db)
+    for token in [repeated] * 5 + fresh_tokens:
         assert client.post("/v1/verify", json={"token": token}).status_code == 200
-    assert _commands(db) - before == 10 + 1  # ten MGETs, and the INFO that counted them
+    assert _mgets(db) == before
+
+    unmirrored = make_app(mirror_max_keys=0).test_client()
+    for token in [repeated] * 5 + fresh_tokens:
+        assert unmirrored.post("/v1/verify", json={"token": token}).status_code == 200
+    assert _mgets(db) == before + 10  # one MGET per verification, cached or not
 
 
-def _commands(db: redis.Redis) -> int:
-    return int(db.info("stats")["total_commands_processed"])
+def _mgets(db: redis.Redis) -> int:
+    stats = db.info("commandstats").get("cmdstat_mget", {"calls": 0})
+    return int(stats["calls"])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 # user-wide revocation and the admin API ----------------------------------------------------

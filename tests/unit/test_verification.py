@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.keys import load_public_keys
 from tests.conftest import KeyPair
-from tests.unit.forge import load_private, sign, unsigned
+from tests.unit.forge import load_private, sign
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
 from verifier.keyset import KeySet
@@ -19,7 +19,6 @@ from verifier.verification import (
     VerificationPolicy,
     VerifiedToken,
     json_equal,
-    peek_claims,
     verify_token,
 )
 
@@ -495,22 +494,3 @@ def test_a_token_that_is_not_a_string(
     value: Any, keys: KeySet, base_settings: VerifierSettings
 ) -> None:
     assert code_of(value, keys, base_settings) == "token_malformed"
-
-
-# -- peek ------------------------------------------------------------------------------------------
-
-
-def test_peek_claims_returns_the_unverified_payload_of_a_sound_token(
-    private: rsa.RSAPrivateKey,
-) -> None:
-    assert peek_claims(sign({"userId": "u", "jti": "j"}, private)) == {"userId": "u", "jti": "j"}
-    # unverified: a token nobody signed still shows its claims (callers never trust them)
-    assert peek_claims(unsigned({"alg": "RS256"}, {"userId": "x"}, "AAAA")) == {"userId": "x"}
-
-
-@pytest.mark.parametrize("token", [
-    "", "x", "a.b.c", None, 5, unsigned({"alg": "RS256"}, [1, 2], "AAAA"),
-    unsigned({"alg": "RS256"}, {"a": 1}, ""), "a" * 10_000,
-])
-def test_peek_claims_answers_none_for_anything_unsound(token: Any) -> None:
-    assert peek_claims(token) is None
