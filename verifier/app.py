@@ -1,51 +1,38 @@
 """The verifier's HTTP service: thin views over ``verifier.service``.
 
+``POST /v1/verify`` and ``/v1/auth`` are answered by ``verifier.hotpath`` in front of Flask;
+every other route is a Flask view here.
+
 gunicorn serves ``create_app()`` built once in the master before workers fork; nothing built here
-holds a socket or a thread (the Redis client is made lazily in each worker).
+holds a socket or a thread (the Redis client and the revocation mirror start lazily in each
+worker).
 """
 
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from marshmallow import EXCLUDE, Schema, ValidationError, validate
 
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
-from shared.claims import StrictString, first_error
 from shared.errors import Problem
-from shared.http import PROBLEM_MIMETYPE, install_problem_handlers, json_body
+from shared.http import PROBLEM_MIMETYPE, install_problem_handlers
 from shared.logs import configure_logging
 from shared.metrics import install_request_metrics, metrics_response
 from shared.serving import exit_on_startup_error
 from verifier.config import VerifierSettings
-from verifier.errors import SessionNotFound, SessionUnknown, TokenMissing
+from verifier.errors import SessionNotFound
+from verifier.hotpath import HotRoutes, token_from_body
 from verifier.keyset import KeySet
 from verifier.openapi import openapi_document
-from verifier.service import Verdict, VerifierService
+from verifier.service import VerifierService
 from verifier.store import Store
 from verifier.verification import VerificationPolicy
 
-REVOCATION_HEADER = "X-Revocation-Checked"
-"""``false`` when the answer rests on the signature alone (open mode, Redis unreachable)."""
-
 views = Blueprint("verifier", __name__)
 
-
-class TokenRequest(Schema):
-    """The body of verify, login and revoke: ``{"token": "<jwt>"}``."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    token = StrictString(required=True, validate=validate.Length(min=1))
-
-
 log = logging.getLogger(__name__)
-
-_TOKEN_REQUEST = TokenRequest()  # built once: a schema instance costs more than the load
 
 
 def create_app(settings: VerifierSettings | None = None) -> Flask:
@@ -74,7 +61,9 @@ def _build(settings: VerifierSettings) -> Flask:
     install_problem_handlers(app)
     install_request_metrics(app, "verifier")
     app.register_blueprint(views)
-    app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]
+    hot = HotRoutes(app.wsgi_app, app.extensions["verifier"],
+                    max_body_bytes=settings.max_body_bytes)
+    app.wsgi_app = _RedactSessionIds(hot)  # type: ignore[method-assign]
     return app
 
 
@@ -101,41 +90,15 @@ class _RedactSessionIds:
 SESSION_PATH = "/v1/sessions/"
 
 
+def _token_from_request() -> str:
+    return token_from_body(
+        request.get_data(cache=True), request.content_type, request.headers.get("Authorization")
+    )
+
+
 def _service() -> VerifierService:
     service: VerifierService = current_app.extensions["verifier"]
     return service
-
-
-def _token_from_request() -> str:
-    """The token from ``{"token": ...}``, or from ``Authorization: Bearer`` without a body."""
-    if not request.get_data(cache=True):
-        bearer = bearer_token(request.headers.get("Authorization"))
-        if bearer is None:
-            raise Problem('Send {"token": "<jwt>"} as JSON, or Authorization: Bearer <jwt>.')
-        return bearer
-    body = json_body(request)
-    if not isinstance(body, dict):
-        raise Problem('The body must be a JSON object: {"token": "<jwt>"}.')
-    try:
-        loaded: dict[str, Any] = _TOKEN_REQUEST.load(body)
-    except ValidationError as exc:
-        field, message = first_error(exc.messages)
-        raise Problem(f"{field}: {message}") from None
-    token: str = loaded["token"]
-    return token
-
-
-def _verified(verdict: Verdict) -> dict[str, Any]:
-    token = verdict.token
-    return {
-        "userId": token.user_id,
-        "isAdmin": token.is_admin,
-        "provider": token.provider,
-        "claims": token.claims,
-        "issuedAt": token.issued_at,
-        "expiresAt": token.expires_at,
-        "revocationChecked": verdict.revocation_checked,
-    }
 
 
 def _admin() -> ApiClient:
@@ -158,58 +121,6 @@ def _admin() -> ApiClient:
             title="Forbidden",
         )
     return client
-
-
-def _header_safe(value: str) -> tuple[str, bool]:
-    """A header value for any user id: as is when printable ASCII, else percent-encoded UTF-8."""
-    if value.isascii() and value.isprintable():
-        return value, False
-    return urllib.parse.quote(value, safe=""), True
-
-
-@views.post("/v1/verify")
-def verify() -> Response:
-    verdict = _service().verify(_token_from_request())
-    response = jsonify(_verified(verdict))
-    response.headers[REVOCATION_HEADER] = "true" if verdict.revocation_checked else "false"
-    return response
-
-
-_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-@views.route("/v1/auth", methods=_ANY_METHOD)
-@views.route("/v1/auth/<path:forwarded_path>", methods=_ANY_METHOD)
-def forward_auth(forwarded_path: str = "") -> Response:
-    """nginx auth_request, Traefik ForwardAuth, Envoy ext_authz (which appends the path)."""
-    del forwarded_path
-    credential = bearer_token(request.headers.get("Authorization"))
-    if credential is None:
-        raise TokenMissing("Send Authorization: Bearer <jwt or session id>.")
-    service = _service()
-    checked = True
-    if "." in credential:
-        # a JWT always has dots; a session id never does
-        verdict = service.verify(credential)
-        user_id, is_admin, provider = (
-            verdict.token.user_id, verdict.token.is_admin, verdict.token.provider,
-        )
-        checked = verdict.revocation_checked
-    else:
-        session = service.session(credential)
-        if session is None:
-            raise SessionUnknown("No live session has this id.")
-        user_id, is_admin, provider = session["userId"], session["isAdmin"], session["provider"]
-    header_id, encoded = _header_safe(user_id)
-    response = jsonify({"userId": user_id, "isAdmin": is_admin, "provider": provider,
-                        "revocationChecked": checked})
-    response.headers["X-Auth-User-Id"] = header_id
-    if encoded:
-        response.headers["X-Auth-User-Id-Encoding"] = "percent"
-    response.headers["X-Auth-Is-Admin"] = "true" if is_admin else "false"
-    response.headers["X-Auth-Provider"] = provider
-    response.headers[REVOCATION_HEADER] = "true" if checked else "false"
-    return response
 
 
 @views.post("/v1/sessions")
