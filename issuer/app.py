@@ -9,17 +9,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Flask, Response, current_app, jsonify
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings
+from issuer.hotpath import hot_routes
 from issuer.issuance import TokenIssuer
-from issuer.metrics import TOKEN_REFUSALS
 from issuer.openapi import openapi_document
 from issuer.signing import check_signing_key
 from shared.apikeys import ApiKeyRegistry
-from shared.errors import Problem
-from shared.http import install_problem_handlers, json_body
+from shared.hotroutes import HotRoutes
+from shared.http import install_problem_handlers
 from shared.keys import SigningKey, load_private_key, read_passphrase, read_pem
 from shared.logs import configure_logging
 from shared.metrics import install_request_metrics, metrics_response
@@ -57,18 +56,6 @@ def _issuer() -> TokenIssuer:
     return issuer
 
 
-def _payload() -> Any:
-    # counted here because json_body and werkzeug's body limit decide these refusals
-    try:
-        return json_body(request)
-    except Problem as problem:
-        TOKEN_REFUSALS.labels(problem.code).inc()
-        raise
-    except RequestEntityTooLarge:
-        TOKEN_REFUSALS.labels("payload_too_large").inc()
-        raise
-
-
 def _build(settings: IssuerSettings) -> Flask:
     configure_logging(settings.log_level)
     key = load_signing_key(settings)
@@ -85,24 +72,10 @@ def _build(settings: IssuerSettings) -> Flask:
     app.extensions["jwt_auth_issuer"] = TokenIssuer(settings, key, clients)
     install_problem_handlers(app)
     install_request_metrics(app, "issuer")
-
-    @app.post("/v1/tokens")
-    def issue_token() -> tuple[Response, int]:
-        issuer = _issuer()
-        client = issuer.authenticate(request.headers.get("Authorization"))
-        issuer.admit(client)
-        payload = _payload()
-        issued = issuer.issue(client, payload, expires_in=request.args.get("expires_in"))
-        body = {
-            "token": issued.token,
-            "tokenType": "Bearer",
-            "expiresAt": issued.expires_at,
-            "jti": issued.jti,
-            "kid": issued.kid,
-        }
-        response = jsonify(body)
-        response.headers["Cache-Control"] = "no-store"
-        return response, 201
+    # POST /v1/tokens is answered in front of Flask (issuer.hotpath); the rest are views here
+    routes = hot_routes(app.extensions["jwt_auth_issuer"], max_body_bytes=settings.max_body_bytes)
+    app.wsgi_app = HotRoutes(app.wsgi_app, "issuer", routes)  # type: ignore[method-assign]
+    app.extensions["hot_routes"] = routes
 
     @app.get("/.well-known/jwks.json")
     def jwks() -> Response:

@@ -9,9 +9,7 @@ from flask import Flask, Request, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import Problem
-from shared.strictjson import StrictJSONError, loads_strict
-
-PROBLEM_MIMETYPE = "application/problem+json"
+from shared.hotroutes import PROBLEM_MIMETYPE, parse_json
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -94,14 +92,4 @@ def install_problem_handlers(app: Flask) -> None:
 
 def json_body(request: Request) -> Any:
     """The request body as strict JSON: 415 unless it is JSON, 400 when it does not parse."""
-    if not request.is_json:
-        raise Problem(
-            "Send the body as JSON with Content-Type: application/json.",
-            status=415,
-            code="unsupported_media_type",
-            title="Unsupported media type",
-        )
-    try:
-        return loads_strict(request.get_data(cache=True))
-    except StrictJSONError as exc:
-        raise Problem(f"The body is not acceptable JSON: {exc}.", code="request_invalid") from None
+    return parse_json(request.get_data(cache=True), request.content_type)

@@ -17,13 +17,14 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.errors import Problem
+from shared.hotroutes import HotRoutes
 from shared.http import PROBLEM_MIMETYPE, install_problem_handlers
 from shared.logs import configure_logging
 from shared.metrics import install_request_metrics, metrics_response
 from shared.serving import exit_on_startup_error
 from verifier.config import VerifierSettings
 from verifier.errors import SessionNotFound
-from verifier.hotpath import HotRoutes, token_from_body
+from verifier.hotpath import hot_routes, token_from_body
 from verifier.keyset import KeySet
 from verifier.openapi import openapi_document
 from verifier.service import VerifierService
@@ -61,8 +62,9 @@ def _build(settings: VerifierSettings) -> Flask:
     install_problem_handlers(app)
     install_request_metrics(app, "verifier")
     app.register_blueprint(views)
-    hot = HotRoutes(app.wsgi_app, app.extensions["verifier"],
-                    max_body_bytes=settings.max_body_bytes)
+    routes = hot_routes(app.extensions["verifier"], max_body_bytes=settings.max_body_bytes)
+    app.extensions["hot_routes"] = routes
+    hot = HotRoutes(app.wsgi_app, "verifier", routes)
     app.wsgi_app = _RedactSessionIds(hot)  # type: ignore[method-assign]
     return app
 

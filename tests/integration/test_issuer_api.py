@@ -277,13 +277,13 @@ def test_openapi_documents_every_route(issuer: Issuer) -> None:
     document = issuer.client.get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     routes: dict[str, set[str]] = {}
-    for rule in issuer.app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        routes.setdefault(path, set()).update(
-            m.lower() for m in (rule.methods or set()) - {"HEAD", "OPTIONS"}
-        )
+    # Flask's rules, and the routes answered in front of Flask
+    rules = [(rule.rule, rule.methods or set()) for rule in issuer.app.url_map.iter_rules()
+             if rule.endpoint != "static"]
+    rules += [(route.label, route.methods) for route in issuer.app.extensions["hot_routes"]]
+    for rule, methods in rules:
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
+        routes.setdefault(path, set()).update(m.lower() for m in set(methods) - {"HEAD", "OPTIONS"})
     documented = {path: set(ops) for path, ops in document["paths"].items()}
     assert routes == documented
     post = document["paths"]["/v1/tokens"]["post"]

@@ -490,15 +490,17 @@ def test_health_readiness_metrics_and_openapi(
     document = client.get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     app = client.application
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        path = rule.rule.replace("<path:", "<").replace("<", "{").replace(">", "}")
+    # Flask's rules, and the routes answered in front of Flask
+    rules = [(rule.rule, rule.methods or set()) for rule in app.url_map.iter_rules()
+             if rule.endpoint != "static"]
+    rules += [(route.label, route.methods) for route in app.extensions["hot_routes"]]
+    for rule, methods in rules:
+        path = rule.replace("<path:", "<").replace("<", "{").replace(">", "}")
         path = path.replace("{user_id}", "{userId}").replace("{session_id}", "{sessionId}")
         path = path.replace("{forwarded_path}", "{forwardedPath}")
         assert path in document["paths"], path
         # Flask adds HEAD and OPTIONS to every route by itself
-        for method in set(rule.methods or ()) - {"HEAD", "OPTIONS"}:
+        for method in set(methods) - {"HEAD", "OPTIONS"}:
             assert method.lower() in document["paths"][path], (method, path)
 
 

@@ -1,0 +1,55 @@
+"""``POST /v1/tokens``, the issuer's traffic, answered in front of Flask (``shared.hotroutes``).
+
+Between the RSA signature and the answer stand only the client's key check, its rate limit,
+the claim schema and the encoding: Flask's per-request machinery was a quarter of the rest.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from issuer.issuance import TokenIssuer
+from issuer.metrics import TOKEN_REFUSALS
+from shared.errors import Problem
+from shared.hotroutes import (
+    Answer,
+    Environ,
+    Route,
+    json_answer,
+    parse_json,
+    read_body,
+)
+
+
+def _expires_in(environ: Environ) -> str | None:
+    """The first ``expires_in`` of the query string, as Flask's ``request.args.get`` gives it."""
+    query = environ.get("QUERY_STRING", "")
+    if not query:
+        return None
+    values = urllib.parse.parse_qs(query, keep_blank_values=True).get("expires_in")
+    return values[0] if values else None
+
+
+def hot_routes(issuer: TokenIssuer, *, max_body_bytes: int) -> list[Route]:
+    """The issuer's routes served in front of Flask."""
+
+    def issue_token(environ: Environ, method: str) -> Answer:
+        client = issuer.authenticate(environ.get("HTTP_AUTHORIZATION"))
+        issuer.admit(client)
+        try:
+            payload = parse_json(read_body(environ, max_body_bytes), environ.get("CONTENT_TYPE"))
+        except Problem as problem:
+            # counted here: the body limit and the JSON rules decide these refusals
+            TOKEN_REFUSALS.labels(problem.code).inc()
+            raise
+        issued = issuer.issue(client, payload, expires_in=_expires_in(environ))
+        body = {
+            "token": issued.token,
+            "tokenType": "Bearer",
+            "expiresAt": issued.expires_at,
+            "jti": issued.jti,
+            "kid": issued.kid,
+        }
+        return json_answer(201, body, [("Cache-Control", "no-store")])
+
+    return [Route("/v1/tokens", "/v1/tokens", frozenset({"POST"}), issue_token)]
