@@ -160,6 +160,12 @@ def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> Si
         raise KeyInvalid(f"{source}: not an RSA key; RS256 needs RSA")
     _check_size(key.key_size, source)
     signing = jwk.JWK.from_pyca(key)
+    # jwcrypto keeps the key as numbers and rebuilds the signing key, validating it again
+    # (0.3 s for 4096 bits), at its first use: in every worker, on the first requests, in
+    # each thread that gets there at once. These are the numbers just validated above, so the
+    # second validation is skipped and the key is built now, before the workers fork.
+    signing.unsafe_skip_rsa_key_validation = True
+    signing.get_op_key("sign")
     return SigningKey(jwk=signing, kid=signing.thumbprint(), bits=key.key_size)
 
 
