@@ -35,7 +35,7 @@ from typing import Any
 from jwcrypto.jwa import JWA
 from marshmallow import Schema, ValidationError
 
-from shared.claims import claims_schema, first_error
+from shared.claims import check_against, claims_schema, first_error
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
 from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
@@ -290,7 +290,7 @@ def _check_claims(payload: dict[str, Any], policy: VerificationPolicy) -> None:
             f"{policy.user_id_field}"
         )
     try:
-        policy.schema.load(payload)
+        check_against(policy.schema, payload)
     except ValidationError as exc:
         name, message = first_error(exc.messages)
         raise ClaimInvalid(f"{name}: {message}") from None
