@@ -22,8 +22,9 @@ There is deliberately no verification cache in Redis. Measured here: with ``appe
 (what makes a revocation survive ``kill -9``) a cache write costs about 4 ms and blocks Redis for
 every other client while it fsyncs, against about 0.26 ms for the RSA verification it would save;
 writing one per fresh token cut fresh-token throughput to about 260 requests/s. The verified
-results are cached in each process instead (``verifier.service.LocalCache``), and Redis keeps that
-cache coherent: every request reads the token's revocation and its user's cut-off (one MGET).
+results are cached in each process instead (``verifier.service.LocalCache``); the revocations
+and cut-offs each request must check come from the process's mirror of Redis
+(``verifier.mirror``), or from one MGET while the mirror is out of sync.
 
 Connections: redis-py with short connect and socket timeouts, one immediate retry (a pooled
 connection left over from before a Redis restart fails once, and the retry reconnects), and a
