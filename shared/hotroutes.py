@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import Problem
-from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, method_label
 from shared.strictjson import StrictJSONError, loads_strict
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ class HotRoutes:
             ))
         answer.headers.append(("Content-Length", str(len(answer.body))))
         start_response(f"{answer.status} {_REASONS.get(answer.status, '')}", answer.headers)
-        self._count(method, route.label, answer.status, time.perf_counter() - started)
+        self._count(method_label(method), route.label, answer.status,
+                    time.perf_counter() - started)
         return [b"" if method == "HEAD" else answer.body]
 
     def _count(self, method: str, label: str, status: int, seconds: float) -> None:

@@ -32,6 +32,15 @@ HTTP_LATENCY = Histogram(
 )
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The request method as a metrics label; any other word a client sends is ``other``,
+    so a client cannot create unbounded label values."""
+    return method if method in HTTP_METHODS else "other"
+
+
 def metrics_response() -> Response:
     """The Prometheus text exposition for this service (all workers when multiprocess)."""
     # prometheus_client itself decides multiprocess mode from this variable
@@ -53,7 +62,9 @@ def install_request_metrics(app: Flask, service: str) -> None:
     @app.after_request
     def _record(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
+        HTTP_REQUESTS.labels(
+            service, method_label(request.method), route, str(response.status_code)
+        ).inc()
         started = g.get("request_started")
         if started is not None:
             HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)

@@ -23,13 +23,14 @@ from shared.hotroutes import (
     parse_json,
     read_body,
 )
+from shared.metrics import HTTP_METHODS
 from verifier.errors import SessionUnknown, TokenMissing
 from verifier.service import Verdict, VerifierService
 
 REVOCATION_HEADER = "X-Revocation-Checked"
 """``false`` when the answer rests on the signature alone (open mode, Redis unreachable)."""
 
-FORWARD_AUTH_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+FORWARD_AUTH_METHODS = HTTP_METHODS
 """A proxy asks with the method its client used; anything else is no request of a proxy's."""
 
 

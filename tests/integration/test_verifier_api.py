@@ -472,6 +472,18 @@ def test_admin_endpoints_need_an_admin_key(
 # service endpoints -------------------------------------------------------------------------
 
 
+def test_a_made_up_method_is_refused_and_counted_as_other(client: FlaskClient) -> None:
+    for path in ("/v1/auth", "/v1/verify", "/healthz"):
+        response = client.open(path, method="BREW")
+        assert_problem(response, 405, "method_not_allowed")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    # a client must not be able to mint label values: only known methods, else "other"
+    assert 'method="BREW"' not in metrics
+    # Flask matches no rule for a method no rule has, hence "unmatched"
+    for route in ("/v1/auth", "/v1/verify", "unmatched"):
+        assert f'http_requests_total{{method="other",route="{route}",' in metrics, route
+
+
 def test_health_readiness_metrics_and_openapi(
     client: FlaskClient, key_pair: KeyPair
 ) -> None:
