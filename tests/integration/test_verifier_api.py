@@ -202,6 +202,10 @@ def test_forward_auth_with_a_jwt_sets_the_identity_headers(
     other = client.post("/v1/auth/api/orders?x=1", headers={"Authorization": f"Bearer {token}"})
     assert other.status_code == 200
     assert other.headers["X-Auth-User-Id"] == "carol_x"
+    # a HEAD gets the same status and headers, and no body
+    head = client.head("/v1/auth", headers={"Authorization": f"Bearer {token}"})
+    assert (head.status_code, head.headers["X-Auth-User-Id"], head.data) == (200, "carol_x", b"")
+    assert int(head.headers["Content-Length"]) == len(response.data)
 
 
 def test_forward_auth_percent_encodes_a_user_id_a_header_cannot_carry(
