@@ -2,8 +2,9 @@
 
 Every server (and our verifier's redis-server) runs on CPU 0 under ``taskset -c 0``; the load
 generator, ``wrk -t1`` driven by ``side_by_side.lua``, runs on CPU 1. Python servers are gunicorn,
-1 worker x 4 gthread threads, the same settings for all (``shared.serving.run_gunicorn``, access
-log on); ours are started as shipped with ``python -m jwt_auth serve``. Node peers are one
+1 worker x 2 gthread threads (``--threads``; 2 is what ``jwt-auth serve`` ships), the same
+settings for all (``shared.serving.run_gunicorn``, access log on); ours are started as shipped
+with ``python -m jwt_auth serve``. Node peers are one
 process each, from ``bench/node`` (installed with ``npm ci`` when needed, skipped without node).
 
 Verifier side: a bare WSGI callable, a bare Flask JSON endpoint, Flask + PyJWT (repeated and
@@ -59,7 +60,7 @@ LUA_SCRIPT = BENCH / "side_by_side.lua"
 PASSPHRASE = "bench passphrase"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
-WORKERS, THREADS = 1, 4
+WORKERS, THREADS = 1, 2  # one worker, and jwt-auth serve's default threads
 WARM_UP_SECONDS = 1
 PROBE_SECONDS = 2
 USERS = 500
@@ -595,7 +596,7 @@ class Bench:
 
         def peer(name: str) -> Callable[[int], list[str]]:
             return lambda port: [*me, "--serve-peer", name, "--port", str(port),
-                                 "--dir", str(self.scratch)]
+                                 "--dir", str(self.scratch), "--threads", str(THREADS)]
 
         def ours(service: str) -> Callable[[int], list[str]]:
             # as shipped: access log on, metrics on, the default failure mode
@@ -1070,6 +1071,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tail-connections", type=int, default=64,
                         help="connections of the p99/p50 pass of ours (0: skip it)")
     parser.add_argument("--bits", type=int, default=4096, help="RSA key size")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="gthread threads of every Python server (ours and the peers alike)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     # the child processes this script starts run the script itself in one of these modes
     parser.add_argument("--serve-peer", choices=sorted(PEERS), help=argparse.SUPPRESS)
@@ -1125,6 +1128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     args = parse_args()
+    global THREADS  # one setting for every Python server, peers (subprocesses) included
+    THREADS = args.threads
     if args.serve_peer:
         serve_peer(args.serve_peer, args.port, args.dir)
         return
