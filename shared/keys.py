@@ -10,6 +10,8 @@ This module and the signing/verification modules are the only places that touch 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,21 @@ def read_passphrase(
     return None
 
 
+def _armor_intact(pem: bytes) -> bool:
+    """Whether a PEM block's base64 body decodes: then what fails is what it encodes."""
+    match = _PEM_BLOCK.search(pem)
+    if match is None:
+        return False
+    lines = match.group(0).splitlines()[1:-1]
+    # the traditional form has "Proc-Type:" and "DEK-Info:" headers before a blank line
+    body = b"".join(line.strip() for line in lines if b":" not in line)
+    try:
+        base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return bool(body)
+
+
 def _is_encrypted(pem: bytes) -> bool:
     return b"ENCRYPTED PRIVATE KEY" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
 
@@ -145,11 +162,14 @@ def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> Si
         )
     try:
         key = serialization.load_pem_private_key(pem, password=passphrase)
-    except ValueError as exc:
-        message = str(exc).lower()
-        if encrypted and ("password" in message or "decrypt" in message):
+    except ValueError:
+        if encrypted and _armor_intact(pem):
+            # a wrong passphrase decrypts to noise, and about one time in 256 the noise ends in
+            # valid padding: the library then says "could not deserialize" instead of
+            # "incorrect password". Either way the passphrase (or the ciphertext) is at fault.
             raise PassphraseWrong(
-                f"{source}: the passphrase does not decrypt the private key"
+                f"{source}: the passphrase does not decrypt the private key "
+                "(or the key file is damaged)"
             ) from None
         raise KeyInvalid(f"{source}: not a readable PEM private key") from None
     except Exception as exc:  # noqa: BLE001 - any other parser failure means "not a key"

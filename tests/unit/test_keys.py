@@ -106,6 +106,36 @@ def test_wrong_passphrase_traditional_form(key_pair: KeyPair) -> None:
         load_private_key(pem, b"not it", source="test")
 
 
+@pytest.mark.parametrize(
+    "form", [serialization.PrivateFormat.TraditionalOpenSSL, serialization.PrivateFormat.PKCS8]
+)
+def test_a_wrong_passphrase_that_happens_to_unpad_is_still_a_wrong_passphrase(
+    key_pair: KeyPair, form: serialization.PrivateFormat
+) -> None:
+    """About one wrong passphrase in 256 decrypts to noise with valid padding; the library then
+    calls the key undeserializable. Find such a passphrase, and expect the same answer."""
+    pem = _reencode(key_pair, form, b"secret-two")
+    for attempt in range(5000):  # misses all 5000 with probability about 3e-9
+        wrong = f"not it {attempt}".encode()
+        try:
+            serialization.load_pem_private_key(pem, wrong)
+        except ValueError as exc:
+            if "incorrect password" not in str(exc).lower():
+                break
+    else:
+        pytest.fail("no wrong passphrase decrypted to valid padding in 5000 attempts")
+    with pytest.raises(PassphraseWrong, match="does not decrypt"):
+        load_private_key(pem, wrong, source="test")
+
+
+def test_a_damaged_encrypted_key_is_not_a_readable_key(key_pair: KeyPair) -> None:
+    pem = _reencode(key_pair, serialization.PrivateFormat.PKCS8, b"secret-two")
+    lines = pem.splitlines()
+    lines[3] = b"!!" + lines[3][2:]  # no longer base64
+    with pytest.raises(KeyInvalid, match="not a readable"):
+        load_private_key(b"\n".join(lines) + b"\n", b"secret-two", source="test")
+
+
 def test_missing_passphrase_names_the_variables(key_pair: KeyPair) -> None:
     with pytest.raises(PassphraseMissing, match="ISSUER_KEY_PASSPHRASE"):
         load_private_key(key_pair.private_pem.encode(), None, source="test")
