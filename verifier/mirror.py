@@ -8,13 +8,15 @@ How it stays exact (docs/verifier.md, "Consistency"):
 
 1. One dedicated RESP3 connection per process asks Redis to track the revocation and cut-off
    prefixes (``CLIENT TRACKING ON BCAST PREFIX ...``). From then on Redis pushes the name of
-   every such key that changes, expires or is evicted, whoever changed it, on that connection.
+   every such key that changes, expires or is evicted, whoever changed it, on that connection;
+   a probe key written at each sync proves the pushes reach the handler.
 2. Only then are the keys loaded (SCAN): a key written during the load is pushed as changed, so
    once loaded, absence from the mirror means absence from Redis.
 3. Before answering from the mirror, a request reads every push already waiting on the
-   connection. Redis queues a key's invalidation to every tracking connection while it runs the
-   write, before the writer gets its reply; a request that starts after a revocation was
-   acknowledged therefore finds the invalidation waiting, whichever process it reaches.
+   connection. Redis sends a change's push to every tracking connection in the same event-loop
+   turn as the writer's reply, push first; a request that starts after a revocation was
+   acknowledged therefore finds the push waiting, whichever process it reaches (docs/verifier.md
+   says where this rests on timing: a network that delays one connection, Redis io-threads).
 4. A pushed key is *unsettled*: a request that needs it reads Redis, and the background thread
    reads it again and settles it (unless it changed once more meanwhile).
 5. Whenever the mirror cannot be sure it is current (starting, the connection lost or silent for
@@ -25,9 +27,9 @@ How it stays exact (docs/verifier.md, "Consistency"):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +48,9 @@ MAX_SILENCE = 1.0
 connection that silently stops delivering (a network partition) is noticed within this time."""
 
 LOAD_BATCH = 1000
+
+PROBE_LIFETIME_MS = 2000
+"""How long the key written to prove that pushes arrive lives (it names no token)."""
 
 _INVALIDATION = object()
 
@@ -101,8 +106,10 @@ class Mirror:
         self._on_sync = on_sync  # a sync proves Redis answers again
         self._lock = threading.Lock()
         self._pid = 0
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the running thread's own; a new thread gets a new one
         self._disabled = False
+        # never reset: a settle that read keys before a resync can never match a later push
+        self._pushes = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -112,7 +119,6 @@ class Mirror:
         self._revoked: set[str] = set()
         self._cutoffs: dict[str, float] = {}
         self._unsettled: dict[str, int] = {}
-        self._pushes = 0
         self._confirmed = 0.0  # when the newest ping Redis answered was sent
         self._ping_sent: float | None = None
 
@@ -149,10 +155,16 @@ class Mirror:
         try:
             while conn.can_read(timeout=0):
                 reply = conn.read_response(push_request=True)
-                if reply is not _INVALIDATION and reply in (b"PONG", "PONG"):
-                    if self._ping_sent is not None:
-                        self._confirmed = self._ping_sent
-                    self._ping_sent = None
+                if reply is _INVALIDATION:
+                    continue
+                if reply not in (b"PONG", "PONG"):
+                    # only pings are sent here: anything else means pushes are not reaching
+                    # the handler (a parser that returns them as replies), so nothing is known
+                    self._lose("an unexpected reply on the tracking connection")
+                    return False
+                if self._ping_sent is not None:
+                    self._confirmed = self._ping_sent
+                self._ping_sent = None
         except (redis.RedisError, OSError, ValueError) as exc:
             self._lose(f"the tracking connection failed ({type(exc).__name__})")
             return False
@@ -205,7 +217,8 @@ class Mirror:
             self._stop = threading.Event()
             if self._disabled:
                 return
-            thread = threading.Thread(target=self._run, name="revocation-mirror", daemon=True)
+            thread = threading.Thread(target=self._run, args=(self._stop,),
+                                      name="revocation-mirror", daemon=True)
             thread.start()
 
     def stop(self) -> None:
@@ -215,27 +228,42 @@ class Mirror:
             self._lose("stopped")
             self._pid = 0  # a later lookup starts it again
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
+        """The background thread: sync, then drain, ping and settle every beat, until ``stop``.
+
+        ``stop`` is this thread's own event: a stop() followed by a lookup starts a new thread
+        with a new event, and this one ends instead of running beside it.
+        """
         backoff = HEARTBEAT
         failures = 0
-        while not self._stop.is_set():
-            if not self._synced:
-                try:
-                    self._sync()
-                    backoff, failures = HEARTBEAT, 0
-                except (redis.RedisError, OSError) as exc:
-                    failures += 1
-                    if failures == 1:
-                        log.warning("revocation mirror cannot sync yet: %s", type(exc).__name__)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                continue
-            self._stop.wait(HEARTBEAT)
-            pending = self._beat()
-            if pending:
-                # on failure the keys stay unsettled: lookups read Redis, the next beat retries
-                with contextlib.suppress(redis.RedisError, OSError):
-                    self._settle(pending)
+        while not stop.is_set():
+            try:
+                if self._synced:
+                    stop.wait(HEARTBEAT)
+                    pending = self._beat()
+                    if pending:
+                        self._settle(pending)
+                else:
+                    self._sync(stop)
+                backoff, failures = HEARTBEAT, 0
+            except MirrorUnsupported as exc:
+                with self._lock:
+                    self._disable(str(exc))
+                return
+            except (redis.RedisError, OSError) as exc:
+                # a failed settle leaves its keys unsettled (lookups read Redis); a failed sync
+                # leaves the mirror out of sync: either way, try again a little later
+                failures += 1
+                if failures == 1:
+                    log.warning("revocation mirror: Redis failed (%s); retrying",
+                                type(exc).__name__)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:  # the thread must outlive any surprise, and say so
+                log.exception("revocation mirror failed; reading Redis per request until it syncs")
+                with self._lock:
+                    self._lose("an unexpected error")
+                stop.wait(2.0)
 
     def _beat(self) -> dict[str, int]:
         """Drain, ping, notice silence; the unsettled keys to read again."""
@@ -280,30 +308,27 @@ class Mirror:
             else:
                 self._cutoffs[key] = cutoff
 
-    def _sync(self) -> None:
-        """Track both prefixes, then load them; lookups use the mirror once this returns."""
+    def _sync(self, stop: threading.Event) -> None:
+        """Track both prefixes, prove pushes arrive, then load; the mirror answers from then on."""
         started = time.monotonic()
         pool = redis.ConnectionPool.from_url(
             self.url, protocol=3, socket_timeout=self.timeout,
             socket_connect_timeout=self.timeout,
         )
         conn: Any = pool.make_connection()
-        # redis-py hands an invalidation push to this callback instead of returning it
-        conn._parser.set_invalidation_push_handler(self._on_invalidation)
         try:
             conn.connect()
-            conn.send_command(
-                "CLIENT", "TRACKING", "ON", "BCAST",
-                "PREFIX", self.revoked_prefix, "PREFIX", self.cutoff_prefix,
-            )
-            if conn.read_response() not in (b"OK", "OK"):
-                raise redis.ResponseError("CLIENT TRACKING was refused")
+            self._track_and_probe(conn)
         except BaseException:
             conn.disconnect()
             raise
+        # from here on every change is pushed to the handler, so what the load misses is
+        # unsettled, not lost (the pushes before the load are moot: the load reads them)
+        conn._parser.set_invalidation_push_handler(self._on_invalidation)
         with self._lock:
-            self._conn = conn
-        # from here on every change is pushed, so what the load misses is unsettled, not lost
+            previous, self._conn = self._conn, conn
+        if previous is not None and previous is not conn:
+            previous.disconnect()
         client = self._reader()
         try:
             revoked = set(self._scan(client, self.revoked_prefix))
@@ -320,7 +345,7 @@ class Mirror:
                 if value is not None:
                     cutoffs[key] = value
         with self._lock:
-            if self._conn is not conn or self._stop.is_set():
+            if self._conn is not conn or stop.is_set():
                 conn.disconnect()
                 return
             self._revoked, self._cutoffs = revoked, cutoffs
@@ -335,6 +360,44 @@ class Mirror:
             len(revoked), len(cutoffs), time.monotonic() - started,
         )
 
+    def _track_and_probe(self, conn: Any) -> None:
+        """Turn tracking on, then write a short-lived key under the prefix and wait for its push.
+
+        The probe proves, on this Redis and this redis-py and hiredis, that a push reaches the
+        handler: a setup that returned pushes as replies, or a Redis that does not track, would
+        otherwise leave a mirror that never hears of a revocation. It costs one write per sync.
+        """
+        probe = f"{self.revoked_prefix}probe:{secrets.token_hex(8)}"
+        heard: list[str] = []
+
+        def hear(push: list[Any]) -> object:
+            heard.extend(_key(raw) for raw in (push[1] or []))
+            return _INVALIDATION
+
+        conn._parser.set_invalidation_push_handler(hear)
+        conn.send_command(
+            "CLIENT", "TRACKING", "ON", "BCAST",
+            "PREFIX", self.revoked_prefix, "PREFIX", self.cutoff_prefix,
+        )
+        if conn.read_response() not in (b"OK", "OK"):
+            raise redis.ResponseError("CLIENT TRACKING was refused")
+        conn.send_command("SET", probe, "1", "PX", PROBE_LIFETIME_MS)
+        acknowledged = False
+        deadline = time.monotonic() + max(1.0, 4 * self.timeout)
+        while not (acknowledged and probe in heard):
+            if time.monotonic() > deadline:
+                raise MirrorUnsupported("no invalidation push arrived for a probe key")
+            reply = conn.read_response(push_request=True)
+            if reply is _INVALIDATION:
+                continue
+            if reply in (b"OK", "OK"):
+                acknowledged = True
+                continue
+            raise MirrorUnsupported(
+                "invalidation pushes come back as replies; this needs redis-py 8.1 or newer "
+                "and hiredis 3.2 or newer (or no hiredis)"
+            )
+
     def _scan(self, client: redis.Redis, prefix: str) -> Iterable[str]:
         keys = client.scan_iter(match=_glob_escape(prefix) + "*", count=LOAD_BATCH)
         for loaded, raw in enumerate(keys, start=1):
@@ -345,3 +408,7 @@ class Mirror:
 
 class _TooMany(Exception):
     """Raised when the keys to load pass the configured bound."""
+
+
+class MirrorUnsupported(Exception):
+    """Raised when this Redis and client cannot deliver invalidation pushes to the mirror."""
