@@ -58,7 +58,11 @@ REVOCATION_MARGIN = 3600
 revocation never lapses while some verifier would still accept the token."""
 
 BREAKER_SECONDS = 0.5
-"""After a Redis failure, fail fast for this long before trying again (no retry storms)."""
+"""After a Redis failure, requests fail fast for this long (no retry storm against a dead
+Redis), except for one probe at a time, every ``PROBE_INTERVAL``: the first that succeeds closes
+the breaker, so a Redis that came back is used again within that interval, not the window."""
+
+PROBE_INTERVAL = 0.05
 
 _LOGIN = """
 local cutoff = redis.call('GET', KEYS[1])
@@ -139,6 +143,8 @@ class Store:
         self._pid = 0
         self._lock = threading.Lock()
         self._down_until = 0.0
+        self._next_probe = 0.0
+        self._probe = threading.Lock()
         self.mirror = (
             Mirror(
                 url=self.url,
@@ -199,14 +205,28 @@ class Store:
 
     def _run(self, what: str, action: Any) -> Any:
         """Call ``action(client)``; a Redis failure is StoreUnavailable and opens the breaker."""
-        if time.monotonic() < self._down_until:
-            raise StoreUnavailable("Redis is unreachable; try again shortly.")
+        probing = False
+        now = time.monotonic()
+        if now < self._down_until:
+            # open: fail fast, but let one request at a time try Redis every PROBE_INTERVAL
+            if now < self._next_probe or not self._probe.acquire(blocking=False):
+                raise StoreUnavailable("Redis is unreachable; try again shortly.")
+            probing = True
+            self._next_probe = now + PROBE_INTERVAL
         try:
-            return action(self._redis())
+            result = action(self._redis())
         except redis.RedisError as exc:
-            self._down_until = time.monotonic() + BREAKER_SECONDS
+            failed = time.monotonic()
+            self._down_until = failed + BREAKER_SECONDS
+            self._next_probe = failed + PROBE_INTERVAL
             log.warning("redis %s failed: %s", what, type(exc).__name__)
             raise StoreUnavailable("Redis is unreachable; try again shortly.") from None
+        finally:
+            if probing:
+                self._probe.release()
+        if probing:
+            self._close_breaker()
+        return result
 
     def close(self) -> None:
         """Drop this process's connections (tests, shutdown)."""

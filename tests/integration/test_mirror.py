@@ -272,3 +272,4 @@ def test_every_sync_proves_pushes_arrive_with_a_short_lived_probe_key(
     probes = db.keys(REVOKED + "probe:*")
     assert len(probes) == 1
     assert 0 < db.pttl(probes[0]) <= mirror_module.PROBE_LIFETIME_MS
+
