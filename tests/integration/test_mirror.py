@@ -30,18 +30,19 @@ def db(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def make_mirror(redis_url: str) -> Iterator[Callable[..., Mirror]]:
-    made: list[Mirror] = []
+    made: list[tuple[Mirror, redis.Redis]] = []
 
     def make(*, max_keys: int = 1000, revoked: str = REVOKED, cutoff: str = CUTOFF) -> Mirror:
         reader = redis.Redis.from_url(redis_url, socket_timeout=1)
         mirror = Mirror(url=redis_url, revoked_prefix=revoked, cutoff_prefix=cutoff,
                         timeout=0.5, max_keys=max_keys, reader=lambda: reader)
-        made.append(mirror)
+        made.append((mirror, reader))
         return mirror
 
     yield make
-    for mirror in made:
+    for mirror, reader in made:
         mirror.stop()
+        reader.close()
 
 
 def in_sync(mirror: Mirror) -> Mirror:
