@@ -6,8 +6,8 @@ verifier`` and a bare Flask JSON endpoint under the very same gunicorn settings
 from concurrent keep-alive clients for a bounded time:
 
 - bare: ``POST /echo`` parses the same JSON body and answers a small JSON object;
-- repeated: one token, again and again (in-process LRU hit + one Redis MGET per request);
-- fresh: a token never seen before on every request (RSA verify + MGET + the cache write).
+- repeated: one token, again and again (in-process cache hit + the revocation mirror);
+- fresh: a token never seen before on every request (RSA verify + the mirror + the cache write).
 
 Prints the figures and their ratios to the bare endpoint. A script, not a test.
 
