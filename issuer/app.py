@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, url_for
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings
 from issuer.hotpath import hot_routes
@@ -80,6 +80,19 @@ def _build(settings: IssuerSettings) -> Flask:
     @app.get("/.well-known/jwks.json")
     def jwks() -> Response:
         response = jsonify({"keys": [_issuer().key.public_jwk()]})
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return response
+
+    @app.get("/.well-known/jwt-auth.json")
+    def configuration() -> Response:
+        # what a verifier trusting this issuer must agree with; it compares at start
+        response = jsonify({
+            "issuer": settings.issuer,
+            "audience": settings.audience,
+            "jwks_uri": url_for("jwks", _external=True),
+            "algorithms": ["RS256"],
+            "claims": settings.claim_rule.describe(),
+        })
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
 

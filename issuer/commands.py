@@ -143,7 +143,7 @@ def issue(payload_json: str, expires_in: int | None) -> None:
                 f"--expires-in: use 1 to {settings.max_token_ttl} (ISSUER_MAX_TOKEN_TTL)"
             )
         ttl = expires_in
-    claims = check_payload(payload)  # before the slow key decryption
+    claims = check_payload(payload, settings.claim_rule)  # before the slow key decryption
     key = load_signing_key(settings)
     issued = sign_checked(
         claims, key, now=time.time(), ttl=ttl,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.claimrule import ClaimRule
 from shared.config import env_choice, env_int, env_str
 from shared.errors import ConfigError
 
@@ -35,6 +36,8 @@ class IssuerSettings:
     rate_limit: int = 600
     max_body_bytes: int = 16 * 1024
     log_level: str = "INFO"
+    # who a payload names and what makes it admin: the verifier reads the same variables
+    claim_rule: ClaimRule = field(default_factory=ClaimRule)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IssuerSettings:
@@ -57,6 +60,7 @@ class IssuerSettings:
             log_level=env_choice(
                 env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ).upper(),
+            claim_rule=ClaimRule.from_env(env),
         )
         settings.check()
         return settings

@@ -6,7 +6,7 @@ answers are ``Problem``s with stable codes, counted here, where each refusal is 
 
 from __future__ import annotations
 
-import logging
+import json
 import re
 import time
 from collections.abc import Callable
@@ -17,10 +17,9 @@ from issuer.metrics import TOKEN_REFUSALS, TOKENS_ISSUED
 from issuer.ratelimit import RateLimiter, retry_after_header
 from issuer.signing import IssuedToken, PayloadRejected, check_payload, sign_checked
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
+from shared.audit import audit
 from shared.errors import Problem
 from shared.keys import SigningKey
-
-audit = logging.getLogger("issuer.audit")
 
 _SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdecimal accepts other scripts
 _REALM = 'Bearer realm="jwt-auth issuer"'
@@ -95,19 +94,21 @@ class TokenIssuer:
         """Sign the payload for this client, or a 400/403/422 problem saying why not."""
         ttl = self.lifetime(expires_in)
         try:
-            claims = check_payload(payload)
+            claims = check_payload(payload, self.settings.claim_rule)
         except PayloadRejected as exc:
             raise _refuse(Problem(
                 exc.message, status=422, code=exc.code, title="Unprocessable payload",
                 extra={"field": exc.field},
             )) from None
-        admin = claims.get("isAdmin") is True
+        rule = self.settings.claim_rule
+        admin = rule.grants_admin(claims)
         if admin and not client.admin:
             raise _refuse(Problem(
-                f"Client {client.name!r} may not issue admin tokens (isAdmin: true); "
+                f"Client {client.name!r} may not issue admin tokens "
+                f"({rule.is_admin_field}: {json.dumps(rule.is_admin_value)}); "
                 "add it with `jwt-auth clients add NAME --admin` to allow that.",
                 status=403, code="admin_not_permitted", title="Forbidden",
-                extra={"field": "isAdmin"},
+                extra={"field": rule.is_admin_field},
             ))
         issued = sign_checked(
             claims, self.key, now=self._clock(), ttl=ttl,
@@ -117,8 +118,9 @@ class TokenIssuer:
         if admin:
             # who minted which admin token; the jti lets an operator revoke it, the token
             # itself never reaches a log
-            audit.info(
-                "admin token issued client=%s userId=%r jti=%s kid=%s expiresAt=%s",
-                client.name, claims.get("userId"), issued.jti, issued.kid, issued.expires_at,
+            audit(
+                "admin_token_issued", client=client.name,
+                userId=claims.get(rule.user_id_field), jti=issued.jti, kid=issued.kid,
+                expiresAt=issued.expires_at,
             )
         return issued

@@ -112,6 +112,31 @@ def openapi_document(settings: IssuerSettings) -> dict[str, Any]:
                     "responses": {"200": _json("The JWKS", {"$ref": "#/components/schemas/Jwks"})},
                 }
             },
+            "/.well-known/jwt-auth.json": {
+                "get": {
+                    "operationId": "getConfiguration",
+                    "summary": "The issuer's claim rule, which a verifier compares with its own",
+                    "responses": {"200": _json("The issuer's configuration", {
+                        "type": "object",
+                        "required": ["jwks_uri", "algorithms", "claims"],
+                        "properties": {
+                            "issuer": {"type": ["string", "null"]},
+                            "audience": {"type": ["string", "null"]},
+                            "jwks_uri": {"type": "string"},
+                            "algorithms": {"type": "array", "items": {"type": "string"}},
+                            "claims": {
+                                "type": "object",
+                                "required": ["userIdField", "isAdminField", "isAdminValue"],
+                                "properties": {
+                                    "userIdField": {"type": "string"},
+                                    "isAdminField": {"type": "string"},
+                                    "isAdminValue": {},
+                                },
+                            },
+                        },
+                    })},
+                }
+            },
             "/v1/public-key": {
                 "get": {
                     "operationId": "getPublicKey",

@@ -17,7 +17,8 @@ from jwcrypto import jwa, jws
 from jwcrypto.common import base64url_encode
 from marshmallow import ValidationError
 
-from shared.claims import first_error, validate_claims
+from shared.claimrule import ClaimRule
+from shared.claims import check_against, first_error
 from shared.keys import ALGORITHM, SigningKey
 
 RESERVED_CLAIMS = ("iat", "exp", "jti", "iss", "aud")
@@ -53,19 +54,25 @@ class IssuedToken:
     claims: dict[str, Any]
 
 
-def check_payload(payload: Any) -> dict[str, Any]:
-    """The payload if the claim schema accepts it and it sets no reserved claim."""
-    if isinstance(payload, dict):
-        for name in RESERVED_CLAIMS:
-            if name in payload:
-                raise PayloadRejected(
-                    "claim_reserved",
-                    name,
-                    f"'{name}' is set by the issuer and cannot be given"
-                    + ("; ask for a lifetime with ?expires_in" if name == "exp" else ""),
-                )
+DEFAULT_RULE = ClaimRule()
+
+
+def check_payload(payload: Any, rule: ClaimRule = DEFAULT_RULE) -> dict[str, Any]:
+    """The payload if the claim schema, for the rule's field names, accepts it and it sets no
+    reserved claim."""
+    if not isinstance(payload, dict):
+        raise PayloadRejected("claim_invalid", "payload", "The payload must be a JSON object.")
+    for name in RESERVED_CLAIMS:
+        if name in payload:
+            raise PayloadRejected(
+                "claim_reserved",
+                name,
+                f"'{name}' is set by the issuer and cannot be given"
+                + ("; ask for a lifetime with ?expires_in" if name == "exp" else ""),
+            )
     try:
-        claims = validate_claims(payload)
+        check_against(rule.schema, payload)
+        claims = dict(payload)
     except ValidationError as exc:
         field, message = first_error(exc.messages)
         raise PayloadRejected("claim_invalid", field, message) from None

@@ -6,6 +6,8 @@ import hashlib
 import logging
 import sys
 
+from shared.audit import configure_audit_log
+
 
 def token_fingerprint(token: str | bytes) -> str:
     """A short, stable hash that lets logs correlate a token without holding it."""
@@ -14,7 +16,11 @@ def token_fingerprint(token: str | bytes) -> str:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """One line per event on stderr, the form gunicorn and container runtimes collect."""
+    """One line per event on stderr, the form gunicorn and container runtimes collect.
+
+    Audit events (logger ``audit``) get JSON lines of their own (``shared.audit``).
+    """
+    configure_audit_log()
     root = logging.getLogger()
     if any(getattr(handler, "_jwt_auth", False) for handler in root.handlers):
         return

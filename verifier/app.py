@@ -25,7 +25,7 @@ from shared.serving import exit_on_startup_error
 from verifier.config import VerifierSettings
 from verifier.errors import SessionNotFound
 from verifier.hotpath import hot_routes, token_from_body
-from verifier.keyset import KeySet
+from verifier.keyset import KeySet, check_published_rule
 from verifier.openapi import openapi_document
 from verifier.service import VerifierService
 from verifier.store import Store
@@ -46,6 +46,8 @@ def create_app(settings: VerifierSettings | None = None) -> Flask:
 def _build(settings: VerifierSettings) -> Flask:
     configure_logging(settings.log_level)
     keyset = KeySet.from_settings(settings)
+    if settings.jwks_url:
+        check_published_rule(settings.jwks_url, settings.claim_rule)
     policy = VerificationPolicy.from_settings(settings)
     store = Store(settings)
     warning = store.durability_warning()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.claimrule import ClaimRule
 from shared.config import env_bool, env_choice, env_int, env_json, env_list, env_str
 from shared.errors import ConfigError
 
@@ -53,13 +54,14 @@ class VerifierSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> VerifierSettings:
         """Read and check every variable; a bad value raises ConfigError naming it."""
         env = os.environ if environ is None else environ
+        rule = ClaimRule.from_env(env)
         settings = cls(
             public_key_file=env_str(env, "VERIFIER_PUBLIC_KEY_FILE"),
             public_key=env_str(env, "VERIFIER_PUBLIC_KEY"),
             jwks_url=env_str(env, "VERIFIER_JWKS_URL"),
-            user_id_field=env_str(env, "VERIFIER_USER_ID_FIELD", "userId") or "userId",
-            is_admin_field=env_str(env, "VERIFIER_IS_ADMIN_FIELD", "isAdmin") or "isAdmin",
-            is_admin_value=env_json(env, "VERIFIER_IS_ADMIN_VALUE", True),
+            user_id_field=rule.user_id_field,
+            is_admin_field=rule.is_admin_field,
+            is_admin_value=rule.is_admin_value,
             required_attributes=env_json(env, "VERIFIER_REQUIRED_ATTRIBUTES", {}),
             provider_name=env_str(env, "VERIFIER_PROVIDER_NAME", "jwt") or "jwt",
             escape_characters=tuple(env_list(env, "VERIFIER_ESCAPE_CHARACTERS", ["|"])),
@@ -120,6 +122,6 @@ class VerifierSettings:
             raise ConfigError("REDIS_URL", "expected a redis://, rediss:// or unix:// URL")
 
     @property
-    def is_admin_is_boolean(self) -> bool:
-        """Whether the admin field is typed as a JSON boolean by the claim schema."""
-        return isinstance(self.is_admin_value, bool)
+    def claim_rule(self) -> ClaimRule:
+        """The user id and admin rule, shared with the issuer (``shared.claimrule``)."""
+        return ClaimRule(self.user_id_field, self.is_admin_field, self.is_admin_value)

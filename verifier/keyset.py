@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.claimrule import ClaimRule
 from shared.errors import KeyInvalid, KeyLoadError
 from shared.keys import VerificationKey, load_public_keys, public_key_from_jwk, read_pem
 from shared.strictjson import StrictJSONError, loads_strict
@@ -132,14 +133,15 @@ class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_HTTPOnlyRedirects())
 
 
-def fetch_jwks(url: str, *, timeout: float = JWKS_TIMEOUT) -> FetchedKeys:
-    """GET the JWKS document and parse it; any failure is a JWKSFetchError."""
+def fetch_document(url: str, *, timeout: float = JWKS_TIMEOUT) -> tuple[bytes, Any]:
+    """GET a small JSON document from the issuer: its bytes and the response headers."""
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s) by config
         url, headers={"Accept": "application/jwk-set+json, application/json"}
     )
     try:
         with _OPENER.open(request, timeout=timeout) as response:
             document = response.read(JWKS_MAX_BYTES + 1)
+            headers = response.headers
     except urllib.error.HTTPError as exc:
         raise JWKSFetchError(f"{url}: HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -147,7 +149,54 @@ def fetch_jwks(url: str, *, timeout: float = JWKS_TIMEOUT) -> FetchedKeys:
         raise JWKSFetchError(f"{url}: {reason}") from None
     if len(document) > JWKS_MAX_BYTES:
         raise JWKSFetchError(f"{url}: document larger than {JWKS_MAX_BYTES} bytes")
+    return document, headers
+
+
+def fetch_jwks(url: str, *, timeout: float = JWKS_TIMEOUT) -> FetchedKeys:
+    """GET the JWKS document and parse it; any failure is a JWKSFetchError."""
+    document, _ = fetch_document(url, timeout=timeout)
     return parse_jwks(document, source=url)
+
+
+RULE_DOCUMENT = "jwt-auth.json"
+"""The issuer's published configuration, beside its JWKS under ``/.well-known/``."""
+
+
+def published_rule_url(jwks_url: str) -> str | None:
+    """Where an issuer of ours publishes its claim rule, when the JWKS URL is one of ours."""
+    base, _, last = jwks_url.partition("?")[0].rpartition("/")
+    if last != "jwks.json" or not base.endswith("/.well-known"):
+        return None
+    return f"{base}/{RULE_DOCUMENT}"
+
+
+def check_published_rule(jwks_url: str, rule: ClaimRule, *, timeout: float = JWKS_TIMEOUT) -> None:
+    """Warn, loudly, when the trusted issuer grants admin by a different rule than ours.
+
+    A difference means the issuer may let a non-admin client mint a token that this verifier
+    treats as admin (or refuse admin tokens this verifier expects). It is a warning, not a
+    refusal to start: the issuer may be down, or not ours, and the verifier must not depend on it.
+    """
+    url = published_rule_url(jwks_url)
+    if url is None:
+        log.info("VERIFIER_JWKS_URL is not a jwt-auth issuer's; its admin rule is not checked")
+        return
+    try:
+        document, _ = fetch_document(url, timeout=timeout)
+        published = loads_strict(document)
+    except (JWKSFetchError, StrictJSONError) as exc:
+        log.warning("could not read the issuer's admin rule to compare with ours: %s", exc)
+        return
+    claims = published.get("claims") if isinstance(published, dict) else None
+    differences = rule.differences(claims)
+    if differences:
+        log.warning(
+            "ADMIN RULE MISMATCH with the issuer at %s: %s. Set JWT_USER_ID_FIELD, "
+            "JWT_IS_ADMIN_FIELD and JWT_IS_ADMIN_VALUE to the same values on both services.",
+            url, "; ".join(differences),
+        )
+    else:
+        log.info("the issuer's admin rule matches this verifier's (%s)", url)
 
 
 class KeySet:

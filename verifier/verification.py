@@ -35,6 +35,7 @@ from typing import Any
 from jwcrypto.jwa import JWA
 from marshmallow import Schema, ValidationError
 
+from shared.claimrule import json_equal
 from shared.claims import check_against, claims_schema, first_error
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
@@ -333,28 +334,6 @@ def _check_registered(payload: dict[str, Any], policy: VerificationPolicy) -> No
             raise ClaimMissing("the token has no iss and VERIFIER_ISSUER is set")
         if iss != policy.issuer:
             raise ClaimInvalid("the token's iss is not the configured issuer")
-
-
-def json_equal(left: Any, right: Any) -> bool:
-    """Equality of JSON values with their types: ``"true" != true``, ``1 != true``, ``1 == 1.0``."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left is right
-    if isinstance(left, int | float) or isinstance(right, int | float):
-        # JSON has one number type: 1 and 1.0 are the same number, as in the reference (===)
-        return (
-            isinstance(left, int | float) and isinstance(right, int | float) and left == right
-        )
-    if isinstance(left, str) or isinstance(right, str):
-        return isinstance(left, str) and isinstance(right, str) and left == right
-    if left is None or right is None:
-        return left is None and right is None
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(
-            json_equal(a, b) for a, b in zip(left, right, strict=True)
-        )
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
-    return False
 
 
 def _check_attributes(payload: dict[str, Any], policy: VerificationPolicy) -> None:

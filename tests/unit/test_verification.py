@@ -9,18 +9,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.claimrule import json_equal
 from shared.keys import load_public_keys
 from tests.conftest import KeyPair
 from tests.unit.forge import load_private, sign
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
 from verifier.keyset import KeySet
-from verifier.verification import (
-    VerificationPolicy,
-    VerifiedToken,
-    json_equal,
-    verify_token,
-)
+from verifier.verification import VerificationPolicy, VerifiedToken, verify_token
 
 NOW = 1_800_000_000.0
 SEED_PAYLOAD = {"userId": "123", "isAdmin": True}
