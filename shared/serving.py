@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from shared.errors import StartupError
+from shared.reloading import EXTENSION as RELOADER_EXTENSION
 
 T = TypeVar("T")
 
@@ -45,6 +46,26 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def _reloader_of(app: Any) -> Any:
+    extensions = getattr(app, "extensions", None)
+    return extensions.get(RELOADER_EXTENSION) if isinstance(extensions, dict) else None
+
+
+def _start_watching(worker: Any) -> None:
+    # each worker polls its key files from a thread of its own, started after the fork
+    reloader = _reloader_of(worker.wsgi)
+    if reloader is not None:
+        reloader.start()
+
+
+def _reload_in_master(arbiter: Any) -> None:
+    # SIGHUP: gunicorn forks fresh workers from the master right after this hook, so reading
+    # the files again here is what hands the new keys to every new worker
+    reloader = _reloader_of(arbiter.app.callable)
+    if reloader is not None:
+        reloader.reload_all()
+
+
 def run_gunicorn(
     factory: Callable[[], Any], *, bind: str, workers: int, threads: int, access_log: bool = True
 ) -> None:
@@ -53,7 +74,8 @@ def run_gunicorn(
     The app is built once in the master before workers fork (``preload_app``): decrypting and
     validating a 4096-bit key costs about 0.3 s and happens once, and a bad configuration stops
     the whole service with one line instead of a crash loop of workers. The gthread worker keeps
-    connections alive, which the sync worker does not.
+    connections alive, which the sync worker does not. Key files are read again on SIGHUP and
+    when they change (``shared.reloading``).
     """
     from gunicorn.app.base import BaseApplication
 
@@ -72,6 +94,8 @@ def run_gunicorn(
         # the path only (a token in a query string must not reach the log), in few fields
         "logger_class": AccessLogger,
         "child_exit": _child_exit,
+        "post_worker_init": _start_watching,
+        "on_reload": _reload_in_master,
         # gunicorn >= 25.1 opens a control socket at one per-user path ($HOME/.gunicorn): every
         # gunicorn of the user (issuer and verifier side by side) would fight over it, and in a
         # read-only container it only logs a failure; nothing here uses it

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
+from shared.audit import audit
 from shared.errors import Problem
 from shared.hotroutes import HotRoutes
 from shared.http import PROBLEM_MIMETYPE, install_problem_handlers
@@ -156,14 +157,18 @@ def revoke() -> tuple[str, int]:
 
 @views.delete("/v1/users/<path:user_id>/sessions")
 def end_user_sessions(user_id: str) -> Response:
-    _admin()
-    return jsonify(_service().end_user_sessions(user_id))
+    admin = _admin()
+    ended = _service().end_user_sessions(user_id)
+    audit("user_sessions_ended", client=admin.name, userId=user_id,
+          sessionsEnded=ended.get("sessionsEnded"))
+    return jsonify(ended)
 
 
 @views.get("/v1/users/<path:user_id>")
 def get_user(user_id: str) -> Response:
-    _admin()
+    admin = _admin()
     record = _service().user(user_id)
+    audit("user_looked_up", client=admin.name, userId=user_id, found=record is not None)
     if record is None:
         raise Problem(
             "No user with this id has logged in.", status=404, code="user_not_found",

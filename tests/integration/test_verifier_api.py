@@ -413,7 +413,8 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def test_ending_a_user_ends_sessions_and_refuses_earlier_tokens(
-    make_app: Callable[..., Flask], key_pair: KeyPair, admin_keys: tuple[Path, str, str]
+    make_app: Callable[..., Flask], key_pair: KeyPair, admin_keys: tuple[Path, str, str],
+    audit_events: list[dict[str, object]],
 ) -> None:
     client, other = make_app().test_client(), make_app().test_client()
     old = fresh(key_pair, "judy")
@@ -447,6 +448,11 @@ def test_ending_a_user_ends_sessions_and_refuses_earlier_tokens(
     assert client.post("/v1/sessions", json={"token": newer}).status_code == 201
     record = client.get("/v1/users/judy", headers=admin_headers(admin_keys)).get_json()
     assert record["tokensRevokedBefore"] == cutoff
+    # who did it, to whom: one audit event per admin action, never a key
+    assert audit_events == [
+        {"event": "user_sessions_ended", "client": "ops", "userId": "judy", "sessionsEnded": 2},
+        {"event": "user_looked_up", "client": "ops", "userId": "judy", "found": True},
+    ]
 
 
 def test_admin_endpoints_need_an_admin_key(
