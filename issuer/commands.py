@@ -1,4 +1,4 @@
-"""``jwt-auth keygen``, ``jwt-auth clients add`` and ``jwt-auth issue``: thin over the library."""
+"""``jwt-auth keygen``, ``jwt-auth clients ...`` and ``jwt-auth issue``: thin over the library."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import click
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings, clients_file_from_env
 from issuer.signing import PayloadRejected, check_payload, sign_checked
-from shared.apikeys import add_client
+from shared.apikeys import add_client, read_clients, remove_client, rotate_client
+from shared.audit import audit, configure_audit_log
 from shared.errors import StartupError
 from shared.keys import generate_key_pair, load_public_keys, read_passphrase
 from shared.strictjson import StrictJSONError, loads_strict
@@ -100,25 +101,131 @@ def keygen(out_dir: str, bits: int, passphrase_file: str | None, force: bool) ->
 
 @click.group()
 def clients() -> None:
-    """Manage API keys: the issuer's clients, or the verifier's admin keys with --file."""
+    """Manage API keys: the issuer's clients, or the verifier's admin keys with --file.
+
+    The running services pick a changed file up within a second (or on SIGHUP), no restart.
+    """
+    configure_audit_log()  # add, remove and rotate each write one audit line on stderr
+
+
+_FILE_OPTION = click.option(
+    "--file", "file_path", type=click.Path(dir_okay=False),
+    help=f"The keys file [default: ${CLIENTS_FILE_VARIABLE}].",
+)
+
+DEFAULT_GRACE = 3600
+MAX_GRACE = 30 * 24 * 3600
+
+
+def _keys_file(file_path: str | None) -> tuple[Path, str]:
+    """The keys file to work on, and the name errors should give it."""
+    path = file_path or clients_file_from_env()
+    if not path:
+        raise click.ClickException(f"no keys file: pass --file PATH or set {CLIENTS_FILE_VARIABLE}")
+    return Path(path), "--file" if file_path else CLIENTS_FILE_VARIABLE
+
+
+def _grace_seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    # a ClickException, not click's BadParameter: one line, without the usage text
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_GRACE:
+        raise click.ClickException(
+            f"--grace {value!r}: use whole seconds from 0 to {MAX_GRACE} (30 days)"
+        )
+    return int(text)
+
+
+def _utc(epoch: float | None) -> str:
+    """ISO-8601 UTC to the second, or "-" when unknown."""
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _shown(name: str) -> str:
+    # a hand-edited file could hold terminal control characters in a name
+    return name if name.isprintable() else repr(name)
 
 
 @clients.command("add")
 @click.argument("name")
 @click.option("--admin", is_flag=True,
               help="Allow this client to issue admin tokens (isAdmin: true).")
-@click.option("--file", "file_path", type=click.Path(dir_okay=False),
-              help=f"The keys file [default: ${CLIENTS_FILE_VARIABLE}].")
+@_FILE_OPTION
 @_one_line_errors
 def clients_add(name: str, admin: bool, file_path: str | None) -> None:
     """Add a client and print its new API key, once, as the last line."""
-    variable = "--file" if file_path else CLIENTS_FILE_VARIABLE
-    path = file_path or clients_file_from_env()
-    if not path:
-        raise click.ClickException(f"no keys file: pass --file PATH or set {CLIENTS_FILE_VARIABLE}")
-    key = add_client(Path(path), name, admin=admin, variable=variable)
+    path, variable = _keys_file(file_path)
+    key = add_client(path, name, admin=admin, variable=variable)
+    audit("client_key_added", client=name, file=os.path.abspath(path), admin=admin)
     click.echo(f"added client {name!r}{' (admin)' if admin else ''} to {path}", err=True)
     click.echo("its API key follows; it is shown only this once:", err=True)
+    click.echo(key)
+
+
+@clients.command("list")
+@_FILE_OPTION
+@_one_line_errors
+def clients_list(file_path: str | None) -> None:
+    """Show the clients: name, admin, created, last rotated; never a key or a hash."""
+    path, variable = _keys_file(file_path)
+    entries = read_clients(path, variable=variable)
+    if not entries:
+        click.echo(f"no clients in {path}", err=True)
+        return
+    now = time.time()
+    rows = [("NAME", "ADMIN", "CREATED", "LAST ROTATED", "")]
+    for client in entries:
+        until = client.grace_until(now)
+        rows.append((
+            _shown(client.name),
+            "yes" if client.admin else "no",
+            _utc(client.created),
+            _utc(client.rotated),
+            f"previous key valid until {_utc(until)}" if until is not None else "",
+        ))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[4]]).rstrip())
+
+
+@clients.command("remove")
+@click.argument("name")
+@_FILE_OPTION
+@_one_line_errors
+def clients_remove(name: str, file_path: str | None) -> None:
+    """Remove a client: its key (and a previous key still in grace) stops working."""
+    path, variable = _keys_file(file_path)
+    removed = remove_client(path, name, variable=variable)
+    audit("client_key_removed", client=name, file=os.path.abspath(path), admin=removed.admin)
+    click.echo(f"removed client {name!r} from {path}", err=True)
+
+
+@clients.command("rotate")
+@click.argument("name")
+@click.option("--grace", default=str(DEFAULT_GRACE), callback=_grace_seconds,
+              show_default=True, metavar="SECONDS",
+              help="How long the old key keeps working, so its holder can switch; 0 refuses "
+                   "it at once (a leaked key). Up to 30 days.")
+@_FILE_OPTION
+@_one_line_errors
+def clients_rotate(name: str, grace: int, file_path: str | None) -> None:
+    """Give a client a new API key and print it, once, as the last line.
+
+    The old key is accepted for --grace more seconds. Rotating again during a grace ends the
+    earlier grace: only the key just replaced keeps working.
+    """
+    path, variable = _keys_file(file_path)
+    key, client = rotate_client(path, name, grace=grace, variable=variable)
+    audit("client_key_rotated", client=name, file=os.path.abspath(path), admin=client.admin,
+          graceSeconds=grace)
+    if client.previous_valid_until is not None:
+        old = f"the old key works until {_utc(client.previous_valid_until)} ({grace} s)"
+    else:
+        old = "the old key is refused from now on"
+    click.echo(f"rotated the key of {name!r} in {path}; {old}", err=True)
+    click.echo("its new API key follows; it is shown only this once:", err=True)
     click.echo(key)
 
 

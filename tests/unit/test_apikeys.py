@@ -87,11 +87,13 @@ def test_malformed_files_name_the_variable(tmp_path: Path, content: str) -> None
 
 def test_file_format_is_documented_json(tmp_path: Path) -> None:
     path = tmp_path / "clients.json"
-    add_client(path, "web", admin=True, variable="V")
+    add_client(path, "web", admin=True, variable="V", clock=lambda: 1_700_000_000.5)
     document = json.loads(path.read_text())
-    assert document["clients"] == [
-        {"name": "web", "key_sha256": document["clients"][0]["key_sha256"], "admin": True}
-    ]
+    assert document["version"] == 1
+    assert document["clients"] == [{
+        "name": "web", "key_sha256": document["clients"][0]["key_sha256"], "admin": True,
+        "created": 1_700_000_000, "rotated": None,
+    }]
 
 
 @pytest.mark.parametrize(

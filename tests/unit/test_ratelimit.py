@@ -52,3 +52,58 @@ def test_forked_processes_share_one_bucket() -> None:
         worker.join(timeout=30)
     allowed = results.get(timeout=5) + results.get(timeout=5)
     assert allowed == 10  # not 20: the workers draw from the same bucket
+
+
+def test_a_client_first_seen_after_start_is_limited() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(["a"], 2, clock=clock)
+    assert [limiter.acquire("late") for _ in range(2)] == [0.0, 0.0]
+    assert limiter.acquire("late") > 0
+    assert limiter.acquire("a") == 0.0  # its own bucket, not the late one's
+    clock.now += 30.0
+    assert limiter.acquire("late") == 0.0
+
+
+def test_forked_processes_share_the_bucket_of_a_client_added_later() -> None:
+    limiter = RateLimiter([], 10)  # nobody known when the memory was made
+    context = multiprocessing.get_context("fork")
+    results: multiprocessing.queues.Queue[int] = context.Queue()
+    workers = [context.Process(target=_take_late, args=(limiter, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    allowed = results.get(timeout=5) + results.get(timeout=5)
+    assert allowed == 10  # each worker found the slot the first one to ask made
+    assert limiter.acquire("late") > 0  # and so does the parent
+
+
+def _take_late(limiter: RateLimiter, results: multiprocessing.queues.Queue[int]) -> None:
+    results.put(sum(1 for _ in range(10) if limiter.acquire("late") == 0.0))
+
+
+def test_a_full_table_reuses_refilled_buckets() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([], 1, clock=clock, capacity=2)
+    assert limiter.capacity == 2
+    assert limiter.acquire("a") == 0.0
+    assert limiter.acquire("b") == 0.0
+    # both buckets are empty: no slot for a third client, which is let through meanwhile
+    assert limiter.acquire("c") == 0.0
+    assert limiter.acquire("c") == 0.0
+    assert limiter.acquire("a") > 0  # the table still holds a and b
+    assert limiter.acquire("b") > 0
+    clock.now += 60.0  # a and b have refilled: a fresh bucket holds nothing more
+    assert limiter.acquire("c") == 0.0
+    assert limiter.acquire("c") > 0  # c has a slot of its own now
+    assert limiter.acquire("a") == 0.0  # a kept its slot or took b's, refilled, slot
+    assert limiter.acquire("a") > 0
+    assert limiter.acquire("b") == 0.0  # every bucket is in use again: b is let through
+
+
+def test_capacity_grows_with_the_clients_known_at_start() -> None:
+    names = [f"c{i}" for i in range(3000)]
+    limiter = RateLimiter(names, 1, clock=FakeClock())
+    assert limiter.capacity >= 6000
+    assert all(limiter.acquire(name) == 0.0 for name in names)
+    assert all(limiter.acquire(name) > 0 for name in names)
