@@ -7,6 +7,7 @@ start (gunicorn, the CLI); tests pass explicit settings and see the exception in
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, url_for
@@ -14,34 +15,19 @@ from flask import Flask, Response, current_app, jsonify, url_for
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings
 from issuer.hotpath import hot_routes
 from issuer.issuance import TokenIssuer
+from issuer.keyring import SigningKeys
 from issuer.openapi import openapi_document
 from issuer.signing import check_signing_key
 from shared.apikeys import ApiKeyRegistry
 from shared.hotroutes import HotRoutes
 from shared.http import install_problem_handlers
-from shared.keys import SigningKey, load_private_key, read_passphrase, read_pem
 from shared.logs import configure_logging
 from shared.metrics import install_request_metrics, metrics_response
+from shared.reloading import EXTENSION as RELOADER_EXTENSION
+from shared.reloading import Reloader
 from shared.serving import exit_on_startup_error
 
 log = logging.getLogger(__name__)
-
-
-def load_signing_key(settings: IssuerSettings) -> SigningKey:
-    """Read, decrypt and check the configured private key (the slow step: once per process)."""
-    pem, source = read_pem(
-        file=settings.private_key_file,
-        text=settings.private_key,
-        file_variable="ISSUER_PRIVATE_KEY_FILE",
-        text_variable="ISSUER_PRIVATE_KEY",
-    )
-    passphrase = read_passphrase(
-        value=settings.key_passphrase,
-        file=settings.key_passphrase_file,
-        value_variable="ISSUER_KEY_PASSPHRASE",
-        file_variable="ISSUER_KEY_PASSPHRASE_FILE",
-    )
-    return load_private_key(pem, passphrase, source=source)
 
 
 def create_app(settings: IssuerSettings | None = None) -> Flask:
@@ -58,18 +44,21 @@ def _issuer() -> TokenIssuer:
 
 def _build(settings: IssuerSettings) -> Flask:
     configure_logging(settings.log_level)
-    key = load_signing_key(settings)
+    keys = SigningKeys(settings)
     clients = ApiKeyRegistry.load(settings.clients_file, variable=CLIENTS_FILE_VARIABLE)
     if not clients.clients:
         log.warning("no clients configured (%s): every token request will get 401",
                     CLIENTS_FILE_VARIABLE)
-    log.info("issuer ready: kid=%s bits=%d clients=%d", key.kid, key.bits, len(clients.clients))
+    active = keys.ring.active
+    log.info("issuer ready: kid=%s bits=%d published=%d clients=%d", active.kid, active.bits,
+             len(keys.ring.published), len(clients.clients))
 
     app = Flask(__name__)
     # werkzeug answers 413 before the body is read past this many bytes
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
-    app.extensions["jwt_auth_issuer"] = TokenIssuer(settings, key, clients)
+    app.extensions["jwt_auth_issuer"] = TokenIssuer(settings, keys, clients)
+    app.extensions[RELOADER_EXTENSION] = Reloader([keys, clients])
     install_problem_handlers(app)
     install_request_metrics(app, "issuer")
     # POST /v1/tokens is answered in front of Flask (issuer.hotpath); the rest are views here
@@ -79,8 +68,10 @@ def _build(settings: IssuerSettings) -> Flask:
 
     @app.get("/.well-known/jwks.json")
     def jwks() -> Response:
-        response = jsonify({"keys": [_issuer().key.public_jwk()]})
-        response.headers["Cache-Control"] = "public, max-age=300"
+        response = jsonify(_issuer().keys.ring.jwks(time.time()))
+        # shorter than a next key's wait before promotion: every verifier and cache in between
+        # has seen a key before the first token it signs (docs/deploy.md, key rotation)
+        response.headers["Cache-Control"] = f"public, max-age={settings.jwks_max_age}"
         return response
 
     @app.get("/.well-known/jwt-auth.json")
@@ -98,7 +89,10 @@ def _build(settings: IssuerSettings) -> Flask:
 
     @app.get("/v1/public-key")
     def public_key() -> Response:
-        return Response(_issuer().key.public_pem(), mimetype="application/x-pem-file")
+        # the signing key: the seed's verifier configuration takes one PEM key
+        return Response(
+            _issuer().keys.ring.active.public_pem(), mimetype="application/x-pem-file"
+        )
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -106,10 +100,12 @@ def _build(settings: IssuerSettings) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
-        issuer = _issuer()
-        if check_signing_key(issuer.key):
-            return jsonify({"status": "ready", "kid": issuer.key.kid}), 200
-        body: dict[str, Any] = {"status": "not_ready", "reason": "the signing key does not sign"}
+        ring = _issuer().keys.ring
+        keys = ring.describe(time.time())
+        if check_signing_key(ring.active):
+            return jsonify({"status": "ready", "kid": ring.active.kid, "keys": keys}), 200
+        body: dict[str, Any] = {"status": "not_ready", "reason": "the signing key does not sign",
+                                "keys": keys}
         return jsonify(body), 503
 
     @app.get("/metrics")

@@ -236,7 +236,7 @@ def clients_rotate(name: str, grace: int, file_path: str | None) -> None:
 @_one_line_errors
 def issue(payload_json: str, expires_in: int | None) -> None:
     """Sign a payload offline with the issuer's configuration; prints only the token."""
-    from issuer.app import load_signing_key
+    from issuer.keyring import SigningKeys
 
     settings = IssuerSettings.from_env()
     try:
@@ -251,7 +251,7 @@ def issue(payload_json: str, expires_in: int | None) -> None:
             )
         ttl = expires_in
     claims = check_payload(payload, settings.claim_rule)  # before the slow key decryption
-    key = load_signing_key(settings)
+    key = SigningKeys(settings).ring.active
     issued = sign_checked(
         claims, key, now=time.time(), ttl=ttl,
         issuer=settings.issuer, audience=settings.audience,

@@ -11,6 +11,7 @@ from shared.config import env_choice, env_int, env_str
 from shared.errors import ConfigError
 
 CLIENTS_FILE_VARIABLE = "ISSUER_CLIENTS_FILE"
+KEYS_DIR_VARIABLE = "ISSUER_KEYS_DIR"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class IssuerSettings:
     traceback reveals nothing.
     """
 
+    # a directory of keys with roles (rotation, issuer/keyring.py), or one key below
+    keys_dir: str | None = None
     private_key_file: str | None = None
     private_key: str | None = field(default=None, repr=False)
     key_passphrase: str | None = field(default=None, repr=False)
@@ -35,6 +38,8 @@ class IssuerSettings:
     # requests per minute per client, shared by all workers of one service; 0 = no limit
     rate_limit: int = 600
     max_body_bytes: int = 16 * 1024
+    # Cache-Control max-age of the JWKS; a next key waits at least this long before promotion
+    jwks_max_age: int = 300
     log_level: str = "INFO"
     # who a payload names and what makes it admin: the verifier reads the same variables
     claim_rule: ClaimRule = field(default_factory=ClaimRule)
@@ -44,16 +49,18 @@ class IssuerSettings:
         """Read and check every variable; a bad value raises ConfigError naming it."""
         env = os.environ if environ is None else environ
         settings = cls(
+            keys_dir=env_str(env, KEYS_DIR_VARIABLE),
             private_key_file=env_str(env, "ISSUER_PRIVATE_KEY_FILE"),
             private_key=env_str(env, "ISSUER_PRIVATE_KEY"),
             key_passphrase=env_str(env, "ISSUER_KEY_PASSPHRASE"),
             key_passphrase_file=env_str(env, "ISSUER_KEY_PASSPHRASE_FILE"),
             token_ttl=env_int(env, "ISSUER_TOKEN_TTL", 3600, minimum=0),
-            max_token_ttl=env_int(env, "ISSUER_MAX_TOKEN_TTL", 86_400, minimum=1),
+            max_token_ttl=max_token_ttl_from_env(env),
             clients_file=env_str(env, CLIENTS_FILE_VARIABLE),
             issuer=env_str(env, "ISSUER_ISSUER"),
             audience=env_str(env, "ISSUER_AUDIENCE"),
             rate_limit=env_int(env, "ISSUER_RATE_LIMIT", 600, minimum=0),
+            jwks_max_age=jwks_max_age_from_env(env),
             max_body_bytes=env_int(
                 env, "ISSUER_MAX_BODY_BYTES", 16 * 1024, minimum=256, maximum=1024 * 1024
             ),
@@ -67,6 +74,11 @@ class IssuerSettings:
 
     def check(self) -> None:
         """Refuse combinations that cannot work; each error names a variable."""
+        if self.keys_dir and (self.private_key_file or self.private_key):
+            raise ConfigError(
+                KEYS_DIR_VARIABLE,
+                "set ISSUER_KEYS_DIR or ISSUER_PRIVATE_KEY(_FILE), not both",
+            )
         if self.token_ttl > self.max_token_ttl:
             raise ConfigError(
                 "ISSUER_TOKEN_TTL",
@@ -77,3 +89,20 @@ class IssuerSettings:
 def clients_file_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     """Only ``ISSUER_CLIENTS_FILE``, for ``jwt-auth clients add`` (it needs no key)."""
     return env_str(os.environ if environ is None else environ, CLIENTS_FILE_VARIABLE)
+
+
+def keys_dir_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """Only ``ISSUER_KEYS_DIR``, the default of ``jwt-auth keys --dir``."""
+    return env_str(os.environ if environ is None else environ, KEYS_DIR_VARIABLE)
+
+
+def jwks_max_age_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """``ISSUER_JWKS_MAX_AGE``: what the JWKS may be cached for, and so what a next key waits."""
+    env = os.environ if environ is None else environ
+    return env_int(env, "ISSUER_JWKS_MAX_AGE", 300, minimum=0, maximum=86_400)
+
+
+def max_token_ttl_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """``ISSUER_MAX_TOKEN_TTL``: the longest a token lives, so how long a retiring key stays."""
+    env = os.environ if environ is None else environ
+    return env_int(env, "ISSUER_MAX_TOKEN_TTL", 86_400, minimum=1)

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from issuer.config import IssuerSettings
+from issuer.keyring import SigningKeys
 from issuer.metrics import TOKEN_REFUSALS, TOKENS_ISSUED
 from issuer.ratelimit import RateLimiter, retry_after_header
 from issuer.signing import IssuedToken, PayloadRejected, check_payload, sign_checked
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
 from shared.errors import Problem
-from shared.keys import SigningKey
 
 _SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdecimal accepts other scripts
 _REALM = 'Bearer realm="jwt-auth issuer"'
@@ -36,13 +36,13 @@ class TokenIssuer:
     def __init__(
         self,
         settings: IssuerSettings,
-        key: SigningKey,
+        keys: SigningKeys,
         clients: ApiKeyRegistry,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.key = key
+        self.keys = keys
         self.clients = clients
         self.limiter = RateLimiter([c.name for c in clients.clients], settings.rate_limit)
         self._clock = clock
@@ -111,7 +111,7 @@ class TokenIssuer:
                 extra={"field": rule.is_admin_field},
             ))
         issued = sign_checked(
-            claims, self.key, now=self._clock(), ttl=ttl,
+            claims, self.keys.ring.active, now=self._clock(), ttl=ttl,
             issuer=self.settings.issuer, audience=self.settings.audience,
         )
         TOKENS_ISSUED.labels(client.name, "true" if admin else "false").inc()

@@ -17,6 +17,7 @@ from shared.serving import prepare_multiprocess_metrics, run_gunicorn
 _LAZY_COMMANDS = {
     "keygen": "issuer.commands:keygen",
     "clients": "issuer.commands:clients",
+    "keys": "issuer.keycommands:keys",
     "issue": "issuer.commands:issue",
     "verify": "verifier.commands:verify",
     "up": "jwt_auth.stack:up",

@@ -1,11 +1,12 @@
 """Development credentials, made once: what ``docker compose up`` and ``jwt-auth up`` start from.
 
 One layout serves both. The issuer's folder holds the encrypted key pair, its passphrase (a file,
-the way Docker secrets deliver it) and the hashed clients file; the verifier's folder holds only
-its hashed admin keys (it trusts the issuer through the JWKS URL, so it never sees the private
-key). The two API keys themselves are printed once and also kept in 0600 files in the
-credentials folder so a demo can ``$(cat ...)`` them: a development convenience only, never
-something to do with production keys.
+the way Docker secrets deliver it), the hashed clients file and ``keys.json``, which makes the
+folder the issuer's ``ISSUER_KEYS_DIR`` with ``private.pem`` as its first active key. The
+verifier's folder holds only its hashed admin keys (it trusts the issuer through the JWKS URL,
+so it never sees the private key). The two API keys themselves are printed once and also kept in
+0600 files in the credentials folder so a demo can ``$(cat ...)`` them: a development
+convenience only, never something to do with production keys.
 
 Everything is created only when missing and left alone when present, so a second run, a
 restarted container or a user's own keys are never overwritten.
@@ -17,15 +18,17 @@ import contextlib
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
+from issuer.keyring import ACTIVE, STATE_FILE, KeyState, record_for, write_state
 from shared.apikeys import add_client
 from shared.errors import StartupError
-from shared.keys import generate_key_pair
+from shared.keys import generate_key_pair, load_public_keys
 
 DEFAULT_BITS = 4096
 DEV_CLIENT_NAME = "dev"
@@ -60,6 +63,11 @@ class DevPaths:
     @property
     def public_key(self) -> Path:
         return self.issuer_dir / PUBLIC_KEY
+
+    @property
+    def keys_state(self) -> Path:
+        """The state file that makes the issuer folder an ``ISSUER_KEYS_DIR`` (rotation)."""
+        return self.issuer_dir / STATE_FILE
 
     @property
     def passphrase(self) -> Path:
@@ -143,6 +151,15 @@ def ensure_dev_keys(
         _write_private(paths.public_key, public_pem)
         paths.public_key.chmod(0o644)
         result.created += trio
+
+    if not paths.keys_state.exists():
+        # the issuer folder doubles as its ISSUER_KEYS_DIR, with private.pem as the first active
+        # key, so `jwt-auth keys rotate --dir` works on it; older dev folders are adopted as is
+        public = load_public_keys(paths.public_key.read_bytes(), source=str(paths.public_key))[0]
+        progress(f"recording {PRIVATE_KEY} as the active signing key in {paths.keys_state}")
+        now = int(time.time())
+        write_state(paths.issuer_dir, KeyState((record_for(public, PRIVATE_KEY, ACTIVE, now),)))
+        result.created.append(paths.keys_state)
 
     if not paths.clients.exists():
         progress(f"adding the issuer client {DEV_CLIENT_NAME!r} to {paths.clients}")

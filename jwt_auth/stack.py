@@ -47,7 +47,7 @@ POLL_INTERVAL = 0.1
 # variables the stack sets itself; a user's value for these (or for their inline twins) would
 # conflict with the dev keys, while every other ISSUER_*/VERIFIER_* variable passes through
 _OVERRIDDEN = {
-    "ISSUER_PRIVATE_KEY", "ISSUER_PRIVATE_KEY_FILE", "ISSUER_KEY_PASSPHRASE",
+    "ISSUER_KEYS_DIR", "ISSUER_PRIVATE_KEY", "ISSUER_PRIVATE_KEY_FILE", "ISSUER_KEY_PASSPHRASE",
     "ISSUER_KEY_PASSPHRASE_FILE", "ISSUER_CLIENTS_FILE", "VERIFIER_PUBLIC_KEY",
     "VERIFIER_PUBLIC_KEY_FILE", "VERIFIER_JWKS_URL", "VERIFIER_ADMIN_KEYS_FILE", "REDIS_URL",
     "PROMETHEUS_MULTIPROC_DIR",
@@ -400,7 +400,8 @@ def _start_and_serve(
         [*serve, "issuer", "--bind", f"{bind_prefix}:{ports['issuer']}",
          "--workers", str(workers)],
         _child_env({
-            "ISSUER_PRIVATE_KEY_FILE": str(paths.private_key),
+            # keys that rotate: `jwt-auth keys rotate --dir <issuer folder>` (docs/deploy.md)
+            "ISSUER_KEYS_DIR": str(paths.issuer_dir),
             "ISSUER_KEY_PASSPHRASE_FILE": str(paths.passphrase),
             "ISSUER_CLIENTS_FILE": str(paths.clients),
             "PROMETHEUS_MULTIPROC_DIR": str(_fresh_dir(run_dir / "metrics-issuer")),

@@ -13,12 +13,14 @@ issuer one request per interval, not one per token.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from shared.claimrule import ClaimRule
@@ -45,6 +47,9 @@ FETCH_WAIT = 1.0
 JWKS_MAX_AGE = 300.0
 """Seconds after which a cached JWKS is fetched again on use, so withdrawn keys expire."""
 
+JWKS_GRACE = 86_400.0
+"""Seconds a key that left the JWKS unannounced stays trusted (``VERIFIER_JWKS_GRACE``)."""
+
 KID_MAX_LENGTH = 256
 """A longer ``kid`` cannot name one of our keys; refusing it early keeps logs small."""
 
@@ -63,9 +68,14 @@ class _Index:
 
     by_kid: Mapping[str, VerificationKey]
     keys: tuple[VerificationKey, ...]
+    # keys the JWKS no longer lists, trusted until these (monotonic) moments, by thumbprint
+    grace_until: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def _index(static: list[VerificationKey], fetched: FetchedKeys) -> _Index:
+def _index(
+    static: list[VerificationKey], fetched: FetchedKeys,
+    grace_until: Mapping[str, float] | None = None,
+) -> _Index:
     by_kid: dict[str, VerificationKey] = {}
     ordered: list[VerificationKey] = []
     for key in static:
@@ -80,17 +90,39 @@ def _index(static: list[VerificationKey], fetched: FetchedKeys) -> _Index:
             ordered.append(key)
         if alias and alias not in by_kid:
             by_kid[alias] = key
-    return _Index(by_kid=by_kid, keys=tuple(ordered))
+    return _Index(by_kid=by_kid, keys=tuple(ordered),
+                  grace_until=MappingProxyType(dict(grace_until or {})))
+
+
+@dataclass(frozen=True)
+class JWKSDocument:
+    """What one fetch of the issuer's JWKS says."""
+
+    keys: FetchedKeys
+    # kids the issuer says it retired (our issuer's "retired" member): dropped with no grace
+    retired: frozenset[str] = frozenset()
+    # the response's Cache-Control max-age, when it has one
+    max_age: float | None = None
 
 
 def parse_jwks(document: bytes, *, source: str) -> FetchedKeys:
     """The RSA signing keys of a JWKS document as (its ``kid`` member, key); others skipped."""
+    return parse_jwks_document(document, source=source).keys
+
+
+def parse_jwks_document(document: bytes, *, source: str) -> JWKSDocument:
+    """The keys of a JWKS document and the kids it names as retired."""
     try:
         data = loads_strict(document)
     except StrictJSONError as exc:
         raise JWKSFetchError(f"{source}: not a JSON document ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise JWKSFetchError(f"{source}: not a JWKS document (no \"keys\" array)")
+    retired_member = data.get("retired")
+    retired = frozenset(
+        kid for kid in (retired_member if isinstance(retired_member, list) else [])[:JWKS_MAX_KEYS]
+        if isinstance(kid, str) and 0 < len(kid) <= KID_MAX_LENGTH
+    )
     found: FetchedKeys = []
     for position, entry in enumerate(data["keys"][:JWKS_MAX_KEYS]):
         if not isinstance(entry, dict) or entry.get("kty") != "RSA":
@@ -115,7 +147,7 @@ def parse_jwks(document: bytes, *, source: str) -> FetchedKeys:
                         type(exc).__name__)
             continue
         found.append((alias, key))
-    return found
+    return JWKSDocument(keys=found, retired=retired)
 
 
 class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -152,10 +184,15 @@ def fetch_document(url: str, *, timeout: float = JWKS_TIMEOUT) -> tuple[bytes, A
     return document, headers
 
 
-def fetch_jwks(url: str, *, timeout: float = JWKS_TIMEOUT) -> FetchedKeys:
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?([0-9]{1,10})", re.IGNORECASE)
+
+
+def fetch_jwks(url: str, *, timeout: float = JWKS_TIMEOUT) -> JWKSDocument:
     """GET the JWKS document and parse it; any failure is a JWKSFetchError."""
-    document, _ = fetch_document(url, timeout=timeout)
-    return parse_jwks(document, source=url)
+    document, headers = fetch_document(url, timeout=timeout)
+    parsed = parse_jwks_document(document, source=url)
+    match = _MAX_AGE.search(headers.get("Cache-Control", "") or "")
+    return replace(parsed, max_age=float(match.group(1)) if match else None)
 
 
 RULE_DOCUMENT = "jwt-auth.json"
@@ -209,6 +246,7 @@ class KeySet:
         jwks_url: str | None = None,
         min_refetch_interval: float = 30.0,
         max_age: float = JWKS_MAX_AGE,
+        grace: float = JWKS_GRACE,
         timeout: float = JWKS_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -217,6 +255,9 @@ class KeySet:
         self._jwks_url = jwks_url
         self._min_interval = float(min_refetch_interval)
         self._max_age = float(max_age)
+        # what the issuer's Cache-Control allows, when shorter: a rotation is seen that soon
+        self._fresh_for = self._max_age
+        self._grace = float(grace)
         self._timeout = timeout
         self._clock = clock
         self._index = _index(self._static, [])
@@ -251,6 +292,7 @@ class KeySet:
             static,
             jwks_url=settings.jwks_url,
             min_refetch_interval=settings.jwks_min_refetch_interval,
+            grace=settings.jwks_grace,
             clock=clock,
         )
         if settings.jwks_url:
@@ -278,7 +320,7 @@ class KeySet:
             index = self._index
             stale = (
                 self._last_success is not None
-                and self._clock() - self._last_success >= self._max_age
+                and self._clock() - self._last_success >= self._fresh_for
             )
             missing = not index.keys or (kid is not None and kid not in index.by_kid)
             if missing:
@@ -298,7 +340,27 @@ class KeySet:
         key = index.by_kid.get(kid)
         if key is None:
             raise KeyUnknown("the token's kid names no trusted key")
+        deadline = index.grace_until.get(key.kid)
+        if deadline is not None and self._clock() >= deadline:
+            raise KeyUnknown("the token's key left the issuer's JWKS and its grace period ended")
         return key
+
+    def trusts(self, kid: str) -> bool:
+        """Whether the key with this thumbprint is still trusted (for results cached earlier).
+
+        In JWKS mode a due refresh runs here too, without waiting, so a verifier answering
+        only cached tokens still learns of retired keys within the JWKS cache lifetime.
+        """
+        if self._jwks_url and (
+            self._last_success is not None
+            and self._clock() - self._last_success >= self._fresh_for
+        ):
+            self.refresh(wait=False)
+        index = self._index
+        if kid not in index.by_kid:
+            return False
+        deadline = index.grace_until.get(kid)
+        return deadline is None or self._clock() < deadline
 
     def refresh(self, *, force: bool = False, wait: bool = True) -> bool:
         """Fetch the JWKS again if the rate limit allows; True when a fetch succeeded."""
@@ -325,15 +387,49 @@ class KeySet:
                 else:
                     log.warning("JWKS fetch failed, not ready yet (will retry on demand): %s", exc)
                 return False
-            if not fetched:
+            if not fetched.keys:
                 log.warning("JWKS at %s holds no usable RSA signing key", self._jwks_url)
-            self._fetched = fetched
-            self._index = _index(self._static, fetched)
+            kept, grace_until = self._keys_in_grace(fetched)
+            self._fetched = fetched.keys + kept
+            self._index = _index(self._static, self._fetched, grace_until)
             self._last_success = self._clock()
+            self._fresh_for = (
+                self._max_age if fetched.max_age is None
+                else min(self._max_age, fetched.max_age)
+            )
             return True
         finally:
             self._fetch_lock.release()
 
-    def describe(self) -> list[dict[str, Any]]:
-        """What /readyz or a log line may show about the keys: kid and size, never key material."""
-        return [{"kid": key.kid, "bits": key.bits} for key in self._index.keys]
+    def _keys_in_grace(self, fetched: JWKSDocument) -> tuple[FetchedKeys, dict[str, float]]:
+        """Keys the new document no longer lists but that may still sign valid tokens.
+
+        An issuer that replaced its key outright (no overlap) would otherwise turn every token
+        still in flight into ``key_unknown`` at once; each such key is kept for ``grace``
+        seconds from the fetch that first missed it. A key the issuer names as retired (its
+        ``retired`` member: a key taken out early, say compromised) gets no grace.
+        """
+        listed = {key.kid for _, key in fetched.keys}
+        listed |= {alias for alias, _ in fetched.keys if alias}
+        now = self._clock()
+        previous = self._index.grace_until
+        kept: FetchedKeys = []
+        grace_until: dict[str, float] = {}
+        for alias, key in self._fetched:
+            if key.kid in listed or (alias is not None and alias in listed):
+                continue
+            name = alias or key.kid
+            if key.kid in fetched.retired or (alias is not None and alias in fetched.retired):
+                log.info("the issuer retired key %s: no longer trusted", name)
+                continue
+            deadline = previous.get(key.kid)
+            if deadline is None:
+                if self._grace <= 0:
+                    continue
+                deadline = now + self._grace
+                log.info("key %s left the issuer's JWKS; trusted for %.0f s more "
+                         "(VERIFIER_JWKS_GRACE)", name, self._grace)
+            if now < deadline:
+                kept.append((alias, key))
+                grace_until[key.kid] = deadline
+        return kept, grace_until

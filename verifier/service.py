@@ -152,6 +152,10 @@ class VerifierService:
         now = self.clock()
         digest = token_hash(token)
         verified = self.local.get(digest, now)
+        # a result is only as good as its key: one the issuer retired since (or whose grace
+        # ended) must not keep a cached token alive
+        if verified is not None and not self.keyset.trusts(verified.kid):
+            verified = None
         cached = verified is not None
         if verified is None:
             verified = self._check(token, now)

@@ -166,6 +166,7 @@ class JWKSServer:
     def __init__(self, port: int = 0) -> None:
         self.document: Any = {"keys": []}
         self.status = 200
+        self.headers: dict[str, str] = {}
         self.requests = 0
         self._lock = threading.Lock()
         owner = self
@@ -176,8 +177,11 @@ class JWKSServer:
                     owner.requests += 1
                     body = owner.document
                     status = owner.status
+                    headers = dict(owner.headers)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -343,23 +347,85 @@ def test_a_failed_refresh_keeps_the_cached_keys(
     assert _verify(sign({"userId": "cached"}, signer), keys) == "cached"
 
 
-def test_a_withdrawn_key_stops_being_trusted_after_the_cache_age(
+def _withdrawal(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair, signer: rsa.RSAPrivateKey,
+    *, grace: float, **document: Any,
+) -> tuple[KeySet, str, Clock]:
+    """A verifier that trusted key_pair, then an issuer that lists only other_key_pair."""
+    clock = Clock()
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = KeySet(jwks_url=issuer.url, min_refetch_interval=30, max_age=300, grace=grace,
+                  clock=clock)
+    keys.refresh(force=True)
+    token = sign({"userId": "u"}, signer, header={"alg": "RS256", "kid": _kid(key_pair.public_pem)})
+    issuer.document = {"keys": [_entry(other_key_pair.public_pem)], **document}
+    clock.now += 299
+    assert _verify(token, keys) == "u"
+    clock.now += 1
+    return keys, token, clock
+
+
+def _assert_unknown(token: str, keys: KeySet) -> None:
+    with pytest.raises(TokenError) as caught:
+        _verify(token, keys)
+    assert caught.value.code == "key_unknown"
+
+
+def test_without_grace_a_withdrawn_key_stops_being_trusted_after_the_cache_age(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey,
+) -> None:
+    keys, token, _ = _withdrawal(issuer, key_pair, other_key_pair, signer, grace=0)
+    _assert_unknown(token, keys)
+    assert issuer.requests == 2
+
+
+def test_a_key_that_left_the_jwks_unannounced_is_trusted_for_the_grace_period(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey,
+) -> None:
+    # an issuer restarted with a new key: tokens it signed an hour ago must not all fail at once
+    keys, token, clock = _withdrawal(issuer, key_pair, other_key_pair, signer, grace=600)
+    assert _verify(token, keys) == "u"  # this use refetched: the key is gone from the JWKS
+    assert issuer.requests == 2
+    assert _kid(other_key_pair.public_pem) in _kids(keys)
+    clock.now += 300
+    assert _verify(token, keys) == "u"  # a later refetch keeps the first deadline
+    assert issuer.requests == 3
+    clock.now += 299
+    assert _verify(token, keys) == "u"
+    clock.now += 1
+    _assert_unknown(token, keys)
+
+
+def test_a_key_the_issuer_names_retired_gets_no_grace(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey,
+) -> None:
+    keys, token, _ = _withdrawal(issuer, key_pair, other_key_pair, signer, grace=600,
+                                 retired=[_kid(key_pair.public_pem)])
+    _assert_unknown(token, keys)
+
+
+def test_the_issuers_cache_lifetime_shortens_the_refresh(
     issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
     signer: rsa.RSAPrivateKey,
 ) -> None:
     clock = Clock()
+    issuer.headers = {"Cache-Control": "public, max-age=5"}
     issuer.document = {"keys": [_entry(key_pair.public_pem)]}
-    keys = KeySet(jwks_url=issuer.url, min_refetch_interval=30, max_age=300, clock=clock)
+    keys = KeySet(jwks_url=issuer.url, min_refetch_interval=1, max_age=300, clock=clock)
     keys.refresh(force=True)
-    token = sign({"userId": "u"}, signer, header={"alg": "RS256", "kid": _kid(key_pair.public_pem)})
-    issuer.document = {"keys": [_entry(other_key_pair.public_pem)]}
-    clock.now += 299
-    assert _verify(token, keys) == "u"
+    issuer.document = {"keys": [_entry(key_pair.public_pem), _entry(other_key_pair.public_pem)]}
+    token = sign({"userId": "a"}, signer, header={"alg": "RS256", "kid": _kid(key_pair.public_pem)})
+    clock.now += 4
+    _verify(token, keys)
+    assert issuer.requests == 1
     clock.now += 1
-    with pytest.raises(TokenError) as caught:
-        _verify(token, keys)
-    assert caught.value.code == "key_unknown"
-    assert issuer.requests == 2
+    _verify(token, keys)
+    assert issuer.requests == 2  # a next key is known within the issuer's max-age
+    assert sorted(_kids(keys)) == sorted([_kid(key_pair.public_pem),
+                                          _kid(other_key_pair.public_pem)])
 
 
 @pytest.mark.parametrize("document", [

@@ -1,0 +1,265 @@
+"""``jwt-auth keys list|rotate|promote|retire``: the signing keys of ``ISSUER_KEYS_DIR``.
+
+The commands change the keys directory only; a running issuer notices the state file change
+within a second (or on SIGHUP) and publishes or signs accordingly (``issuer/keyring.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from issuer.commands import _one_line_errors
+from issuer.config import jwks_max_age_from_env, keys_dir_from_env, max_token_ttl_from_env
+from issuer.keyring import (
+    ACTIVE,
+    NEXT,
+    RETIRE_LEEWAY,
+    RETIRED,
+    KeyState,
+    promote,
+    read_state,
+    record_for,
+    retire,
+    settle,
+    state_path,
+    write_atomically,
+    write_state,
+)
+from shared.audit import audit, configure_audit_log
+from shared.errors import KeyInvalid, PassphraseMissing
+from shared.keys import generate_key_pair, load_private_key, load_public_keys, read_passphrase
+
+PROGRESS_EVERY = 1.0
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _directory(dir_option: str | None) -> Path:
+    chosen = dir_option or keys_dir_from_env()
+    if not chosen:
+        raise click.ClickException("no keys directory: pass --dir DIR or set ISSUER_KEYS_DIR")
+    return Path(chosen)
+
+
+def _passphrase(passphrase_file: str | None, *, new: bool) -> bytes:
+    """--passphrase-file, else the issuer's ISSUER_KEY_PASSPHRASE[_FILE], else a prompt."""
+    if passphrase_file:
+        value = read_passphrase(value=None, file=passphrase_file,
+                                value_variable="", file_variable="--passphrase-file")
+    else:
+        value = read_passphrase(
+            value=os.environ.get("ISSUER_KEY_PASSPHRASE") or None,
+            file=os.environ.get("ISSUER_KEY_PASSPHRASE_FILE") or None,
+            value_variable="ISSUER_KEY_PASSPHRASE", file_variable="ISSUER_KEY_PASSPHRASE_FILE",
+        )
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise PassphraseMissing(
+            "no passphrase: pass --passphrase-file FILE or set ISSUER_KEY_PASSPHRASE_FILE"
+        )
+    entered: str = click.prompt("Passphrase of the keys", hide_input=True,
+                                confirmation_prompt=new, err=True)
+    if not entered:
+        raise click.ClickException("the passphrase must not be empty")
+    return entered.encode("utf-8")
+
+
+@contextlib.contextmanager
+def _progress(bits: int) -> Iterator[None]:
+    """Elapsed seconds on stderr while a key is generated (a few seconds to a minute)."""
+    started = time.monotonic()
+    done = threading.Event()
+    terminal = sys.stderr.isatty()
+    click.echo(f"Generating a {bits}-bit RSA key...", err=True, nl=not terminal)
+
+    def tick() -> None:
+        while not done.wait(PROGRESS_EVERY):
+            elapsed = time.monotonic() - started
+            if terminal:
+                click.echo(f"\rGenerating a {bits}-bit RSA key... {elapsed:.0f}s", err=True,
+                           nl=False)
+            elif int(elapsed) % 5 == 0:
+                click.echo(f"  still generating ({elapsed:.0f}s)", err=True)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        if terminal:
+            click.echo("", err=True)
+        click.echo(f"Done in {time.monotonic() - started:.1f}s.", err=True)
+
+
+def _remove_private_files(directory: Path, state: KeyState, kids: list[str]) -> None:
+    # a key that is no longer published can never be needed again: its private half goes
+    for kid in kids:
+        record = state.find(kid)
+        if record is not None:
+            (directory / record.file).unlink(missing_ok=True)
+
+
+def _settled(directory: Path, now: int) -> KeyState:
+    state, lapsed = settle(read_state(directory, variable="--dir"), now)
+    if lapsed:
+        write_state(directory, state)
+        _remove_private_files(directory, state, [record.kid for record in lapsed])
+        for record in lapsed:
+            click.echo(f"{record.kid}: its retiring period ended; no longer published", err=True)
+    return state
+
+
+@click.group()
+def keys() -> None:
+    """Signing keys that rotate without downtime (ISSUER_KEYS_DIR)."""
+    configure_audit_log()
+
+
+_DIR_OPTION = click.option(
+    "--dir", "dir_option", type=click.Path(file_okay=False),
+    help="The keys directory [default: $ISSUER_KEYS_DIR].",
+)
+_PASSPHRASE_OPTION = click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False),
+    help="The keys' passphrase [default: $ISSUER_KEY_PASSPHRASE(_FILE), else asked].",
+)
+
+
+@keys.command("list")
+@_DIR_OPTION
+@_one_line_errors
+def list_keys(dir_option: str | None) -> None:
+    """Kid, role, creation and how long each key stays published."""
+    directory = _directory(dir_option)
+    now = time.time()
+    state = read_state(directory, variable="--dir")
+    wait = jwks_max_age_from_env()
+    rows = [("KID", "ROLE", "CREATED", "PUBLISHED UNTIL")]
+    for record in state.keys:
+        role = record.effective_role(now)
+        if role in (ACTIVE, NEXT):
+            until = "while active" if role == ACTIVE else "while next"
+            if role == NEXT:
+                ready = record.published_at + wait
+                until += (f" (promotable from {_when(ready)})" if now < ready
+                          else " (promotable now)")
+        else:
+            until = _when(record.published_until)
+        rows.append((record.kid, role, _when(record.created), until))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
+                   + "  " + row[3])
+
+
+@keys.command("rotate")
+@_DIR_OPTION
+@_PASSPHRASE_OPTION
+@click.option("--bits", type=click.IntRange(2048, 16384), default=4096, show_default=True)
+@_one_line_errors
+def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> None:
+    """Make a new encrypted key, published as `next` (the first key of a directory is active)."""
+    directory = _directory(dir_option)
+    now = int(time.time())
+    first = not state_path(directory).exists()
+    passphrase = _passphrase(passphrase_file, new=first)
+    state = KeyState(()) if first else _settled(directory, now)
+    if not first:
+        upcoming = state.next(now)
+        if upcoming is not None:
+            raise KeyInvalid(
+                f"{upcoming.kid} is already the next key: promote it "
+                "(`jwt-auth keys promote`) or retire it before making another"
+            )
+        # the new key must open with the same passphrase as the others: check it first
+        active = state.active(now)
+        load_private_key((directory / active.file).read_bytes(), passphrase,
+                         source=str(directory / active.file))
+    with _progress(bits):
+        private_pem, public_pem = generate_key_pair(bits, passphrase)
+    public = load_public_keys(public_pem, source="the new key")[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    file = f"{public.kid}.pem"
+    # the key file first: a state file naming a key that is not there yet would not load
+    write_atomically(directory / file, private_pem)
+    role = ACTIVE if first else NEXT
+    write_state(directory, state.with_record(record_for(public, file, role, now)))
+    audit("signing_key_created", kid=public.kid, role=role, dir=str(directory))
+    click.echo(f"{public.kid} {role}")
+    if not first:
+        click.echo(
+            f"published now; promote it from {_when(now + jwks_max_age_from_env())} "
+            "(once every JWKS cache has it, ISSUER_JWKS_MAX_AGE) with: jwt-auth keys promote",
+            err=True,
+        )
+
+
+@keys.command("promote")
+@_DIR_OPTION
+@_PASSPHRASE_OPTION
+@click.option("--force", is_flag=True,
+              help="Promote even if the next key was published less than ISSUER_JWKS_MAX_AGE "
+                   "ago (verifiers that cached the JWKS may not know it yet).")
+@click.option("--retire-after", type=click.IntRange(0, None), metavar="SECONDS",
+              help="How long the old key stays published [default: ISSUER_MAX_TOKEN_TTL + "
+                   f"{RETIRE_LEEWAY} s, when every token it signed has expired].")
+@_one_line_errors
+def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool,
+                retire_after: int | None) -> None:
+    """`next` becomes `active`; `active` becomes `retiring`."""
+    directory = _directory(dir_option)
+    now = int(time.time())
+    state = _settled(directory, now)
+    upcoming = state.next(now)
+    if upcoming is None:
+        raise KeyInvalid("there is no next key to promote; make one with `jwt-auth keys rotate`")
+    wait = jwks_max_age_from_env()
+    if now - upcoming.published_at < wait and not force:
+        raise KeyInvalid(
+            f"{upcoming.kid} was published {now - upcoming.published_at} s ago and verifiers may "
+            f"cache the JWKS for {wait} s (ISSUER_JWKS_MAX_AGE): promote it from "
+            f"{_when(upcoming.published_at + wait)}, or pass --force"
+        )
+    # the issuer would refuse a key it cannot decrypt and keep the old one: say so now instead
+    load_private_key((directory / upcoming.file).read_bytes(), _passphrase(passphrase_file,
+                     new=False), source=str(directory / upcoming.file))
+    lifetime = max_token_ttl_from_env() + RETIRE_LEEWAY if retire_after is None else retire_after
+    promoted, activated, retiring = promote(state, now=now, retire_after=lifetime)
+    write_state(directory, promoted)
+    audit("signing_key_promoted", kid=activated.kid, retiring=retiring.kid,
+          retiringUntil=retiring.published_until, dir=str(directory))
+    click.echo(f"{activated.kid} active")
+    click.echo(f"{retiring.kid} retiring until {_when(retiring.published_until)}")
+
+
+@keys.command("retire")
+@click.argument("kid")
+@_DIR_OPTION
+@_one_line_errors
+def retire_key(kid: str, dir_option: str | None) -> None:
+    """Stop publishing a next or retiring key now (e.g. a compromised one) and delete it."""
+    directory = _directory(dir_option)
+    now = int(time.time())
+    state = _settled(directory, now)
+    updated, retired = retire(state, kid, now=now)
+    write_state(directory, updated)
+    _remove_private_files(directory, updated, [retired.kid])
+    audit("signing_key_retired", kid=retired.kid, dir=str(directory))
+    click.echo(f"{retired.kid} {RETIRED}")
+    click.echo("verifiers trusting the JWKS refuse its tokens (key_unknown) once they refetch "
+               "it: at most ISSUER_JWKS_MAX_AGE from now", err=True)
