@@ -431,7 +431,8 @@ def _start_and_serve(
     if not paths.client_key.exists():
         # the user brought their own clients file: the demo needs a key they hold
         echo(f"no {paths.client_key}: the demo needs a client key; make one with "
-             f"jwt-auth clients add NAME --file {paths.clients} (then restart) and save it there")
+             f"jwt-auth clients add NAME --file {paths.clients} (no restart needed) and save "
+             "it there")
     lines = [
         f"  issuer    {issuer_url}  (JWKS {issuer_url}/.well-known/jwks.json)",
         f"  verifier  {verifier_url}",
