@@ -39,6 +39,14 @@ from shared.keys import generate_key_pair, load_private_key, load_public_keys, r
 
 PROGRESS_EVERY = 1.0
 
+PUBLISH_SLACK = 2
+"""Seconds for every issuer worker to notice a new next key (they look once a second)."""
+
+
+def promotion_wait() -> int:
+    """How long a next key must have been published before it may sign."""
+    return jwks_max_age_from_env() + PUBLISH_SLACK
+
 
 def _when(epoch: float | None) -> str:
     if epoch is None:
@@ -148,7 +156,7 @@ def list_keys(dir_option: str | None) -> None:
     directory = _directory(dir_option)
     now = time.time()
     state = read_state(directory, variable="--dir")
-    wait = jwks_max_age_from_env()
+    wait = promotion_wait()
     rows = [("KID", "ROLE", "CREATED", "PUBLISHED UNTIL")]
     for record in state.keys:
         role = record.effective_role(now)
@@ -203,7 +211,7 @@ def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> No
     click.echo(f"{public.kid} {role}")
     if not first:
         click.echo(
-            f"published now; promote it from {_when(now + jwks_max_age_from_env())} "
+            f"published now; promote it from {_when(now + promotion_wait())} "
             "(once every JWKS cache has it, ISSUER_JWKS_MAX_AGE) with: jwt-auth keys promote",
             err=True,
         )
@@ -228,12 +236,12 @@ def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool
     upcoming = state.next(now)
     if upcoming is None:
         raise KeyInvalid("there is no next key to promote; make one with `jwt-auth keys rotate`")
-    wait = jwks_max_age_from_env()
+    wait = promotion_wait()
     if now - upcoming.published_at < wait and not force:
         raise KeyInvalid(
             f"{upcoming.kid} was published {now - upcoming.published_at} s ago and verifiers may "
-            f"cache the JWKS for {wait} s (ISSUER_JWKS_MAX_AGE): promote it from "
-            f"{_when(upcoming.published_at + wait)}, or pass --force"
+            f"cache the JWKS for {jwks_max_age_from_env()} s (ISSUER_JWKS_MAX_AGE): promote it "
+            f"from {_when(upcoming.published_at + wait)}, or pass --force"
         )
     # the issuer would refuse a key it cannot decrypt and keep the old one: say so now instead
     load_private_key((directory / upcoming.file).read_bytes(), _passphrase(passphrase_file,

@@ -47,6 +47,9 @@ FETCH_WAIT = 1.0
 JWKS_MAX_AGE = 300.0
 """Seconds after which a cached JWKS is fetched again on use, so withdrawn keys expire."""
 
+MIN_REFETCH_FLOOR = 1.0
+"""However short the issuer's cache lifetime, at most one JWKS fetch per second per process."""
+
 JWKS_GRACE = 86_400.0
 """Seconds a key that left the JWKS unannounced stays trusted (``VERIFIER_JWKS_GRACE``)."""
 
@@ -345,6 +348,12 @@ class KeySet:
             raise KeyUnknown("the token's key left the issuer's JWKS and its grace period ended")
         return key
 
+    def _refetch_interval(self) -> float:
+        # an issuer that lets its JWKS be cached for less than the interval (a short
+        # ISSUER_JWKS_MAX_AGE) promotes keys sooner: fetching as often as it allows, but at most
+        # once a second, is what keeps a verifier from refusing a freshly promoted key
+        return max(MIN_REFETCH_FLOOR, min(self._min_interval, self._fresh_for))
+
     def trusts(self, kid: str) -> bool:
         """Whether the key with this thumbprint is still trusted (for results cached earlier).
 
@@ -375,7 +384,7 @@ class KeySet:
             if (
                 not force
                 and self._last_attempt is not None
-                and now - self._last_attempt < self._min_interval
+                and now - self._last_attempt < self._refetch_interval()
             ):
                 return False
             self._last_attempt = now

@@ -22,6 +22,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
+from issuer.keycommands import PUBLISH_SLACK
 from shared.apikeys import add_client
 from shared.reloading import POLL_SECONDS
 from tests.procs import JWT_AUTH, REPO, RedisServer, ServiceProcess, service_environment
@@ -155,7 +156,6 @@ def stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[Stack]:
     issuer.start()
     made.verifier = ServiceProcess("verifier", {
         "VERIFIER_JWKS_URL": f"{issuer.url}/.well-known/jwks.json",
-        "VERIFIER_JWKS_MIN_REFETCH": "1",
         "VERIFIER_LEEWAY": "0",
         "REDIS_URL": redis_server.url,
     }, tmp_path / "verifier.log", workers=2, threads=2)
@@ -213,8 +213,8 @@ def test_rotation_under_load_refuses_no_valid_token(stack: Stack) -> None:
         _wait_for(lambda: _kids(stack).get(new_kid) == "next", 5, "the issuer to publish next")
         assert _jwks_kids(stack) == [old_kid, new_kid]
 
-        # promote after the JWKS cache lifetime, as the command insists
-        time.sleep(JWKS_MAX_AGE + 0.2)
+        # promote after the JWKS cache lifetime (and the issuer's reload), as the command insists
+        time.sleep(JWKS_MAX_AGE + PUBLISH_SLACK + 0.2)
         stack.keys("promote", "--retire-after", str(RETIRE_AFTER))
         promoted_at = time.time()
         _wait_for(lambda: _kids(stack) == {new_kid: "active", old_kid: "retiring"}, 5,
@@ -230,7 +230,8 @@ def test_rotation_under_load_refuses_no_valid_token(stack: Stack) -> None:
         document = requests.get(f"{stack.issuer.url}/.well-known/jwks.json", timeout=5).json()
         assert [key["kid"] for key in document["keys"]] == [new_kid]
         assert document["retired"] == [old_kid]
-        # verifiers refetch within the JWKS max-age (plus their refetch interval)
+        # verifiers refetch within the JWKS max-age (the issuer's, shorter than their default
+        # refetch interval of 30 s, which must not hold them back)
         time.sleep(JWKS_MAX_AGE + 2)
     finally:
         load.stop.set()
