@@ -22,6 +22,8 @@ from shared.hotroutes import HotRoutes
 from shared.http import PROBLEM_MIMETYPE, install_problem_handlers
 from shared.logs import configure_logging
 from shared.metrics import install_request_metrics, metrics_response
+from shared.reloading import EXTENSION as RELOADER_EXTENSION
+from shared.reloading import Reloader
 from shared.serving import exit_on_startup_error
 from verifier.config import VerifierSettings
 from verifier.errors import SessionNotFound
@@ -62,6 +64,8 @@ def _build(settings: VerifierSettings) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["verifier"] = VerifierService(settings, keyset, policy, store)
     app.extensions["verifier.admins"] = admins
+    # the admin keys file is read again when it changes and on SIGHUP (shared.reloading)
+    app.extensions[RELOADER_EXTENSION] = Reloader([admins])
     install_problem_handlers(app)
     install_request_metrics(app, "verifier")
     app.register_blueprint(views)
