@@ -121,18 +121,10 @@ def _make_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def ensure_dev_keys(
-    paths: DevPaths, *, bits: int = DEFAULT_BITS, progress: Callable[[str], None] = lambda _: None
-) -> DevKeysResult:
-    """Create whatever development credential is missing; never touch one that exists.
-
-    Raises StartupError when the key pair is half there (one of private key, public key and
-    passphrase missing): completing it would mean guessing, and overwriting would lose a key.
-    """
-    result = DevKeysResult()
-    for directory in (paths.issuer_dir, paths.verifier_dir, paths.credentials_dir):
-        _make_dir(directory)
-
+def _ensure_first_key(
+    paths: DevPaths, bits: int, progress: Callable[[str], None], result: DevKeysResult
+) -> None:
+    """The key pair and passphrase (made when missing), recorded as the first active key."""
     trio = [paths.private_key, paths.public_key, paths.passphrase]
     present = [path for path in trio if path.exists()]
     if present and len(present) < len(trio):
@@ -151,15 +143,37 @@ def ensure_dev_keys(
         _write_private(paths.public_key, public_pem)
         paths.public_key.chmod(0o644)
         result.created += trio
+    # the issuer folder doubles as its ISSUER_KEYS_DIR, with private.pem as the first active key,
+    # so `jwt-auth keys rotate --dir` works on it; older dev folders are adopted as they are
+    public = load_public_keys(paths.public_key.read_bytes(), source=str(paths.public_key))[0]
+    progress(f"recording {PRIVATE_KEY} as the active signing key in {paths.keys_state}")
+    now = int(time.time())
+    write_state(paths.issuer_dir, KeyState((record_for(public, PRIVATE_KEY, ACTIVE, now),)))
+    result.created.append(paths.keys_state)
 
-    if not paths.keys_state.exists():
-        # the issuer folder doubles as its ISSUER_KEYS_DIR, with private.pem as the first active
-        # key, so `jwt-auth keys rotate --dir` works on it; older dev folders are adopted as is
-        public = load_public_keys(paths.public_key.read_bytes(), source=str(paths.public_key))[0]
-        progress(f"recording {PRIVATE_KEY} as the active signing key in {paths.keys_state}")
-        now = int(time.time())
-        write_state(paths.issuer_dir, KeyState((record_for(public, PRIVATE_KEY, ACTIVE, now),)))
-        result.created.append(paths.keys_state)
+
+def ensure_dev_keys(
+    paths: DevPaths, *, bits: int = DEFAULT_BITS, progress: Callable[[str], None] = lambda _: None
+) -> DevKeysResult:
+    """Create whatever development credential is missing; never touch one that exists.
+
+    Raises StartupError when the key pair is half there (one of private key, public key and
+    passphrase missing): completing it would mean guessing, and overwriting would lose a key.
+    """
+    result = DevKeysResult()
+    for directory in (paths.issuer_dir, paths.verifier_dir, paths.credentials_dir):
+        _make_dir(directory)
+
+    if paths.keys_state.exists():
+        # a keys directory already: `jwt-auth keys` owns its keys from here on, and private.pem
+        # is gone once it was rotated out and retired; only the passphrase must still be there
+        if not paths.passphrase.exists():
+            raise StartupError(
+                f"{paths.passphrase} is missing but {paths.keys_state} names keys encrypted "
+                "under it; restore it, or remove the issuer folder to start over"
+            )
+    else:
+        _ensure_first_key(paths, bits, progress, result)
 
     if not paths.clients.exists():
         progress(f"adding the issuer client {DEV_CLIENT_NAME!r} to {paths.clients}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import stat
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from issuer.keyring import ACTIVE, RETIRED, KeyState, load_ring, read_state, write_state
 from jwt_auth.devkeys import DevPaths, dev_keys, ensure_dev_keys
 from shared.apikeys import ApiKeyRegistry
 from shared.errors import PassphraseMissing, StartupError
@@ -83,10 +86,57 @@ def test_half_a_key_pair_is_refused_not_overwritten(tmp_path: Path) -> None:
     paths = DevPaths.under(tmp_path)
     ensure_dev_keys(paths, bits=2048)
     private = paths.private_key.read_bytes()
+    paths.keys_state.unlink()  # a dev folder from before keys directories
     paths.public_key.unlink()
     with pytest.raises(StartupError, match="incomplete"):
         ensure_dev_keys(paths, bits=2048)
     assert paths.private_key.read_bytes() == private
+
+
+def _passphrase(paths: DevPaths) -> bytes | None:
+    return read_passphrase(value=None, file=str(paths.passphrase), value_variable="V",
+                           file_variable="F")
+
+
+def test_the_issuer_folder_is_a_keys_directory_with_private_pem_active(tmp_path: Path) -> None:
+    paths = DevPaths.under(tmp_path)
+    ensure_dev_keys(paths, bits=2048)
+    ring = load_ring(paths.issuer_dir, _passphrase(paths), now=time.time())
+    [public] = load_public_keys(paths.public_key.read_bytes(), source="test")
+    assert ring.active.kid == public.kid
+    assert [(key.kid, key.role) for key in ring.published] == [(public.kid, ACTIVE)]
+
+
+def test_an_older_dev_folder_is_adopted_as_it_is(tmp_path: Path) -> None:
+    paths = DevPaths.under(tmp_path)
+    ensure_dev_keys(paths, bits=2048)
+    paths.keys_state.unlink()
+    before = _snapshot(tmp_path)
+    result = ensure_dev_keys(paths, bits=2048)
+    assert result.created == [paths.keys_state]
+    after = _snapshot(tmp_path)
+    del after[str(paths.keys_state.relative_to(tmp_path))]
+    assert after == before
+
+
+def test_a_rotated_folder_is_left_alone_once_private_pem_is_retired(tmp_path: Path) -> None:
+    paths = DevPaths.under(tmp_path)
+    ensure_dev_keys(paths, bits=2048)
+    state = read_state(paths.issuer_dir)
+    # what `jwt-auth keys rotate/promote/retire` leave behind: another active key, no private.pem
+    other = tmp_path / "other"
+    ensure_dev_keys(DevPaths.under(other), bits=2048)
+    [first] = state.keys
+    [second] = read_state(other / "issuer").keys
+    retired = replace(first, role=RETIRED, published_until=int(time.time()))
+    write_state(paths.issuer_dir, KeyState((retired, replace(second, file="other.pem"))))
+    paths.private_key.unlink()
+    before = _snapshot(tmp_path)
+    assert ensure_dev_keys(paths, bits=2048).created == []
+    assert _snapshot(tmp_path) == before
+    paths.passphrase.unlink()
+    with pytest.raises(StartupError, match=r"passphrase\.txt is missing"):
+        ensure_dev_keys(paths, bits=2048)
 
 
 def test_command_prints_keys_once_and_says_when_it_leaves_them(tmp_path: Path) -> None:
