@@ -140,8 +140,13 @@ def _record(entry: Any, where: str) -> KeyRecord:
     kid, file, role = entry.get("kid"), entry.get("file"), entry.get("role")
     if not isinstance(kid, str) or not kid:
         raise KeyInvalid(f"{where}: no kid")
-    if not isinstance(file, str) or not _FILE_NAME.fullmatch(file) or file.startswith("."):
-        raise KeyInvalid(f"{where}: 'file' must be a plain file name in the keys directory")
+    if (
+        not isinstance(file, str) or not _FILE_NAME.fullmatch(file) or file.startswith(".")
+        or not file.endswith(".pem")
+    ):
+        # retiring a key deletes its file: the name must never reach the state file or another
+        # file of the directory (a passphrase, a clients file)
+        raise KeyInvalid(f"{where}: 'file' must be a plain .pem file name in the keys directory")
     if role not in ROLES:
         raise KeyInvalid(f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
     public = entry.get("public")
@@ -176,6 +181,9 @@ def parse_state(document: bytes, *, source: str) -> KeyState:
     kids = [record.kid for record in records]
     if len(set(kids)) != len(kids):
         raise KeyInvalid(f"{source}: a kid appears twice")
+    files = [record.file for record in records]
+    if len(set(files)) != len(files):
+        raise KeyInvalid(f"{source}: two keys name the same file")
     roles = [record.role for record in records]
     if roles.count(ACTIVE) != 1:
         raise KeyInvalid(f"{source}: exactly one key must be active, found {roles.count(ACTIVE)}")
@@ -296,11 +304,11 @@ def load_ring(
             f"{directory / record.file}: holds key {active.kid}, but {STATE_FILE} says {record.kid}"
         )
     published: list[PublishedKey] = []
-    retired: list[str] = []
+    retired: list[KeyRecord] = []
     for record in state.keys:
         role = record.effective_role(now)
         if role == RETIRED:
-            retired.append(record.kid)
+            retired.append(record)
             continue
         if role == ACTIVE:
             published.append(PublishedKey(record.kid, ACTIVE, active.public_jwk(), None))
@@ -312,7 +320,10 @@ def load_ring(
         published.append(PublishedKey(record.kid, role, public_jwk(public.jwk), until))
     # the active key first: a client that takes the first key gets the signing one
     published.sort(key=lambda key: ROLES.index(key.role))
-    return KeyRing(active=active, published=tuple(published), retired=tuple(retired))
+    # oldest retirement first, as ``jwks`` expects (it lists the most recent ones first)
+    retired.sort(key=lambda record: record.published_until or 0)
+    return KeyRing(active=active, published=tuple(published),
+                   retired=tuple(record.kid for record in retired))
 
 
 def load_signing_key(settings: IssuerSettings) -> SigningKey:

@@ -82,15 +82,21 @@ REFUSED = [
     pytest.param(document(entry("a", ACTIVE), entry("a", NEXT)), "a kid appears twice",
                  id="duplicate-kid"),
     pytest.param(document(entry("a", ACTIVE, file="sub/a.pem")),
-                 "'file' must be a plain file name", id="file-slash"),
+                 "'file' must be a plain .pem file name", id="file-slash"),
     pytest.param(document(entry("a", ACTIVE, file="../a.pem")),
-                 "'file' must be a plain file name", id="file-parent"),
+                 "'file' must be a plain .pem file name", id="file-parent"),
     pytest.param(document(entry("a", ACTIVE, file="..")),
-                 "'file' must be a plain file name", id="file-dotdot"),
+                 "'file' must be a plain .pem file name", id="file-dotdot"),
     pytest.param(document(entry("a", ACTIVE, file=".a.pem")),
-                 "'file' must be a plain file name", id="file-leading-dot"),
+                 "'file' must be a plain .pem file name", id="file-leading-dot"),
     pytest.param(document(entry("a", ACTIVE, file="/etc/passwd")),
-                 "'file' must be a plain file name", id="file-absolute"),
+                 "'file' must be a plain .pem file name", id="file-absolute"),
+    pytest.param(document(entry("a", ACTIVE, file="keys.json")),
+                 "'file' must be a plain .pem file name", id="file-state-file"),
+    pytest.param(document(entry("a", ACTIVE, file="passphrase.txt")),
+                 "'file' must be a plain .pem file name", id="file-not-pem"),
+    pytest.param(document(entry("a", ACTIVE, file="x.pem"), entry("b", NEXT, file="x.pem")),
+                 "two keys name the same file", id="file-twice"),
     pytest.param(document(entry("a", ACTIVE), entry("b", "standby")),
                  "keys[1]: role 'standby' is not one of active, next, retiring, retired",
                  id="unknown-role"),
@@ -345,3 +351,18 @@ def test_load_ring_refuses_a_missing_active_file(tmp_path: Path, key_pair: KeyPa
     directory = _directory(tmp_path, active)
     with pytest.raises(KeyFileMissing, match=re.escape(f"ISSUER_KEYS_DIR ({active.file})")):
         load_ring(directory, PASSPHRASE.encode(), now=1000)
+
+
+def test_load_ring_names_the_most_recently_retired_keys_first(
+    tmp_path: Path, key_pair: KeyPair
+) -> None:
+    active = _record(key_pair, ACTIVE, 1000)
+    # created first but retired last: listed first, whatever the order of the state file
+    early = replace(active, kid="early", file="early.pem", role=RETIRED, created=1,
+                    published_until=3000)
+    late = replace(active, kid="late", file="late.pem", role=RETIRED, created=2,
+                   published_until=1000)
+    directory = _directory(tmp_path, early, late, active)
+    shutil.copy(key_pair.private_path, directory / active.file)
+    ring = load_ring(directory, PASSPHRASE.encode(), now=4000)
+    assert ring.jwks(4000)["retired"] == ["early", "late"]
