@@ -30,11 +30,11 @@ from issuer.keyring import (
     retire,
     settle,
     state_path,
-    write_atomically,
     write_state,
 )
 from shared.audit import audit, configure_audit_log
 from shared.errors import KeyInvalid, PassphraseMissing
+from shared.files import write_atomically
 from shared.keys import generate_key_pair, load_private_key, load_public_keys, read_passphrase
 
 PROGRESS_EVERY = 1.0

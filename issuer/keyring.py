@@ -22,9 +22,7 @@ holds each key's public half, so only the active key is decrypted (a 4096-bit ke
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,6 +31,7 @@ from typing import Any
 
 from issuer.config import IssuerSettings
 from shared.errors import KeyFileMissing, KeyInvalid
+from shared.files import write_atomically
 from shared.keys import (
     SigningKey,
     VerificationKey,
@@ -211,21 +210,6 @@ def write_state(directory: Path, state: KeyState) -> None:
     """Replace the state file atomically: a reader sees the old file or the new one."""
     document = {"version": STATE_VERSION, "keys": [record.to_json() for record in state.keys]}
     write_atomically(state_path(directory), (json.dumps(document, indent=2) + "\n").encode())
-
-
-def write_atomically(path: Path, content: bytes, mode: int = 0o600) -> None:
-    """Write a file through a temporary one renamed over it, fsynced first."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def record_for(key: VerificationKey | SigningKey, file: str, role: str, now: int) -> KeyRecord:

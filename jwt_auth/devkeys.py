@@ -15,9 +15,7 @@ restarted container or a user's own keys are never overwritten.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import click
 from issuer.keyring import ACTIVE, STATE_FILE, KeyState, record_for, write_state
 from shared.apikeys import add_client
 from shared.errors import StartupError
+from shared.files import write_atomically
 from shared.keys import generate_key_pair, load_public_keys
 
 DEFAULT_BITS = 4096
@@ -99,21 +98,6 @@ class DevKeysResult:
     admin_key: str | None = None
 
 
-def _write_private(path: Path, content: bytes) -> None:
-    """Write a file readable only by its owner, atomically (a crash leaves no half file)."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _make_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     # a mounted folder owned by someone else keeps its own mode; we only need to write in it
@@ -138,9 +122,9 @@ def _ensure_first_key(
         passphrase = secrets.token_urlsafe(32)
         private_pem, public_pem = generate_key_pair(bits, passphrase.encode("utf-8"))
         # passphrase first: a private key on disk without it would be useless
-        _write_private(paths.passphrase, passphrase.encode("utf-8") + b"\n")
-        _write_private(paths.private_key, private_pem)
-        _write_private(paths.public_key, public_pem)
+        write_atomically(paths.passphrase, passphrase.encode("utf-8") + b"\n")
+        write_atomically(paths.private_key, private_pem)
+        write_atomically(paths.public_key, public_pem)
         paths.public_key.chmod(0o644)
         result.created += trio
     # the issuer folder doubles as its ISSUER_KEYS_DIR, with private.pem as the first active key,
@@ -179,7 +163,7 @@ def ensure_dev_keys(
         progress(f"adding the issuer client {DEV_CLIENT_NAME!r} to {paths.clients}")
         # the dev client may ask for isAdmin tokens so the seed's own payload works in the demo
         key = add_client(paths.clients, DEV_CLIENT_NAME, admin=True, variable="ISSUER_CLIENTS_FILE")
-        _write_private(paths.client_key, key.encode("ascii") + b"\n")
+        write_atomically(paths.client_key, key.encode("ascii") + b"\n")
         result.client_key = key
         result.created += [paths.clients, paths.client_key]
 
@@ -188,7 +172,7 @@ def ensure_dev_keys(
         key = add_client(
             paths.admin_keys, DEV_ADMIN_NAME, admin=True, variable="VERIFIER_ADMIN_KEYS_FILE"
         )
-        _write_private(paths.admin_key, key.encode("ascii") + b"\n")
+        write_atomically(paths.admin_key, key.encode("ascii") + b"\n")
         result.admin_key = key
         result.created += [paths.admin_keys, paths.admin_key]
     return result

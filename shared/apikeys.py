@@ -27,7 +27,6 @@ import hmac
 import json
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
@@ -36,6 +35,7 @@ from typing import Any
 
 from shared.audit import audit
 from shared.errors import ConfigError
+from shared.files import write_atomically
 from shared.reloading import file_fingerprint
 
 KEY_PREFIX = "jwta_"
@@ -244,19 +244,7 @@ def write_clients(path: Path, clients: Iterable[ApiClient]) -> None:
     leaves half a file, and a service reading it sees the old file or the new one.
     """
     document = {"version": _FILE_VERSION, "clients": [_entry(client) for client in clients]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
 def _without_ended_grace(clients: list[ApiClient], now: float) -> list[ApiClient]:
