@@ -362,6 +362,8 @@ class SigningKeys:
         self.ring = self._load()
 
     def _load(self) -> KeyRing:
+        # before reading: a change made while the keys are decrypted is then seen as a change
+        self.loaded_from = self.fingerprint()
         settings = self._settings
         if settings.keys_dir:
             return load_ring(

@@ -97,6 +97,7 @@ class ApiKeyRegistry:
         self.path = path
         self.variable = variable
         self._clock = clock
+        self.loaded_from: Hashable | None = None
 
     @classmethod
     def load(
@@ -105,9 +106,13 @@ class ApiKeyRegistry:
         """Read a keys file; a missing variable means no client can authenticate."""
         if not path:
             return cls([], variable=variable, clock=clock)
-        return cls(
+        # taken before reading, so a change made meanwhile is noticed (shared.reloading)
+        loaded_from = file_fingerprint([path])
+        registry = cls(
             read_clients(Path(path), variable=variable), path=path, variable=variable, clock=clock
         )
+        registry.loaded_from = loaded_from
+        return registry
 
     @property
     def description(self) -> str:
@@ -124,6 +129,7 @@ class ApiKeyRegistry:
         """Read the file again and swap its clients in; a bad file raises and changes nothing."""
         if not self.path:
             return
+        self.loaded_from = file_fingerprint([self.path])
         new = read_clients(Path(self.path), variable=self.variable)
         old = self.clients
         self.clients = new  # one assignment: readers see the old list or the new one

@@ -55,7 +55,7 @@ def _start_watching(worker: Any) -> None:
     # each worker polls its key files from a thread of its own, started after the fork
     reloader = _reloader_of(worker.wsgi)
     if reloader is not None:
-        reloader.start()
+        reloader.start_in_worker()
 
 
 def _reload_in_master(arbiter: Any) -> None:

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +31,15 @@ from issuer.keyring import (
     NEXT,
     RETIRING,
     KeyState,
+    SigningKeys,
     promote,
     read_state,
     record_for,
-    write_atomically,
     write_state,
 )
 from shared.apikeys import add_client
 from shared.errors import ConfigError
+from shared.files import write_atomically
 from shared.keys import generate_key_pair, load_public_keys
 from shared.reloading import Reloader
 from tests.conftest import KeyPair
@@ -291,5 +293,63 @@ def test_sighup_to_the_gunicorn_master_switches_the_signing_key(
         assert {k["kid"]: k["role"] for k in ready["keys"]} == {
             kid_of(other_key_pair): ACTIVE, kid_of(key_pair): RETIRING}
         assert KEPT not in service.output()
+    finally:
+        service.stop()
+
+
+def test_a_change_made_while_the_keys_load_is_not_lost(
+    tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair
+) -> None:
+    # the state file changes after SigningKeys read it but before the Reloader first looks:
+    # the Reloader starts from what was read, so its first check sees the change
+    keys_dir = tmp_path / "keys"
+    make_keys_dir(keys_dir, key_pair, other_key_pair)
+    keys = SigningKeys(IssuerSettings(keys_dir=str(keys_dir),
+                                      key_passphrase_file=str(key_pair.passphrase_path)))
+    promote_in(keys_dir)
+    reloader = Reloader([keys])
+    assert reloader.check() == 1
+    assert keys.ring.active.kid == kid_of(other_key_pair)
+
+
+def test_a_restarted_worker_never_signs_with_keys_changed_since_the_master_read_them(
+    tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair
+) -> None:
+    keys_dir = tmp_path / "keys"
+    make_keys_dir(keys_dir, key_pair, other_key_pair)
+    clients = tmp_path / "clients.json"
+    api_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
+    service = ServiceProcess("issuer", {
+        "ISSUER_KEYS_DIR": str(keys_dir),
+        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
+        "ISSUER_CLIENTS_FILE": str(clients),
+        "ISSUER_RATE_LIMIT": "0",
+    }, tmp_path / "issuer.log", workers=1, threads=2)
+    service.start()
+    try:
+        assert service.process is not None
+        session = requests.Session()
+
+        def minted_kid() -> str:
+            response = session.post(f"{service.url}/v1/tokens", json={"userId": "7"},
+                                    headers={"Authorization": f"Bearer {api_key}"}, timeout=5)
+            assert response.status_code == 201, response.text
+            kid: str = response.json()["kid"]
+            return kid
+
+        promote_in(keys_dir)
+        wait_until(lambda: minted_kid() == kid_of(other_key_pair), timeout=5,
+                   what="the worker to sign with the promoted key")
+        # the master still holds the keys it read at start; a worker it forks now must catch
+        # up before its first answer, not a poll later
+        worker = int(subprocess.check_output(["pgrep", "-P", str(service.process.pid)]).split()[0])
+        session.close()
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: service.output().count("Booting worker") >= 2, timeout=10,
+                   what="gunicorn to start another worker")
+        session = requests.Session()
+        wait_until(lambda: requests.get(f"{service.url}/healthz", timeout=2).ok, timeout=10,
+                   what="the new worker to answer")
+        assert [minted_kid() for _ in range(20)] == [kid_of(other_key_pair)] * 20
     finally:
         service.stop()
