@@ -64,8 +64,9 @@ def _build(settings: VerifierSettings) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     app.extensions["verifier"] = VerifierService(settings, keyset, policy, store)
     app.extensions["verifier.admins"] = admins
-    # the admin keys file is read again when it changes and on SIGHUP (shared.reloading)
-    app.extensions[RELOADER_EXTENSION] = Reloader([admins])
+    # the PEM keys and the admin keys file are read again when they change, and on SIGHUP,
+    # which also refetches the JWKS and ends the grace of withdrawn keys (shared.reloading)
+    app.extensions[RELOADER_EXTENSION] = Reloader([keyset, admins])
     install_problem_handlers(app)
     install_request_metrics(app, "verifier")
     app.register_blueprint(views)

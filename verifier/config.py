@@ -47,7 +47,7 @@ class VerifierSettings:
     mirror_max_keys: int = 1_000_000
     jwks_min_refetch_interval: int = 30
     # seconds a key that left the JWKS without being retired stays trusted
-    jwks_grace: int = 86_400
+    jwks_grace: int = 3600
     admin_keys_file: str | None = None
     max_body_bytes: int = 16 * 1024
     log_level: str = "INFO"
@@ -85,7 +85,7 @@ class VerifierSettings:
             cache_size=env_int(env, "VERIFIER_CACHE_SIZE", 10_000, minimum=0),
             mirror_max_keys=env_int(env, "VERIFIER_MIRROR_MAX_KEYS", 1_000_000, minimum=0),
             jwks_min_refetch_interval=env_int(env, "VERIFIER_JWKS_MIN_REFETCH", 30, minimum=1),
-            jwks_grace=env_int(env, "VERIFIER_JWKS_GRACE", 86_400, minimum=0),
+            jwks_grace=env_int(env, "VERIFIER_JWKS_GRACE", 3600, minimum=0),
             admin_keys_file=env_str(env, "VERIFIER_ADMIN_KEYS_FILE"),
             log_level=env_choice(env, "LOG_LEVEL", "info",
                                  ("debug", "info", "warning", "error")).upper(),

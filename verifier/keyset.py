@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from shared.claimrule import ClaimRule
 from shared.errors import KeyInvalid, KeyLoadError
 from shared.keys import VerificationKey, load_public_keys, public_key_from_jwk, read_pem
+from shared.reloading import file_fingerprint
 from shared.strictjson import StrictJSONError, loads_strict
 from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
 from verifier.errors import KeyUnknown
@@ -50,7 +51,7 @@ JWKS_MAX_AGE = 300.0
 MIN_REFETCH_FLOOR = 1.0
 """However short the issuer's cache lifetime, at most one JWKS fetch per second per process."""
 
-JWKS_GRACE = 86_400.0
+JWKS_GRACE = 3600.0
 """Seconds a key that left the JWKS unannounced stays trusted (``VERIFIER_JWKS_GRACE``)."""
 
 KID_MAX_LENGTH = 256
@@ -239,6 +240,16 @@ def check_published_rule(jwks_url: str, rule: ClaimRule, *, timeout: float = JWK
         log.info("the issuer's admin rule matches this verifier's (%s)", url)
 
 
+def _read_static(file: str | None, text: str | None) -> list[VerificationKey]:
+    pem, source = read_pem(
+        file=file,
+        text=text,
+        file_variable="VERIFIER_PUBLIC_KEY_FILE",
+        text_variable="VERIFIER_PUBLIC_KEY",
+    )
+    return load_public_keys(pem, source=source)
+
+
 class KeySet:
     """The trusted verification keys; safe to share between the threads of a gthread worker."""
 
@@ -252,8 +263,12 @@ class KeySet:
         grace: float = JWKS_GRACE,
         timeout: float = JWKS_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        public_key_file: str | None = None,
     ) -> None:
         self._static = list(static_keys or [])
+        # read again when it changes (shared.reloading): PEM keys rotate by editing the file
+        self._public_key_file = public_key_file
+        self.loaded_from = file_fingerprint([public_key_file])
         self._fetched: FetchedKeys = []
         self._jwks_url = jwks_url
         self._min_interval = float(min_refetch_interval)
@@ -278,14 +293,9 @@ class KeySet:
         ``clock`` (monotonic seconds) paces JWKS refetches; tests pass their own.
         """
         static: list[VerificationKey] = []
+        loaded_from = file_fingerprint([settings.public_key_file])
         if settings.public_key_file or settings.public_key:
-            pem, source = read_pem(
-                file=settings.public_key_file,
-                text=settings.public_key,
-                file_variable="VERIFIER_PUBLIC_KEY_FILE",
-                text_variable="VERIFIER_PUBLIC_KEY",
-            )
-            static = load_public_keys(pem, source=source)
+            static = _read_static(settings.public_key_file, settings.public_key)
         elif not settings.jwks_url:
             raise KeyInvalid(
                 "no trusted key: set VERIFIER_PUBLIC_KEY_FILE, VERIFIER_PUBLIC_KEY "
@@ -297,7 +307,9 @@ class KeySet:
             min_refetch_interval=settings.jwks_min_refetch_interval,
             grace=settings.jwks_grace,
             clock=clock,
+            public_key_file=settings.public_key_file,
         )
+        keyset.loaded_from = loaded_from
         if settings.jwks_url:
             # an issuer that is down must not keep the verifier down: start not ready and try
             # again on demand (readiness probes and tokens), at most once per interval
@@ -348,6 +360,31 @@ class KeySet:
             raise KeyUnknown("the token's key left the issuer's JWKS and its grace period ended")
         return key
 
+    @property
+    def description(self) -> str:
+        """For log lines about reloading."""
+        if self._public_key_file:
+            return f"the trusted keys in {self._public_key_file} (VERIFIER_PUBLIC_KEY_FILE)"
+        return "the trusted keys"
+
+    def fingerprint(self) -> Hashable:
+        """Changes when the PEM file changes (JWKS keys are refetched on their own schedule)."""
+        return file_fingerprint([self._public_key_file])
+
+    def reload(self) -> None:
+        """Read the PEM file again; in JWKS mode, refetch now and forget keys kept in grace.
+
+        SIGHUP runs this: after a key was withdrawn from a JWKS that cannot say it retired it
+        (a single key replaced, another issuer), it is how an operator ends the grace at once.
+        """
+        self.loaded_from = self.fingerprint()
+        if self._public_key_file:
+            static = _read_static(self._public_key_file, None)
+            self._static = static
+            self._index = _index(static, self._fetched, self._index.grace_until)
+        if self._jwks_url and not self.refresh(force=True, forget_grace=True):
+            raise JWKSFetchError(f"{self._jwks_url}: the JWKS could not be fetched; keys kept")
+
     def _refetch_interval(self) -> float:
         # an issuer that lets its JWKS be cached for less than the interval (a short
         # ISSUER_JWKS_MAX_AGE) promotes keys sooner: fetching as often as it allows, but at most
@@ -371,7 +408,9 @@ class KeySet:
         deadline = index.grace_until.get(kid)
         return deadline is None or self._clock() < deadline
 
-    def refresh(self, *, force: bool = False, wait: bool = True) -> bool:
+    def refresh(
+        self, *, force: bool = False, wait: bool = True, forget_grace: bool = False
+    ) -> bool:
         """Fetch the JWKS again if the rate limit allows; True when a fetch succeeded."""
         if not self._jwks_url:
             return False
@@ -398,7 +437,7 @@ class KeySet:
                 return False
             if not fetched.keys:
                 log.warning("JWKS at %s holds no usable RSA signing key", self._jwks_url)
-            kept, grace_until = self._keys_in_grace(fetched)
+            kept, grace_until = ([], {}) if forget_grace else self._keys_in_grace(fetched)
             self._fetched = fetched.keys + kept
             self._index = _index(self._static, self._fetched, grace_until)
             self._last_success = self._clock()

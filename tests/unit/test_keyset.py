@@ -21,7 +21,7 @@ from tests.procs import free_port
 from tests.unit.forge import load_private, sign
 from verifier.config import VerifierSettings
 from verifier.errors import KeyUnknown, TokenError
-from verifier.keyset import JWKS_MAX_BYTES, KeySet
+from verifier.keyset import JWKS_MAX_BYTES, JWKSFetchError, KeySet
 from verifier.verification import VerificationPolicy, verify_token
 
 NOW = 1_800_000_000.0
@@ -405,6 +405,53 @@ def test_a_key_the_issuer_names_retired_gets_no_grace(
     keys, token, _ = _withdrawal(issuer, key_pair, other_key_pair, signer, grace=600,
                                  retired=[_kid(key_pair.public_pem)])
     _assert_unknown(token, keys)
+
+
+def test_the_default_grace_is_an_hour_and_sighup_ends_it(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey,
+) -> None:
+    assert VerifierSettings.from_env({"VERIFIER_JWKS_URL": issuer.url}).jwks_grace == 3600
+    keys, token, _ = _withdrawal(issuer, key_pair, other_key_pair, signer, grace=3600)
+    assert _verify(token, keys) == "u"  # kept: it may still sign valid tokens
+    # an operator who withdrew a key on purpose ends the grace with SIGHUP (reload_all)
+    keys.reload()
+    _assert_unknown(token, keys)
+    assert _kids(keys) == [_kid(other_key_pair.public_pem)]
+
+
+def test_a_failed_refetch_on_sighup_keeps_the_keys(
+    issuer: JWKSServer, key_pair: KeyPair, signer: rsa.RSAPrivateKey,
+) -> None:
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = KeySet(jwks_url=issuer.url, clock=Clock())
+    keys.refresh(force=True)
+    issuer.status = 500
+    with pytest.raises(JWKSFetchError):
+        keys.reload()
+    assert _verify(sign({"userId": "still"}, signer), keys) == "still"
+
+
+def test_a_pem_file_is_read_again_and_a_damaged_one_is_not_taken(
+    tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey, other_signer: rsa.RSAPrivateKey,
+) -> None:
+    path = tmp_path / "public.pem"
+    path.write_text(key_pair.public_pem)
+    keys = KeySet.from_settings(VerifierSettings(public_key_file=str(path)))
+    before = keys.fingerprint()
+    assert keys.loaded_from == before
+    # the rotation of a PEM-configured verifier: the next key added as a second block
+    path.write_text(key_pair.public_pem + other_key_pair.public_pem)
+    assert keys.fingerprint() != before
+    keys.reload()
+    new_kid = _kid(other_key_pair.public_pem)
+    assert _verify(sign({"userId": "n"}, other_signer,
+                        header={"alg": "RS256", "kid": new_kid}), keys) == "n"
+    path.write_text("-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(KeyInvalid):
+        keys.reload()
+    assert sorted(_kids(keys)) == sorted([_kid(key_pair.public_pem), new_kid])
 
 
 def test_the_issuers_cache_lifetime_shortens_the_refresh(
