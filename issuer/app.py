@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, url_for
+from flask import Flask, Response, current_app, jsonify, request, url_for
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings
 from issuer.hotpath import hot_routes
@@ -19,6 +19,7 @@ from issuer.keyring import SigningKeys
 from issuer.openapi import openapi_document
 from issuer.signing import check_signing_key
 from shared.apikeys import ApiKeyRegistry
+from shared.errors import Problem
 from shared.hotroutes import HotRoutes
 from shared.http import install_problem_handlers
 from shared.logs import configure_logging
@@ -89,10 +90,17 @@ def _build(settings: IssuerSettings) -> Flask:
 
     @app.get("/v1/public-key")
     def public_key() -> Response:
-        # the signing key: the seed's verifier configuration takes one PEM key
-        return Response(
-            _issuer().keys.ring.active.public_pem(), mimetype="application/x-pem-file"
-        )
+        # the signing key by default: the seed's verifier configuration takes one PEM key;
+        # ?kid= gives a next key to a PEM-configured verifier before it signs (rotation)
+        ring = _issuer().keys.ring
+        kid = request.args.get("kid")
+        if kid is None:
+            return Response(ring.active.public_pem(), mimetype="application/x-pem-file")
+        pem = ring.public_pem(kid, time.time())
+        if pem is None:
+            raise Problem(f"No published key has kid {kid[:64]!r}.", status=404,
+                          code="key_not_found", title="Not found")
+        return Response(pem, mimetype="application/x-pem-file")
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -22,12 +22,15 @@ holds each key's public half, so only the active key is decrypted (a 4096-bit ke
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from jwcrypto import jwk
 
 from issuer.config import IssuerSettings
 from shared.errors import KeyFileMissing, KeyInvalid
@@ -42,6 +45,8 @@ from shared.keys import (
     read_pem,
 )
 from shared.reloading import file_fingerprint
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "keys.json"
 STATE_VERSION = 1
@@ -259,6 +264,15 @@ class KeyRing:
             document["retired"] = retired
         return document
 
+    def public_pem(self, kid: str, now: float) -> str | None:
+        """The SPKI PEM of a key the JWKS lists at ``now``, or None."""
+        for key in self.published:
+            if key.kid == kid and (key.published_until is None or now < key.published_until):
+                members = {name: key.jwk[name] for name in ("kty", "n", "e")}
+                pem: bytes = jwk.JWK(**members).export_to_pem()
+                return pem.decode("ascii")
+        return None
+
     def describe(self, now: float) -> list[dict[str, Any]]:
         """Kids and roles, for /readyz and logs; never key material."""
         described = []
@@ -366,15 +380,46 @@ class SigningKeys:
         self.loaded_from = self.fingerprint()
         settings = self._settings
         if settings.keys_dir:
-            return load_ring(
-                Path(settings.keys_dir), settings_passphrase(settings), now=self._clock()
-            )
+            directory = Path(settings.keys_dir)
+            ring = load_ring(directory, settings_passphrase(settings), now=self._clock())
+            for warning in timing_warnings(read_state(directory), settings):
+                log.warning("%s", warning)
+            return ring
         if not (settings.private_key_file or settings.private_key):
             raise KeyFileMissing(
                 "no key configured: set ISSUER_KEYS_DIR (keys that rotate), "
                 "ISSUER_PRIVATE_KEY_FILE or ISSUER_PRIVATE_KEY"
             )
         return _single_key_ring(load_signing_key(settings))
+
+
+def timing_warnings(state: KeyState, settings: IssuerSettings) -> list[str]:
+    """What in the state contradicts this issuer's own lifetimes (the ``keys`` commands read
+    them from their own environment, which may not be the issuer's)."""
+    warnings = []
+    retiring = [record for record in state.keys
+                if record.role == RETIRING and record.retiring_since is not None]
+    for record in retiring:
+        since = record.retiring_since or 0
+        until = record.published_until or 0
+        if until < since + settings.max_token_ttl:
+            warnings.append(
+                f"retiring key {record.kid} leaves the JWKS at {until}, before tokens this issuer "
+                f"signed with it can expire (ISSUER_MAX_TOKEN_TTL={settings.max_token_ttl}); "
+                "they will be refused from then. Run `jwt-auth keys` with the issuer's variables"
+            )
+    if retiring:
+        # the last promotion: when the key retired most recently stopped signing
+        promoted_at = max(record.retiring_since or 0 for record in retiring)
+        active = next(record for record in state.keys if record.role == ACTIVE)
+        waited = promoted_at - active.published_at
+        if 0 <= waited < settings.jwks_max_age:
+            warnings.append(
+                f"key {active.kid} signs since {waited} s after it was published, sooner than "
+                f"ISSUER_JWKS_MAX_AGE={settings.jwks_max_age}: a verifier that cached the JWKS "
+                "fetches it on first sight of its kid, as often as its refetch interval allows"
+            )
+    return warnings
 
 
 def promote(

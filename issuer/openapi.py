@@ -85,7 +85,8 @@ def openapi_document(settings: IssuerSettings) -> dict[str, Any]:
                             headers={"WWW-Authenticate": {"schema": {"type": "string"}}},
                         ),
                         "403": _problem(
-                            "isAdmin: true asked by a client without the admin permission",
+                            "The admin value (JWT_IS_ADMIN_FIELD/VALUE, isAdmin: true by default) "
+                            "asked by a client without the admin permission",
                             "admin_not_permitted",
                         ),
                         "405": _problem("Method not allowed", "method_not_allowed"),
@@ -140,12 +141,18 @@ def openapi_document(settings: IssuerSettings) -> dict[str, Any]:
             "/v1/public-key": {
                 "get": {
                     "operationId": "getPublicKey",
-                    "summary": "The active public key as PEM (SPKI)",
+                    "summary": "The active public key, or any published one by kid, as PEM (SPKI)",
+                    "parameters": [{
+                        "name": "kid", "in": "query", "required": False,
+                        "description": "A published key (next, retiring) instead of the active",
+                        "schema": {"type": "string"},
+                    }],
                     "responses": {
                         "200": {
                             "description": "PEM text",
                             "content": {"application/x-pem-file": {"schema": {"type": "string"}}},
-                        }
+                        },
+                        "404": _problem("No published key has this kid", "key_not_found"),
                     },
                 }
             },

@@ -353,3 +353,16 @@ def test_a_restarted_worker_never_signs_with_keys_changed_since_the_master_read_
         assert [minted_kid() for _ in range(20)] == [kid_of(other_key_pair)] * 20
     finally:
         service.stop()
+
+
+def test_public_key_by_kid_gives_a_next_key_to_pem_configured_verifiers(
+    issuer: Issuer, key_pair: KeyPair, other_key_pair: KeyPair
+) -> None:
+    assert issuer.client.get("/v1/public-key").get_data(as_text=True) == key_pair.public_pem
+    upcoming = issuer.client.get(f"/v1/public-key?kid={kid_of(other_key_pair)}")
+    assert upcoming.status_code == 200
+    assert upcoming.mimetype == "application/x-pem-file"
+    assert upcoming.get_data(as_text=True) == other_key_pair.public_pem
+    missing = issuer.client.get("/v1/public-key?kid=nope")
+    assert missing.status_code == 404
+    assert missing.get_json()["code"] == "key_not_found"

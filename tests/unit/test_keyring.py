@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import issuer.keyring as keyring
+from issuer.config import IssuerSettings
 from issuer.keyring import (
     ACTIVE,
     NEXT,
@@ -33,6 +34,7 @@ from issuer.keyring import (
     record_for,
     retire,
     settle,
+    timing_warnings,
     write_state,
 )
 from shared.errors import KeyFileMissing, KeyInvalid, PassphraseWrong
@@ -366,3 +368,22 @@ def test_load_ring_names_the_most_recently_retired_keys_first(
     shutil.copy(key_pair.private_path, directory / active.file)
     ring = load_ring(directory, PASSPHRASE.encode(), now=4000)
     assert ring.jwks(4000)["retired"] == ["early", "late"]
+
+
+def test_timing_warnings_name_lifetimes_shorter_than_the_issuers(
+    tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair
+) -> None:
+    settings = IssuerSettings(max_token_ttl=86_400, jwks_max_age=300)
+    old = replace(_record(key_pair, ACTIVE, 1000), role=RETIRING, retiring_since=5000)
+    new = _record(other_key_pair, ACTIVE, 4000)
+    # promoted 1000 s after publication, retiring for a day and a minute: nothing to say
+    fine = KeyState((replace(old, published_until=5000 + 86_460), new))
+    assert timing_warnings(fine, settings) == []
+    # a CLI that ran with ISSUER_MAX_TOKEN_TTL=3600 and --force 10 s after rotate
+    hasty = KeyState((replace(old, published_until=5000 + 3660),
+                      replace(new, published_at=4990)))
+    warnings = timing_warnings(hasty, settings)
+    assert len(warnings) == 2
+    assert "ISSUER_MAX_TOKEN_TTL=86400" in warnings[0]
+    assert "10 s after it was published" in warnings[1]
+    assert "ISSUER_JWKS_MAX_AGE=300" in warnings[1]
