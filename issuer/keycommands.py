@@ -34,7 +34,7 @@ from issuer.keyring import (
 )
 from shared.audit import audit, configure_audit_log
 from shared.errors import KeyInvalid, PassphraseMissing
-from shared.files import write_atomically
+from shared.files import exclusive, write_atomically
 from shared.keys import generate_key_pair, load_private_key, load_public_keys, read_passphrase
 
 PROGRESS_EVERY = 1.0
@@ -59,6 +59,13 @@ def _directory(dir_option: str | None) -> Path:
     if not chosen:
         raise click.ClickException("no keys directory: pass --dir DIR or set ISSUER_KEYS_DIR")
     return Path(chosen)
+
+
+def _locked_directory(dir_option: str | None) -> Path:
+    """The keys directory, locked until the command ends: two changes at once would lose one."""
+    directory = _directory(dir_option)
+    click.get_current_context().with_resource(exclusive(state_path(directory)))
+    return directory
 
 
 def _passphrase(passphrase_file: str | None, *, new: bool) -> bytes:
@@ -182,7 +189,7 @@ def list_keys(dir_option: str | None) -> None:
 @_one_line_errors
 def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> None:
     """Make a new encrypted key, published as `next` (the first key of a directory is active)."""
-    directory = _directory(dir_option)
+    directory = _locked_directory(dir_option)
     now = int(time.time())
     first = not state_path(directory).exists()
     passphrase = _passphrase(passphrase_file, new=first)
@@ -230,7 +237,7 @@ def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> No
 def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool,
                 retire_after: int | None) -> None:
     """`next` becomes `active`; `active` becomes `retiring`."""
-    directory = _directory(dir_option)
+    directory = _locked_directory(dir_option)
     now = int(time.time())
     state = _settled(directory, now)
     upcoming = state.next(now)
@@ -261,7 +268,7 @@ def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool
 @_one_line_errors
 def retire_key(kid: str, dir_option: str | None) -> None:
     """Stop publishing a next or retiring key now (e.g. a compromised one) and delete it."""
-    directory = _directory(dir_option)
+    directory = _locked_directory(dir_option)
     now = int(time.time())
     state = _settled(directory, now)
     updated, retired = retire(state, kid, now=now)

@@ -35,7 +35,7 @@ from typing import Any
 
 from shared.audit import audit
 from shared.errors import ConfigError
-from shared.files import write_atomically
+from shared.files import exclusive, write_atomically
 from shared.reloading import file_fingerprint
 
 KEY_PREFIX = "jwta_"
@@ -277,13 +277,14 @@ def add_client(
     """Add a client with a new key to the file (created if missing); returns the key."""
     if not name or not name.isprintable() or any(ch.isspace() for ch in name):
         raise ConfigError(variable, f"client name {name!r}: use a non-empty name without spaces")
-    clients = read_clients(path, variable=variable) if path.exists() else []
-    if any(client.name == name for client in clients):
-        raise ConfigError(variable, f"{path} already has a client named {name!r}")
-    now = clock()
-    key = new_key()
-    clients.append(ApiClient(name, hash_key(key), admin, created=int(now)))
-    write_clients(path, _without_ended_grace(clients, now))
+    with exclusive(path):
+        clients = read_clients(path, variable=variable) if path.exists() else []
+        if any(client.name == name for client in clients):
+            raise ConfigError(variable, f"{path} already has a client named {name!r}")
+        now = clock()
+        key = new_key()
+        clients.append(ApiClient(name, hash_key(key), admin, created=int(now)))
+        write_clients(path, _without_ended_grace(clients, now))
     return key
 
 
@@ -291,9 +292,10 @@ def remove_client(
     path: Path, name: str, *, variable: str, clock: Callable[[], float] = time.time
 ) -> ApiClient:
     """Remove a client (its key, and a previous key in grace, stop working); returns it."""
-    clients = read_clients(path, variable=variable)
-    removed = clients.pop(_find(clients, path, name, variable))
-    write_clients(path, _without_ended_grace(clients, clock()))
+    with exclusive(path):
+        clients = read_clients(path, variable=variable)
+        removed = clients.pop(_find(clients, path, name, variable))
+        write_clients(path, _without_ended_grace(clients, clock()))
     return removed
 
 
@@ -308,19 +310,20 @@ def rotate_client(
     """
     if grace < 0:
         raise ConfigError(variable, f"grace {grace}: use 0 or more seconds")
-    clients = read_clients(path, variable=variable)
-    index = _find(clients, path, name, variable)
-    now = clock()
-    key = new_key()
-    old = clients[index]
-    clients[index] = replace(
-        old,
-        key_sha256=hash_key(key),
-        rotated=int(now),
-        previous_key_sha256=old.key_sha256 if grace > 0 else None,
-        previous_valid_until=int(now) + grace if grace > 0 else None,
-    )
-    write_clients(path, _without_ended_grace(clients, now))
+    with exclusive(path):
+        clients = read_clients(path, variable=variable)
+        index = _find(clients, path, name, variable)
+        now = clock()
+        key = new_key()
+        old = clients[index]
+        clients[index] = replace(
+            old,
+            key_sha256=hash_key(key),
+            rotated=int(now),
+            previous_key_sha256=old.key_sha256 if grace > 0 else None,
+            previous_valid_until=int(now) + grace if grace > 0 else None,
+        )
+        write_clients(path, _without_ended_grace(clients, now))
     return key, clients[index]
 
 
