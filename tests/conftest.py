@@ -4,56 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
 
-from shared.keys import generate_key_pair
+from tests.keypairs import KeyPair, make_key_pair
 from tests.procs import RedisServer
-
-PASSPHRASE = "correct horse battery staple"
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    """Files and PEM text of one generated key pair (private key encrypted under PASSPHRASE)."""
-
-    directory: Path
-    private_path: Path
-    public_path: Path
-    passphrase_path: Path
-    private_pem: str
-    public_pem: str
-    passphrase: str = PASSPHRASE
-
-
-def _make_key_pair(directory: Path, bits: int) -> KeyPair:
-    directory.mkdir(parents=True, exist_ok=True)
-    private_pem, public_pem = generate_key_pair(bits, PASSPHRASE.encode())
-    private_path = directory / "private.pem"
-    public_path = directory / "public.pem"
-    passphrase_path = directory / "passphrase.txt"
-    private_path.write_bytes(private_pem)
-    public_path.write_bytes(public_pem)
-    passphrase_path.write_text(PASSPHRASE + "\n")
-    return KeyPair(
-        directory, private_path, public_path, passphrase_path,
-        private_pem.decode(), public_pem.decode(),
-    )
 
 
 @pytest.fixture(scope="session")
 def key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     """An encrypted 2048-bit pair: fast to make, and the size most deployments use."""
-    return _make_key_pair(tmp_path_factory.mktemp("keys"), 2048)
+    return make_key_pair(tmp_path_factory.mktemp("keys"), 2048)
 
 
 @pytest.fixture(scope="session")
 def other_key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     """A second pair, for rotation and for signatures by a key nobody trusts."""
-    return _make_key_pair(tmp_path_factory.mktemp("other-keys"), 2048)
+    return make_key_pair(tmp_path_factory.mktemp("other-keys"), 2048)
 
 
 @pytest.fixture(scope="session")

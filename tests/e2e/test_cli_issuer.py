@@ -15,7 +15,7 @@ import pytest
 
 from shared.apikeys import ApiKeyRegistry
 from shared.keys import load_private_key, load_public_keys
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 from tests.procs import JWT_AUTH, REPO
 
 _ISSUER_VARIABLES = (

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from shared.apikeys import add_client
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 from tests.procs import JWT_AUTH, REPO, RedisServer, ServiceProcess, service_environment
 
 pytestmark = [pytest.mark.e2e]

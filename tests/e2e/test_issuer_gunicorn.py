@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from shared.apikeys import add_client
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 from tests.procs import ServiceProcess
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import KeyPair
 from tests.e2e.test_verifier_e2e import verifier_env
+from tests.keypairs import KeyPair
 from tests.procs import RedisServer, ServiceProcess, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

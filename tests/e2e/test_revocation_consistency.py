@@ -21,7 +21,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from shared.apikeys import add_client
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 from tests.procs import RedisServer, ServiceProcess
 from tests.unit.forge import sign
 

@@ -12,7 +12,7 @@ import redis
 import requests
 
 from shared.apikeys import add_client
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 from tests.procs import RedisServer, ServiceProcess
 
 pytestmark = pytest.mark.e2e

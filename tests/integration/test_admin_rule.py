@@ -20,7 +20,7 @@ from issuer.app import create_app as create_issuer
 from issuer.config import IssuerSettings
 from shared.apikeys import add_client
 from shared.claimrule import ClaimRule, json_equal
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 from verifier.app import create_app as create_verifier
 from verifier.config import VerifierSettings
 

@@ -19,7 +19,7 @@ from issuer.app import create_app
 from issuer.config import IssuerSettings
 from issuer.signing import RESERVED_CLAIMS
 from shared.apikeys import add_client
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 
 
 @dataclass

@@ -42,7 +42,7 @@ from shared.errors import ConfigError
 from shared.files import write_atomically
 from shared.keys import generate_key_pair, load_public_keys
 from shared.reloading import Reloader
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 from tests.procs import ServiceProcess, wait_until
 
 JWKS_MAX_AGE = 123

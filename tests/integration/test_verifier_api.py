@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from shared.apikeys import add_client
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 from tests.procs import RedisServer, wait_until
 from verifier.app import create_app
 from verifier.config import VerifierSettings

@@ -39,7 +39,7 @@ from issuer.keyring import (
 )
 from shared.errors import KeyFileMissing, KeyInvalid, PassphraseWrong
 from shared.keys import SigningKey, load_private_key, load_public_keys
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 
 SOURCE = "/keys/keys.json"
 PUBLIC = {"kty": "RSA", "n": "AQAB", "e": "AQAB"}

@@ -16,7 +16,7 @@ from issuer.signing import (
     sign_token,
 )
 from shared.keys import SigningKey, load_private_key
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 
 NOW = 1_700_000_000.7
 

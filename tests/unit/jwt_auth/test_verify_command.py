@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from jwt_auth.cli import main
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 
 
 def _sign(pair: KeyPair, payload: dict[str, object]) -> str:

@@ -27,7 +27,7 @@ from shared.keys import (
     read_passphrase,
     read_pem,
 )
-from tests.conftest import PASSPHRASE, KeyPair
+from tests.keypairs import PASSPHRASE, KeyPair
 
 
 def _b64(number: int) -> str:

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from shared.keys import public_jwk
 from shared.strictjson import StrictJSONError, loads_strict
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 from tests.unit.forge import b64u, encode_json, load_private, sign, sign_raw, unsigned
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError

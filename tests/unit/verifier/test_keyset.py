@@ -16,7 +16,7 @@ from jwcrypto import jwk as jwcrypto_jwk
 
 from shared.errors import KeyFileMissing, KeyInvalid, KeyTooSmall, StartupError
 from shared.keys import public_jwk
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 from tests.procs import free_port
 from tests.unit.forge import load_private, sign
 from verifier.config import VerifierSettings

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.claimrule import json_equal
 from shared.keys import load_public_keys
-from tests.conftest import KeyPair
+from tests.keypairs import KeyPair
 from tests.unit.forge import load_private, sign
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
