@@ -9,15 +9,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Dependencies first, read from pyproject.toml itself (no second list to keep in step), in a
-# layer of their own so that a code change does not reinstall them.
-COPY pyproject.toml /src/
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-compile -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, exactly as locked: requirements/runtime.txt, which scripts/lock makes from
+# pyproject.toml's dependencies, names every version and the hashes of its files, and pip
+# refuses anything else. A layer of its own, so that a code change does not reinstall them.
+COPY requirements/runtime.txt /tmp/runtime.txt
+RUN pip install --no-compile --require-hashes -r /tmp/runtime.txt \
+    && rm /tmp/runtime.txt
 
-# Then the project itself, installed (not run from the source folder, which is removed).
-COPY README.md /src/
+# Then the project itself, installed (not run from the source folder, which is removed), without
+# dependencies: the layer above has them all.
+COPY pyproject.toml README.md /src/
 COPY shared /src/shared
 COPY issuer /src/issuer
 COPY verifier /src/verifier
