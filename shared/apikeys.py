@@ -22,7 +22,6 @@ so a reader (a service reloading it) sees the old file or the new one, never hal
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.audit import audit
+from shared.digest import sha256_hex
 from shared.errors import ConfigError
 from shared.files import exclusive, write_atomically
 from shared.reloading import file_fingerprint
@@ -67,9 +67,9 @@ class ApiClient:
         return self.previous_valid_until if now < self.previous_valid_until else None
 
 
-def hash_key(key: str) -> str:
-    """The stored form of an API key."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+hash_key = sha256_hex
+"""The stored form of an API key. Only tests/unit/shared/test_apikeys*.py still import this
+name; once they use ``shared.digest.sha256_hex`` it can go."""
 
 
 def new_key() -> str:
@@ -155,7 +155,7 @@ class ApiKeyRegistry:
         """
         if not key:
             return None
-        candidate = hash_key(key)
+        candidate = sha256_hex(key)
         now = self._clock()
         found: ApiClient | None = None
         for client in self.clients:  # one read of the attribute: a reload cannot split it
@@ -283,7 +283,7 @@ def add_client(
             raise ConfigError(variable, f"{path} already has a client named {name!r}")
         now = clock()
         key = new_key()
-        clients.append(ApiClient(name, hash_key(key), admin, created=int(now)))
+        clients.append(ApiClient(name, sha256_hex(key), admin, created=int(now)))
         write_clients(path, _without_ended_grace(clients, now))
     return key
 
@@ -318,7 +318,7 @@ def rotate_client(
         old = clients[index]
         clients[index] = replace(
             old,
-            key_sha256=hash_key(key),
+            key_sha256=sha256_hex(key),
             rotated=int(now),
             previous_key_sha256=old.key_sha256 if grace > 0 else None,
             previous_valid_until=int(now) + grace if grace > 0 else None,

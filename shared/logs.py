@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 
 from shared.audit import configure_audit_log
+from shared.digest import sha256_hex
 
 
 def token_fingerprint(token: str | bytes) -> str:
-    """A short, stable hash that lets logs correlate a token without holding it."""
-    data = token.encode("utf-8", errors="replace") if isinstance(token, str) else token
-    return hashlib.sha256(data).hexdigest()[:16]
+    """A short, stable hash that lets logs correlate a token without holding it: the first
+    16 hex characters of its SHA-256."""
+    return sha256_hex(token)[:16]
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.claims import USER_ID_MAX_LENGTH
+from shared.digest import sha256_hex
 from shared.errors import Problem
 from shared.logs import token_fingerprint
 from verifier.config import VerifierSettings
@@ -35,12 +36,7 @@ from verifier.keyset import KeySet
 from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
 from verifier.mirror import Snapshot
 from verifier.store import REVOCATION_MARGIN, Store, revocation_id
-from verifier.verification import (
-    VerificationPolicy,
-    VerifiedToken,
-    token_hash,
-    verify_token,
-)
+from verifier.verification import VerificationPolicy, VerifiedToken, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +146,7 @@ class VerifierService:
         if not isinstance(token, str):
             raise TokenMalformed("the token must be a string")
         now = self.clock()
-        digest = token_hash(token)
+        digest = sha256_hex(token)
         verified = self.local.get(digest, now)
         # a result is only as good as its key: one the issuer retired since (or whose grace
         # ended) must not keep a cached token alive
@@ -255,7 +251,7 @@ class VerifierService:
         if not verdict.revocation_checked:
             raise StoreUnavailable("Revoking needs Redis, which is unreachable.")
         verified = verdict.token
-        digest = token_hash(token)
+        digest = sha256_hex(token)
         ttl: int | None = None
         if verified.expires_at is not None:
             # past exp plus the largest leeway no verifier accepts it, whatever its settings

@@ -35,7 +35,6 @@ master (the app is preloaded before fork) carries a socket into a worker.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from shared.digest import sha256_hex
 from verifier.config import VerifierSettings
 from verifier.errors import StoreUnavailable
 from verifier.mirror import Mirror, Snapshot, read_cutoff
@@ -112,11 +112,6 @@ redis.call('DEL', KEYS[2])
 return {cutoff, ended}
 """
 # the cut-off only moves forward: a second user-wide logout never re-admits older tokens
-
-
-def sha256_hex(text: str) -> str:
-    """Hex SHA-256 of a string, the form token and session hashes take in keys."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def revocation_id(jti: Any, token_hash: str) -> str:

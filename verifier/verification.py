@@ -22,7 +22,6 @@ verification raise anything else.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ from marshmallow import Schema, ValidationError
 
 from shared.claimrule import json_equal
 from shared.claims import check_against, claims_schema, first_error
+from shared.digest import sha256_hex
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
 from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
@@ -149,11 +149,6 @@ class _Parsed:
     payload: dict[str, Any]
     signing_input: bytes
     signature: bytes
-
-
-def token_hash(token: str) -> str:
-    """The full SHA-256 hex of the token: a key for caches and revocations, never the token."""
-    return hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
 
 
 _BASE64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -372,7 +367,7 @@ def _verify(token: str, keys: KeySet, policy: VerificationPolicy, now: float) ->
         expires_at=exp,
         jti=jti,
         kid=key.kid,
-        token_hash=token_hash(token),
+        token_hash=sha256_hex(token),
     )
 
 
