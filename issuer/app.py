@@ -1,5 +1,11 @@
 """The issuer service: signs payloads for authenticated clients over HTTP.
 
+The same shape as the verifier (``verifier/app.py``): ``create_app()`` builds the service's
+objects, starts from ``shared.api.service_app`` (JSON, problem+json, metrics, ``/healthz``,
+``/readyz``, ``/metrics``, ``/openapi.json``, ``/docs``), registers the Blueprint ``views``
+and answers ``POST /v1/tokens`` in front of Flask (``issuer.hotpath``). Every route is declared
+once, through ``api``, which makes the OpenAPI document.
+
 ``create_app()`` with no settings reads the environment and stops with one line when it cannot
 start (gunicorn, the CLI); tests pass explicit settings and see the exception instead.
 """
@@ -10,25 +16,34 @@ import logging
 import time
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings
+from issuer.errors import KeyNotFound
 from issuer.hotpath import hot_routes
 from issuer.issuance import TokenIssuer
 from issuer.keyring import SigningKeys
-from issuer.openapi import openapi_document
+from issuer.schemas import Configuration, IssuerReady, Jwks
 from issuer.signing import check_signing_key
+from shared.api import Api, serve_hot_routes, service_app
 from shared.apikeys import ApiKeyRegistry
-from shared.errors import Problem
-from shared.hotroutes import HotRoutes
-from shared.http import install_problem_handlers
 from shared.logs import configure_logging
-from shared.metrics import install_request_metrics, metrics_response
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
 from shared.serving import exit_on_startup_error
 
 log = logging.getLogger(__name__)
+
+api = Api(
+    "jwt-custom-auth issuer",
+    "Signs RS256 JSON Web Tokens for the callers of an existing authentication system. Every "
+    "error is application/problem+json with a stable `code`.",
+    security_schemes={
+        "apiKey": {"type": "http", "scheme": "bearer",
+                   "description": "A client API key made by `jwt-auth clients add`."},
+    },
+)
+views = Blueprint("issuer", __name__)
 
 
 def create_app(settings: IssuerSettings | None = None) -> Flask:
@@ -36,11 +51,6 @@ def create_app(settings: IssuerSettings | None = None) -> Flask:
     if settings is None:
         return exit_on_startup_error("issuer", lambda: _build(IssuerSettings.from_env()))
     return _build(settings)
-
-
-def _issuer() -> TokenIssuer:
-    issuer: TokenIssuer = current_app.extensions["jwt_auth_issuer"]
-    return issuer
 
 
 def _build(settings: IssuerSettings) -> Flask:
@@ -53,75 +63,68 @@ def _build(settings: IssuerSettings) -> Flask:
     active = keys.ring.active
     log.info("issuer ready: kid=%s bits=%d published=%d clients=%d", active.kid, active.bits,
              len(keys.ring.published), len(clients.clients))
+    issuer = TokenIssuer(settings, keys, clients)
 
-    app = Flask(__name__)
-    # werkzeug answers 413 before the body is read past this many bytes
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
-    app.extensions["jwt_auth_issuer"] = TokenIssuer(settings, keys, clients)
-    app.extensions[RELOADER_EXTENSION] = Reloader([keys, clients])
-    install_problem_handlers(app)
-    install_request_metrics(app, "issuer")
-    # POST /v1/tokens is answered in front of Flask (issuer.hotpath); the rest are views here
-    routes = hot_routes(app.extensions["jwt_auth_issuer"], max_body_bytes=settings.max_body_bytes)
-    app.wsgi_app = HotRoutes(app.wsgi_app, "issuer", routes)  # type: ignore[method-assign]
-    app.extensions["hot_routes"] = routes
-
-    @app.get("/.well-known/jwks.json")
-    def jwks() -> Response:
-        response = jsonify(_issuer().keys.ring.jwks(time.time()))
-        # shorter than a next key's wait before promotion: every verifier and cache in between
-        # has seen a key before the first token it signs (docs/deploy.md, key rotation)
-        response.headers["Cache-Control"] = f"public, max-age={settings.jwks_max_age}"
-        return response
-
-    @app.get("/.well-known/jwt-auth.json")
-    def configuration() -> Response:
-        # what a verifier trusting this issuer must agree with; it compares at start
-        response = jsonify({
-            "issuer": settings.issuer,
-            "audience": settings.audience,
-            "jwks_uri": url_for("jwks", _external=True),
-            "algorithms": ["RS256"],
-            "claims": settings.claim_rule.describe(),
-        })
-        response.headers["Cache-Control"] = "public, max-age=300"
-        return response
-
-    @app.get("/v1/public-key")
-    def public_key() -> Response:
-        # the signing key by default: the seed's verifier configuration takes one PEM key;
-        # ?kid= gives a next key to a PEM-configured verifier before it signs (rotation)
-        ring = _issuer().keys.ring
-        kid = request.args.get("kid")
-        if kid is None:
-            return Response(ring.active.public_pem(), mimetype="application/x-pem-file")
-        pem = ring.public_pem(kid, time.time())
-        if pem is None:
-            raise Problem(f"No published key has kid {kid[:64]!r}.", status=404,
-                          code="key_not_found", title="Not found")
-        return Response(pem, mimetype="application/x-pem-file")
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify({"status": "ok"})
-
-    @app.get("/readyz")
-    def readyz() -> tuple[Response, int]:
-        ring = _issuer().keys.ring
-        keys = ring.describe(time.time())
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        ring = keys.ring
+        report: dict[str, Any] = {"kid": ring.active.kid, "keys": ring.describe(time.time())}
         if check_signing_key(ring.active):
-            return jsonify({"status": "ready", "kid": ring.active.kid, "keys": keys}), 200
-        body: dict[str, Any] = {"status": "not_ready", "reason": "the signing key does not sign",
-                                "keys": keys}
-        return jsonify(body), 503
+            return True, report
+        return False, {**report, "reason": "the signing key does not sign."}
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return metrics_response()
-
-    @app.get("/openapi.json")
-    def openapi() -> Response:
-        return jsonify(openapi_document(settings))
-
+    app = service_app("issuer", api, readiness, ready_answer=IssuerReady,
+                      max_body_bytes=settings.max_body_bytes)
+    app.extensions["jwt_auth_issuer"] = issuer
+    app.extensions[RELOADER_EXTENSION] = Reloader([keys, clients])
+    app.register_blueprint(views)
+    serve_hot_routes(app, "issuer", hot_routes(api, issuer,
+                                               max_body_bytes=settings.max_body_bytes))
     return app
+
+
+def _issuer() -> TokenIssuer:
+    issuer: TokenIssuer = current_app.extensions["jwt_auth_issuer"]
+    return issuer
+
+
+@api.view(views, "/.well-known/jwks.json", ["GET"], "The published keys (RFC 7517)",
+          answer=Jwks, answer_headers={"Cache-Control": "public, max-age=ISSUER_JWKS_MAX_AGE"})
+def jwks() -> Response:
+    issuer = _issuer()
+    response = jsonify(issuer.keys.ring.jwks(time.time()))
+    # shorter than a next key's wait before promotion: every verifier and cache in between
+    # has seen a key before the first token it signs (docs/deploy.md, key rotation)
+    response.headers["Cache-Control"] = f"public, max-age={issuer.settings.jwks_max_age}"
+    return response
+
+
+@api.view(views, "/.well-known/jwt-auth.json", ["GET"],
+          "The issuer's claim rule, which a verifier compares with its own", answer=Configuration)
+def configuration() -> Response:
+    settings = _issuer().settings
+    response = jsonify({
+        "issuer": settings.issuer,
+        "audience": settings.audience,
+        "jwks_uri": url_for("issuer.jwks", _external=True),
+        "algorithms": ["RS256"],
+        "claims": settings.claim_rule.describe(),
+    })
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@api.view(views, "/v1/public-key", ["GET"],
+          "The active public key, or any published one by kid, as PEM (SPKI)",
+          media_type="application/x-pem-file", errors=(KeyNotFound,),
+          query={"kid": "a published key (next, retiring) instead of the active one"})
+def public_key() -> Response:
+    # the signing key by default: the seed's verifier configuration takes one PEM key;
+    # ?kid= gives a next key to a PEM-configured verifier before it signs (rotation)
+    ring = _issuer().keys.ring
+    kid = request.args.get("kid")
+    if kid is None:
+        return Response(ring.active.public_pem(), mimetype="application/x-pem-file")
+    pem = ring.public_pem(kid, time.time())
+    if pem is None:
+        raise KeyNotFound(f"No published key has kid {kid[:64]!r}.")
+    return Response(pem, mimetype="application/x-pem-file")

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import urllib.parse
 
+from issuer.errors import (
+    AdminNotPermitted,
+    ApiKeyInvalid,
+    ApiKeyMissing,
+    ClaimInvalid,
+    ClaimReserved,
+    ExpiresInInvalid,
+    RateLimited,
+)
 from issuer.issuance import TokenIssuer
 from issuer.metrics import TOKEN_REFUSALS
+from issuer.schemas import PAYLOAD_DESCRIPTION, Issued
+from shared.api import Api
 from shared.errors import Problem
 from shared.hotroutes import (
     Answer,
@@ -30,8 +41,8 @@ def _expires_in(environ: Environ) -> str | None:
     return values[0] if values else None
 
 
-def hot_routes(issuer: TokenIssuer, *, max_body_bytes: int) -> list[Route]:
-    """The issuer's routes served in front of Flask."""
+def hot_routes(api: Api, issuer: TokenIssuer, *, max_body_bytes: int) -> list[Route]:
+    """The issuer's routes served in front of Flask, declared to ``api``."""
 
     def issue_token(environ: Environ, method: str) -> Answer:
         client = issuer.authenticate(environ.get("HTTP_AUTHORIZATION"))
@@ -52,4 +63,14 @@ def hot_routes(issuer: TokenIssuer, *, max_body_bytes: int) -> list[Route]:
         }
         return json_answer(201, body, [("Cache-Control", "no-store")])
 
-    return [Route("/v1/tokens", "/v1/tokens", frozenset({"POST"}), issue_token)]
+    payload = type(issuer.settings.claim_rule.schema)
+    return [api.hot(
+        "/v1/tokens", ["POST"], issue_token, "Sign a payload for a user",
+        description=PAYLOAD_DESCRIPTION, body=payload, status=201, answer=Issued,
+        answer_headers={"Cache-Control": "no-store"},
+        errors=(ExpiresInInvalid, ApiKeyMissing, ApiKeyInvalid, AdminNotPermitted, ClaimInvalid,
+                ClaimReserved, RateLimited),
+        security=("apiKey",),
+        query={"expires_in": "lifetime in seconds (1 to ISSUER_MAX_TOKEN_TTL) instead of "
+                             "ISSUER_TOKEN_TTL"},
+    )]

@@ -13,6 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from issuer.config import IssuerSettings
+from issuer.errors import (
+    AdminNotPermitted,
+    ApiKeyInvalid,
+    ApiKeyMissing,
+    ClaimInvalid,
+    ClaimReserved,
+    ExpiresInInvalid,
+    RateLimited,
+)
 from issuer.keyring import SigningKeys
 from issuer.metrics import TOKEN_REFUSALS, TOKENS_ISSUED
 from issuer.ratelimit import RateLimiter, retry_after_header
@@ -22,9 +31,6 @@ from shared.audit import audit
 from shared.errors import Problem
 
 _SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdecimal accepts other scripts
-_REALM = 'Bearer realm="jwt-auth issuer"'
-
-
 def _refuse(problem: Problem) -> Problem:
     TOKEN_REFUSALS.labels(problem.code).inc()
     return problem
@@ -51,28 +57,21 @@ class TokenIssuer:
         """The client behind an ``Authorization: Bearer`` header, or a 401 problem."""
         key = bearer_token(authorization)
         if key is None:
-            raise _refuse(Problem(
-                "Send the client's API key as Authorization: Bearer <key>.",
-                status=401, code="api_key_missing", title="Unauthorized",
-                headers={"WWW-Authenticate": _REALM},
-            ))
+            raise _refuse(
+                ApiKeyMissing("Send the client's API key as Authorization: Bearer <key>.")
+            )
         client = self.clients.authenticate(key)
         if client is None:
-            raise _refuse(Problem(
-                "The API key is not known to this issuer.",
-                status=401, code="api_key_invalid", title="Unauthorized",
-                headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'},
-            ))
+            raise _refuse(ApiKeyInvalid("The API key is not known to this issuer."))
         return client
 
     def admit(self, client: ApiClient) -> None:
         """Count the request against the client's rate limit, or a 429 problem."""
         wait = self.limiter.acquire(client.name)
         if wait > 0:
-            raise _refuse(Problem(
+            raise _refuse(RateLimited(
                 f"Client {client.name!r} is over its limit of {self.settings.rate_limit} "
                 "requests per minute.",
-                status=429, code="rate_limited", title="Too many requests",
                 headers={"Retry-After": retry_after_header(wait)},
             ))
 
@@ -83,9 +82,8 @@ class TokenIssuer:
         maximum = self.settings.max_token_ttl
         text = expires_in.strip()
         if not _SECONDS.fullmatch(text) or not 1 <= int(text) <= maximum:
-            raise _refuse(Problem(
+            raise _refuse(ExpiresInInvalid(
                 f"expires_in must be a whole number of seconds from 1 to {maximum}.",
-                status=400, code="expires_in_invalid", title="Bad request",
                 extra={"field": "expires_in"},
             ))
         return int(text)
@@ -96,18 +94,15 @@ class TokenIssuer:
         try:
             claims = check_payload(payload, self.settings.claim_rule)
         except PayloadRejected as exc:
-            raise _refuse(Problem(
-                exc.message, status=422, code=exc.code, title="Unprocessable payload",
-                extra={"field": exc.field},
-            )) from None
+            refusal = ClaimReserved if exc.code == ClaimReserved.code else ClaimInvalid
+            raise _refuse(refusal(exc.message, extra={"field": exc.field})) from None
         rule = self.settings.claim_rule
         admin = rule.grants_admin(claims)
         if admin and not client.admin:
-            raise _refuse(Problem(
+            raise _refuse(AdminNotPermitted(
                 f"Client {client.name!r} may not issue admin tokens "
                 f"({rule.is_admin_field}: {json.dumps(rule.is_admin_value)}); "
                 "add it with `jwt-auth clients add NAME --admin` to allow that.",
-                status=403, code="admin_not_permitted", title="Forbidden",
                 extra={"field": rule.is_admin_field},
             ))
         issued = sign_checked(

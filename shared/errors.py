@@ -6,7 +6,7 @@ non-zero exit), and ``Problem`` answers one HTTP request with an RFC 7807 docume
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class StartupError(Exception):
@@ -59,6 +59,8 @@ class Problem(Exception):
     status: int = 400
     code: str = "request_invalid"
     title: str = "Bad request"
+    # headers every instance of the class sends, documented in the API description
+    documented_headers: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -91,3 +93,80 @@ class Problem(Exception):
             "code": self.code,
             **self.extra,
         }
+
+
+# the problems any route of either service may answer; each service adds its own tree
+
+
+class RequestInvalid(Problem):
+    """Raised when the request cannot be read: not the JSON, the field or the value expected."""
+
+    status = 400
+    code = "request_invalid"
+    title = "Bad request"
+
+
+class Unauthorized(Problem):
+    """Raised when an API key is needed and none, or an unknown one, was sent."""
+
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+    documented_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer realm=..."}
+
+
+class Forbidden(Problem):
+    """Raised when the API key is known but lacks the permission the route needs."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(Problem):
+    """Raised when no route has this path."""
+
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(Problem):
+    """Raised when the route exists but not for this method (``Allow`` lists those it takes)."""
+
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+    documented_headers: ClassVar[dict[str, str]] = {"Allow": "the methods the route takes"}
+
+
+class PayloadTooLarge(Problem):
+    """Raised when the body is larger than the service accepts (``*_MAX_BODY_BYTES``)."""
+
+    status = 413
+    code = "payload_too_large"
+    title = "Request entity too large"
+
+
+class UnsupportedMediaType(Problem):
+    """Raised when a body is sent with another Content-Type than JSON."""
+
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class NotReady(Problem):
+    """Raised by the readiness probe while a dependency is missing."""
+
+    status = 503
+    code = "not_ready"
+    title = "Not ready"
+
+
+class InternalError(Problem):
+    """Raised for what should never happen; the log has the traceback, the client nothing."""
+
+    status = 500
+    code = "internal_error"
+    title = "Internal server error"

@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import Problem
+from shared.errors import (
+    InternalError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Problem,
+    RequestInvalid,
+    UnsupportedMediaType,
+)
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, method_label
 from shared.strictjson import StrictJSONError, loads_strict
 
@@ -82,9 +89,8 @@ def problem_answer(problem: Problem) -> Answer:
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(
-        f"The request body is larger than this service accepts ({limit} bytes).",
-        status=413, code="payload_too_large", title="Request Entity Too Large",
+    return PayloadTooLarge(
+        f"The request body is larger than this service accepts ({limit} bytes)."
     )
 
 
@@ -99,16 +105,11 @@ def is_json(content_type: str | None) -> bool:
 def parse_json(body: bytes, content_type: str | None) -> Any:
     """A request body as strict JSON: 415 unless it is JSON, 400 when it does not parse."""
     if not is_json(content_type):
-        raise Problem(
-            "Send the body as JSON with Content-Type: application/json.",
-            status=415,
-            code="unsupported_media_type",
-            title="Unsupported media type",
-        )
+        raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
     try:
         return loads_strict(body)
     except StrictJSONError as exc:
-        raise Problem(f"The body is not acceptable JSON: {exc}.", code="request_invalid") from None
+        raise RequestInvalid(f"The body is not acceptable JSON: {exc}.") from None
 
 
 def read_body(environ: Environ, limit: int) -> bytes:
@@ -118,7 +119,7 @@ def read_body(environ: Environ, limit: int) -> bytes:
         try:
             announced = int(length)
         except ValueError:
-            raise Problem("Content-Length is not a number.") from None
+            raise RequestInvalid("Content-Length is not a number.") from None
         if announced > limit:
             raise too_large(limit)
     stream = environ.get("wsgi.input")
@@ -162,18 +163,14 @@ class HotRoutes:
             if method not in route.methods:
                 # also keeps the metrics' method label to the few a route accepts
                 allowed = ", ".join(sorted(route.methods))
-                raise Problem(f"Use {allowed}.", status=405, code="method_not_allowed",
-                              title="Method Not Allowed", headers={"Allow": allowed})
+                raise MethodNotAllowed(f"Use {allowed}.", headers={"Allow": allowed})
             answer = route.handler(environ, method)
         except Problem as problem:
             answer = problem_answer(problem)
         except Exception:
             # the traceback goes to the log for operators; the client learns nothing more
             log.exception("unhandled error on %s", route.label)
-            answer = problem_answer(Problem(
-                "The server could not complete the request.", status=500,
-                code="internal_error", title="Internal server error",
-            ))
+            answer = problem_answer(InternalError("The server could not complete the request."))
         answer.headers.append(("Content-Length", str(len(answer.body))))
         start_response(f"{answer.status} {_REASONS.get(answer.status, '')}", answer.headers)
         self._count(method_label(method), route.label, answer.status,

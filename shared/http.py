@@ -8,7 +8,17 @@ from typing import Any
 from flask import Flask, Request, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import Problem
+from shared.errors import (
+    Forbidden,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    RequestInvalid,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from shared.hotroutes import PROBLEM_MIMETYPE, parse_json
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -28,17 +38,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 log = logging.getLogger(__name__)
 
-# werkzeug's own errors (routing, body size, method) mapped to our stable codes
-_HTTP_CODES = {
-    400: "request_invalid",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
+# werkzeug's own errors (routing, body size, method) answered as our problems
+_HTTP_PROBLEMS: dict[int, type[Problem]] = {
+    problem.status: problem
+    for problem in (RequestInvalid, Unauthorized, Forbidden, NotFound, MethodNotAllowed,
+                    PayloadTooLarge, UnsupportedMediaType)
 }
 
 
@@ -58,11 +62,9 @@ def _from_http_exception(error: HTTPException) -> Response:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if status == 413 and limit:
         detail = f"The request body is larger than this service accepts ({limit} bytes)."
-    problem = Problem(
-        detail,
-        status=status,
-        code=_HTTP_CODES.get(status, error.name.lower().replace(" ", "_")),
-        title=error.name,
+    known = _HTTP_PROBLEMS.get(status)
+    problem = known(detail) if known else Problem(
+        detail, status=status, code=error.name.lower().replace(" ", "_"), title=error.name,
     )
     response = problem_response(problem)
     if status == 405 and error.get_response().headers.get("Allow"):
@@ -73,14 +75,7 @@ def _from_http_exception(error: HTTPException) -> Response:
 def _unexpected(error: Exception) -> Response:
     # the traceback goes to the log for operators; the client learns nothing about internals
     log.exception("unhandled error: %s", type(error).__name__)
-    return problem_response(
-        Problem(
-            "The server could not complete the request.",
-            status=500,
-            code="internal_error",
-            title="Internal server error",
-        )
-    )
+    return problem_response(InternalError("The server could not complete the request."))
 
 
 def install_problem_handlers(app: Flask) -> None:

@@ -1,0 +1,341 @@
+"""One place per route: its path, methods, schemas and refusals, and the OpenAPI made from them.
+
+Each service declares every route once, through an ``Api``: a Flask view with ``Api.view``, a
+route answered in front of Flask (``shared.hotroutes``) with ``Api.hot``. The declaration carries
+the marshmallow schemas of the body and of the answer and the ``Problem`` classes the route may
+raise; ``Api.document`` turns them into the OpenAPI 3.1 document with apispec, the error codes
+read from the exception classes themselves. Nothing about a route is written twice.
+
+``operations_blueprint`` gives both services the same operational routes: ``/healthz``,
+``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs`` (Swagger UI from the
+swagger-ui-py package: no CDN, it renders on a machine with no internet).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import swagger_ui
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Flask, Response, jsonify, send_from_directory
+from marshmallow import Schema, fields
+
+from shared.claims import NumericDate, StrictBoolean, StrictString
+from shared.errors import (
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    Problem,
+    RequestInvalid,
+    UnsupportedMediaType,
+)
+from shared.hotroutes import PROBLEM_MIMETYPE, Handler, HotRoutes, Route
+from shared.http import install_problem_handlers
+from shared.metrics import install_request_metrics, metrics_response
+
+OPENAPI_VERSION = "3.1.0"
+
+SWAGGER_UI_FILES = Path(swagger_ui.__file__).parent / "static"
+"""Swagger UI 5's own files, installed with the swagger-ui-py package."""
+
+_RULE_PARAMETER = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+
+BODY_PROBLEMS: tuple[type[Problem], ...] = (RequestInvalid, PayloadTooLarge, UnsupportedMediaType)
+"""What any route with a JSON body may answer before its own rules run."""
+
+
+class ProblemSchema(Schema):
+    """RFC 7807 problem document; branch on ``code``, which never changes."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True)
+    field = fields.String(metadata={"description": "the request field that was refused"})
+
+
+class Status(Schema):
+    """``{"status": "ok"}``."""
+
+    status = fields.String(required=True)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route as the API description shows it."""
+
+    rule: str  # the Flask rule: /v1/sessions/<session_id>
+    methods: tuple[str, ...]
+    summary: str
+    description: str | None = None
+    body: type[Schema] | None = None
+    body_required: bool = True
+    status: int = 200
+    answer: type[Schema] | None = None  # the JSON body of a success; None: no body
+    media_type: str = "application/json"  # of a success with a body
+    answer_headers: Mapping[str, str] = field(default_factory=dict)
+    errors: tuple[type[Problem], ...] = ()
+    security: tuple[str, ...] = ()  # scheme names; "" allows no credential
+    query: Mapping[str, str] = field(default_factory=dict)  # name: description
+    path_parameters: Mapping[str, str] = field(default_factory=dict)  # name: description
+    tag: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The OpenAPI path: ``<session_id>`` becomes ``{session_id}``."""
+        return _RULE_PARAMETER.sub(r"{\1}", self.rule)
+
+
+class Api:
+    """A service's routes and the OpenAPI document made from them."""
+
+    def __init__(
+        self, title: str, description: str,
+        security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.title = title
+        self.description = description
+        self.security_schemes = dict(security_schemes or {})
+        self.operations: list[Operation] = []
+
+    def _describe(self, operation: Operation) -> None:
+        # apps are built more than once per process (tests): one description per route
+        self.operations = [known for known in self.operations
+                           if (known.rule, known.methods) != (operation.rule, operation.methods)]
+        self.operations.append(operation)
+
+    def view(
+        self, blueprint: Blueprint, rule: str, methods: Iterable[str], summary: str,
+        **documented: Any,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a Flask view on ``blueprint`` and describe it."""
+        methods = tuple(methods)
+        self._describe(Operation(rule, methods, summary, **documented))
+
+        def register(view: Callable[..., Any]) -> Callable[..., Any]:
+            blueprint.add_url_rule(rule, view_func=view, methods=list(methods))
+            return view
+
+        return register
+
+    def hot(
+        self, rule: str, methods: Iterable[str], handler: Handler, summary: str, *,
+        prefix: str | None = None, **documented: Any,
+    ) -> Route:
+        """A route answered in front of Flask; ``prefix`` also serves every path below it."""
+        methods = frozenset(methods)
+        ordered = tuple(sorted(methods))
+        self._describe(Operation(rule, ordered, summary, **documented))
+        path = prefix if prefix is not None else rule
+        return Route(path, rule, methods, handler, prefix=prefix is not None)
+
+    def document(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document (built per call: small, and served rarely)."""
+        plugin = MarshmallowPlugin()
+        spec = APISpec(
+            title=self.title, version="1", openapi_version=OPENAPI_VERSION,
+            plugins=[plugin], info={"description": self.description},
+        )
+        # the claim schema's strict fields, as the JSON types they accept
+        plugin.map_to_openapi_type(StrictString, fields.String)
+        plugin.map_to_openapi_type(StrictBoolean, fields.Boolean)
+        plugin.map_to_openapi_type(NumericDate, fields.Number)
+        for name, scheme in self.security_schemes.items():
+            spec.components.security_scheme(name, dict(scheme))
+        spec.components.schema("Problem", schema=ProblemSchema)
+        by_path: dict[str, dict[str, Any]] = {}
+        for operation in self.operations:
+            entry = by_path.setdefault(operation.path, {})
+            for method in operation.methods:
+                entry[method.lower()] = self._operation(operation, method)
+        for path, operations in by_path.items():
+            spec.path(path=path, operations=operations)
+        return spec.to_dict()
+
+    def _operation(self, operation: Operation, method: str) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "summary": operation.summary,
+            "operationId": _operation_id(method, operation.path),
+            "responses": {str(operation.status): _success(operation)},
+        }
+        if operation.description:
+            document["description"] = operation.description
+        if operation.tag:
+            document["tags"] = [operation.tag]
+        parameters = [
+            {"name": name, "in": "path", "required": True, "description": text,
+             "schema": {"type": "string"}}
+            for name, text in _path_parameters(operation).items()
+        ]
+        parameters += [
+            {"name": name, "in": "query", "required": False, "description": text,
+             "schema": {"type": "string"}}
+            for name, text in operation.query.items()
+        ]
+        if parameters:
+            document["parameters"] = parameters
+        errors = list(operation.errors)
+        if operation.body is not None and method not in ("GET", "HEAD"):
+            document["requestBody"] = {
+                "required": operation.body_required,
+                "content": {"application/json": {"schema": operation.body}},
+            }
+            errors += BODY_PROBLEMS
+        if operation.security:
+            document["security"] = [{name: []} if name else {} for name in operation.security]
+        for status, problems in _by_status(errors).items():
+            document["responses"][str(status)] = _problems(problems)
+        return document
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = re.split(r"[^A-Za-z0-9]+", path)
+    return method.lower() + "".join(word[:1].upper() + word[1:] for word in words if word)
+
+
+def _path_parameters(operation: Operation) -> dict[str, str]:
+    names = _RULE_PARAMETER.findall(operation.rule)
+    return {name: operation.path_parameters.get(name, "") for name in names}
+
+
+def _success(operation: Operation) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": operation.summary}
+    if operation.answer is not None:
+        response["content"] = {operation.media_type: {"schema": operation.answer}}
+    elif operation.media_type != "application/json":
+        response["content"] = {operation.media_type: {"schema": {"type": "string"}}}
+    if operation.answer_headers:
+        response["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in operation.answer_headers.items()
+        }
+    return response
+
+
+def _by_status(problems: Iterable[type[Problem]]) -> dict[int, list[type[Problem]]]:
+    grouped: dict[int, list[type[Problem]]] = {}
+    for problem in problems:
+        known = grouped.setdefault(problem.status, [])
+        if problem not in known:
+            known.append(problem)
+    return dict(sorted(grouped.items()))
+
+
+def _problems(problems: list[type[Problem]]) -> dict[str, Any]:
+    codes = list(dict.fromkeys(problem.code for problem in problems))
+    descriptions = [
+        f"`{problem.code}`: {(problem.__doc__ or problem.title).strip().splitlines()[0]}"
+        for problem in problems
+    ]
+    schema = {"allOf": [{"$ref": "#/components/schemas/Problem"},
+                        {"properties": {"code": {"enum": codes}}}]}
+    response: dict[str, Any] = {
+        "description": "; ".join(descriptions),
+        "content": {PROBLEM_MIMETYPE: {"schema": schema}},
+    }
+    headers: dict[str, str] = {}
+    for problem in problems:
+        headers.update(problem.documented_headers)
+    if headers:
+        response["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return response
+
+
+def operations_blueprint(
+    api: Api, readiness: Callable[[], tuple[bool, dict[str, Any]]],
+    ready_answer: type[Schema] = Status,
+) -> Blueprint:
+    """``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs``, described.
+
+    ``readiness`` answers (ready, what to report): the report is the body of a 200, and the
+    ``extra`` members of the 503 problem.
+    """
+    blueprint = Blueprint("operations", __name__)
+    tag = "operations"
+
+    @api.view(blueprint, "/healthz", ["GET"], "The process is alive", answer=Status, tag=tag)
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @api.view(blueprint, "/readyz", ["GET"], "Ready to serve: every dependency answers",
+              answer=ready_answer, errors=(NotReady,), tag=tag)
+    def readyz() -> Response:
+        ready, report = readiness()
+        if not ready:
+            raise NotReady("Not ready: " + report.pop("reason", "a dependency is unavailable."),
+                           extra=report)
+        return jsonify({"status": "ready", **report})
+
+    @api.view(blueprint, "/metrics", ["GET"], "Prometheus metrics, summed over the workers",
+              media_type="text/plain", tag=tag)
+    def metrics() -> Response:
+        return metrics_response()
+
+    @api.view(blueprint, "/openapi.json", ["GET"], "This API description (OpenAPI 3.1)",
+              tag=tag)
+    def openapi() -> Response:
+        return jsonify(api.document())
+
+    @api.view(blueprint, "/docs", ["GET"], "This API description, to read (Swagger UI)",
+              media_type="text/html", tag=tag)
+    def docs() -> Response:
+        return Response(_DOCS_PAGE.replace("{title}", api.title), mimetype="text/html")
+
+    @api.view(blueprint, "/docs/static/<path:name>", ["GET"], "Swagger UI's own files",
+              media_type="application/octet-stream", errors=(NotFound,), tag=tag)
+    def docs_static(name: str) -> Response:
+        # Swagger UI's own files, from the installed package: the page needs no CDN
+        return send_from_directory(SWAGGER_UI_FILES, name, max_age=3600)
+
+    return blueprint
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{title}</title>
+  <link rel="stylesheet" href="docs/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
+
+
+
+def service_app(
+    name: str, api: Api, readiness: Callable[[], tuple[bool, dict[str, Any]]], *,
+    ready_answer: type[Schema] = Status, max_body_bytes: int,
+) -> Flask:
+    """The Flask app both services start from: JSON, problem+json errors, metrics, the
+    operational routes; each adds its own Blueprint of views and its hot routes."""
+    app = Flask(name)
+    # werkzeug answers 413 before the body is read past this many bytes
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
+    install_problem_handlers(app)
+    install_request_metrics(app, name)
+    app.register_blueprint(operations_blueprint(api, readiness, ready_answer))
+    app.extensions["api"] = api
+    return app
+
+
+def serve_hot_routes(app: Flask, name: str, routes: list[Route]) -> None:
+    """Answer ``routes`` in front of Flask (``shared.hotroutes``)."""
+    app.extensions["hot_routes"] = routes
+    app.wsgi_app = HotRoutes(app.wsgi_app, name, routes)  # type: ignore[method-assign]
