@@ -1,21 +1,31 @@
-"""Build compact JWS tokens byte by byte, so tests can sign exactly what an attacker would send.
+"""The one place tests make tokens: compact JWS built byte by byte with cryptography and hmac.
 
 Libraries refuse to produce duplicate members, ``alg: none`` or HMAC over a public key; an
-attacker's script does not, so the hostile tests sign raw bytes with cryptography and hmac.
+attacker's script does not, so tokens are signed here over raw bytes. The same functions make
+ordinary tokens for every layer (``fresh`` for a token issued now, ``sign`` for any payload),
+so there is one signer to trust. Tests that must prove a third-party library interoperates
+(``tests/compat``) sign with that library on purpose instead.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+from tests.keypairs import KeyPair
+
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512,
+}
 
 
 def b64u(data: bytes) -> str:
@@ -28,8 +38,9 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
+@functools.cache
 def load_private(pem: str | bytes, passphrase: str | None = None) -> rsa.RSAPrivateKey:
-    """A private key from PEM text (encrypted or not)."""
+    """A private key from PEM text (encrypted or not); cached, decrypting is slow."""
     data = pem.encode() if isinstance(pem, str) else pem
     key = serialization.load_pem_private_key(
         data, password=passphrase.encode() if passphrase else None
@@ -38,9 +49,20 @@ def load_private(pem: str | bytes, passphrase: str | None = None) -> rsa.RSAPriv
     return key
 
 
-def signature(alg: str, signing_input: bytes, key: rsa.RSAPrivateKey | bytes) -> bytes:
+def private_key(pair: KeyPair) -> rsa.RSAPrivateKey:
+    """The private key of a test key pair."""
+    return load_private(pair.private_pem, pair.passphrase)
+
+
+Signer = rsa.RSAPrivateKey | bytes | KeyPair
+"""An RSA private key, an HMAC secret, or a test key pair (its private key)."""
+
+
+def signature(alg: str, signing_input: bytes, key: Signer) -> bytes:
     """The raw signature of ``signing_input`` with ``alg`` (RS*, PS*, HS*)."""
     digest = _HASHES[alg[2:]]
+    if isinstance(key, KeyPair):
+        key = private_key(key)
     if alg.startswith("HS"):
         assert isinstance(key, bytes)
         return hmac.new(key, signing_input, getattr(hashlib, f"sha{alg[2:]}")).digest()
@@ -53,9 +75,7 @@ def signature(alg: str, signing_input: bytes, key: rsa.RSAPrivateKey | bytes) ->
     raise ValueError(alg)
 
 
-def sign_raw(
-    header: bytes, payload: bytes, key: rsa.RSAPrivateKey | bytes, alg: str = "RS256"
-) -> str:
+def sign_raw(header: bytes, payload: bytes, key: Signer, alg: str = "RS256") -> str:
     """A token over exactly these header and payload bytes."""
     signing_input = f"{b64u(header)}.{b64u(payload)}".encode("ascii")
     return f"{signing_input.decode()}.{b64u(signature(alg, signing_input, key))}"
@@ -63,14 +83,32 @@ def sign_raw(
 
 def sign(
     payload: Any,
-    key: rsa.RSAPrivateKey | bytes,
+    key: Signer,
     *,
     alg: str = "RS256",
     header: dict[str, Any] | None = None,
+    kid: str | None = None,
 ) -> str:
-    """A token for a JSON payload; ``header`` replaces the default ``{"alg", "typ": "JWT"}``."""
-    head = {"alg": alg, "typ": "JWT"} if header is None else header
+    """A token for a JSON payload; ``header`` replaces the default ``{"alg", "typ": "JWT"}``.
+
+    ``kid``, when given, is added to whichever header is used.
+    """
+    head = {"alg": alg, "typ": "JWT"} if header is None else dict(header)
+    if kid is not None:
+        head["kid"] = kid
     return sign_raw(encode_json(head), encode_json(payload), key, alg)
+
+
+def fresh(key: Signer, user: str = "123", *, lifetime: int = 600, **claims: Any) -> str:
+    """A token issued now for ``user``, valid ``lifetime`` seconds, with a unique jti.
+
+    ``claims`` are added or override the defaults; a claim given as None is left out
+    (``jti=None`` makes a token without jti).
+    """
+    now = int(time.time())
+    payload: dict[str, Any] = {"userId": user, "iat": now, "exp": now + lifetime, **claims}
+    payload.setdefault("jti", f"jti-{time.perf_counter_ns()}")
+    return sign({name: value for name, value in payload.items() if value is not None}, key)
 
 
 def unsigned(header: Any, payload: Any, signature_segment: str = "") -> str:

@@ -17,14 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jwt as pyjwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
 
 from issuer.keycommands import PUBLISH_SLACK
 from shared.apikeys import add_client
 from shared.reloading import POLL_SECONDS
+from tests.forge import load_private, sign
 from tests.procs import JWT_AUTH, REPO, RedisServer, ServiceProcess, service_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -181,9 +180,8 @@ def _jwks_kids(stack: Stack) -> list[str]:
 def _seed_style_token(stack: Stack, kid: str) -> Minted:
     """A token without exp signed by the key ``kid``, the way the seed's snippet signs."""
     pem = (stack.keys_dir / f"{kid}.pem").read_bytes()
-    private = serialization.load_pem_private_key(pem, password=b"rotation passphrase")
-    token = pyjwt.encode({"userId": "seed", "iat": int(time.time())}, private,  # type: ignore[arg-type]
-                         algorithm="RS256", headers={"kid": kid})
+    private = load_private(pem, "rotation passphrase")
+    token = sign({"userId": "seed", "iat": int(time.time())}, private, kid=kid)
     return Minted(token, kid, None, time.time())
 
 

@@ -5,34 +5,21 @@ The verifiers run under gunicorn and are never restarted: recovery must happen b
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.test_verifier_e2e import verifier_env
+from tests.forge import fresh, sign
 from tests.keypairs import KeyPair
 from tests.procs import RedisServer, ServiceProcess, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@functools.cache
-def _private_key(pem: str, passphrase: str) -> Any:
-    return serialization.load_pem_private_key(pem.encode(), password=passphrase.encode())
-
-
-def token_for(pair: KeyPair, user: str, **claims: Any) -> str:
-    now = int(time.time())
-    payload = {"userId": user, "iat": now, "exp": now + 600, **claims}
-    return jwt.encode(payload, _private_key(pair.private_pem, pair.passphrase), algorithm="RS256")
 
 
 @pytest.fixture
@@ -121,7 +108,7 @@ def test_closed_mode_answers_503_while_redis_is_dead_and_recovers(
     verifiers: dict[str, ServiceProcess], own_redis: RedisServer, key_pair: KeyPair
 ) -> None:
     service = verifiers["closed"]
-    token = token_for(key_pair, "closed-user")
+    token = fresh(key_pair, "closed-user")
     before, after = _under_load_while_redis_dies(service, own_redis, token)
 
     assert {status for status, _ in before} <= {200, 503}
@@ -156,7 +143,7 @@ def test_open_mode_answers_by_signature_and_says_so_then_recovers(
     verifiers: dict[str, ServiceProcess], own_redis: RedisServer, key_pair: KeyPair
 ) -> None:
     service = verifiers["open"]
-    token = token_for(key_pair, "open-user", isAdmin=True)
+    token = fresh(key_pair, "open-user", isAdmin=True)
     before, after = _under_load_while_redis_dies(service, own_redis, token)
 
     assert {status for status, _ in before + after} == {200}
@@ -190,11 +177,8 @@ def test_an_acknowledged_revocation_survives_kill_9(
 ) -> None:
     service = verifiers["closed"]
     url = service.url
-    tokens = [token_for(key_pair, f"durable-{index}") for index in range(3)]
-    seed_style = jwt.encode(
-        {"userId": "durable-seed", "isAdmin": True},
-        _private_key(key_pair.private_pem, key_pair.passphrase), algorithm="RS256",
-    )
+    tokens = [fresh(key_pair, f"durable-{index}") for index in range(3)]
+    seed_style = sign({"userId": "durable-seed", "isAdmin": True}, key_pair)
     for token in [*tokens, seed_style]:
         assert requests.post(f"{url}/v1/verify", json={"token": token}, timeout=10).status_code \
             == 200

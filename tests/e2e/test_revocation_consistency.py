@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from cryptography.hazmat.primitives import serialization
 
 from shared.apikeys import add_client
-from tests.keypairs import PASSPHRASE, KeyPair
+from tests.forge import sign
+from tests.keypairs import KeyPair
 from tests.procs import RedisServer, ServiceProcess
-from tests.unit.forge import sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -109,11 +108,10 @@ class Load:
 
 
 def _tokens(key_pair: KeyPair, prefix: str, count: int) -> list[str]:
-    key = serialization.load_pem_private_key(key_pair.private_pem.encode(), PASSPHRASE.encode())
     now = int(time.time())
     return [
         sign({"userId": f"{prefix}-{n}", "iat": now - 5, "exp": now + 600,
-              "jti": f"{prefix}-{n}-{time.perf_counter_ns()}"}, key)
+              "jti": f"{prefix}-{n}-{time.perf_counter_ns()}"}, key_pair)
         for n in range(count)
     ]
 

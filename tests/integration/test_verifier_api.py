@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -10,14 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 import redis
-from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from flask.testing import FlaskClient
 
 from shared.apikeys import add_client
+from tests import forge
+from tests.forge import fresh, sign
 from tests.keypairs import KeyPair
 from tests.procs import RedisServer, wait_until
 from verifier.app import create_app
@@ -25,26 +24,6 @@ from verifier.config import VerifierSettings
 from verifier.store import REVOCATION_MARGIN
 
 PREFIX = "jwtauth:"
-
-
-@functools.cache
-def _private_key(pem: str, passphrase: str) -> Any:
-    return serialization.load_pem_private_key(pem.encode(), password=passphrase.encode())
-
-
-def sign(pair: KeyPair, payload: dict[str, Any], **headers: Any) -> str:
-    """A token signed by PyJWT with the pair's encrypted private key."""
-    key = _private_key(pair.private_pem, pair.passphrase)
-    return jwt.encode(payload, key, algorithm="RS256", headers=headers or None)
-
-
-def fresh(pair: KeyPair, user: str = "123", **claims: Any) -> str:
-    """A token issued now, valid for ten minutes, with a unique jti unless one is given."""
-    now = int(time.time())
-    payload: dict[str, Any] = {"userId": user, "iat": now, "exp": now + 600, **claims}
-    payload.setdefault("jti", f"jti-{time.perf_counter_ns()}")
-    payload = {name: value for name, value in payload.items() if value is not None}
-    return sign(pair, payload)
 
 
 @pytest.fixture
@@ -133,7 +112,7 @@ def test_verify_takes_the_token_from_a_bearer_header(
 def test_a_seed_style_token_without_exp_or_jti_is_accepted(
     client: FlaskClient, key_pair: KeyPair
 ) -> None:
-    token = sign(key_pair, {"userId": "123", "isAdmin": True, "iat": int(time.time())})
+    token = sign({"userId": "123", "isAdmin": True, "iat": int(time.time())}, key_pair)
     body = client.post("/v1/verify", json={"token": token}).get_json()
     assert (body["userId"], body["isAdmin"], body["expiresAt"]) == ("123", True, None)
 
@@ -171,13 +150,13 @@ def test_verify_refusals_are_401_with_their_code(
     cases = {
         "token_malformed": "not-a-token",
         "signature_invalid": fresh(other_key_pair),
-        "token_expired": sign(key_pair, {"userId": "1", "iat": now - 999, "exp": now - 500}),
-        "token_not_yet_valid": sign(key_pair, {"userId": "1", "nbf": now + 999}),
-        "claim_missing": sign(key_pair, {"isAdmin": True}),
-        "claim_invalid": sign(key_pair, {"userId": "1", "isAdmin": "true"}),
-        "algorithm_not_allowed": jwt.encode({"userId": "1"}, "an-hmac-secret-of-32-bytes-or-more",
-                                            algorithm="HS256"),
-        "key_unknown": sign(key_pair, {"userId": "1"}, kid="somebody-else"),
+        "token_expired": sign({"userId": "1", "iat": now - 999, "exp": now - 500}, key_pair),
+        "token_not_yet_valid": sign({"userId": "1", "nbf": now + 999}, key_pair),
+        "claim_missing": sign({"isAdmin": True}, key_pair),
+        "claim_invalid": sign({"userId": "1", "isAdmin": "true"}, key_pair),
+        "algorithm_not_allowed": sign({"userId": "1"}, b"an-hmac-secret-of-32-bytes-or-more",
+                                      alg="HS256"),
+        "key_unknown": sign({"userId": "1"}, key_pair, kid="somebody-else"),
     }
     for code, token in cases.items():
         response = client.post("/v1/verify", json={"token": token})
@@ -335,13 +314,13 @@ def test_a_revocation_lives_until_the_token_would_expire(
     client: FlaskClient, key_pair: KeyPair, db: redis.Redis
 ) -> None:
     now = int(time.time())
-    token = sign(key_pair, {"userId": "gina", "iat": now, "exp": now + 600, "jti": "j-1"})
+    token = sign({"userId": "gina", "iat": now, "exp": now + 600, "jti": "j-1"}, key_pair)
     assert client.post("/v1/revocations", json={"token": token}).status_code == 204
     ttl = db.ttl(PREFIX + "revoked:jti:j-1")
     assert 600 < ttl <= 600 + REVOCATION_MARGIN + 1
 
     # a seed-style token never expires, so neither does its revocation (keyed by its hash)
-    seed = sign(key_pair, {"userId": "gina", "iat": now})
+    seed = sign({"userId": "gina", "iat": now}, key_pair)
     assert client.post("/v1/revocations", json={"token": seed}).status_code == 204
     by_hash = db.keys(PREFIX + "revoked:sha256:*")
     assert len(by_hash) == 1
@@ -357,7 +336,7 @@ def test_revocation_needs_a_token_that_verifies(
         "signature_invalid",
     )
     now = int(time.time())
-    expired = sign(key_pair, {"userId": "h", "iat": now - 900, "exp": now - 600, "jti": "old"})
+    expired = sign({"userId": "h", "iat": now - 900, "exp": now - 600, "jti": "old"}, key_pair)
     assert client.post("/v1/revocations", json={"token": expired}).status_code == 204
     # (the mirror's short-lived probe key, revoked:probe:*, names no token)
     assert [key for key in db.keys(PREFIX + "revoked:*") if b":probe:" not in key] == []
@@ -369,7 +348,7 @@ def test_the_cache_never_outlives_the_token(
 ) -> None:
     client = make_app(leeway=0).test_client()
     now = time.time()
-    token = sign(key_pair, {"userId": "ivan", "iat": int(now), "exp": int(now) + 2})
+    token = sign({"userId": "ivan", "iat": int(now), "exp": int(now) + 2}, key_pair)
     for _ in range(3):  # verified once, then answered from the in-process cache
         assert client.post("/v1/verify", json={"token": token}).status_code == 200
     time.sleep(max(0.0, int(now) + 2.2 - time.time()))
@@ -418,7 +397,7 @@ def test_ending_a_user_ends_sessions_and_refuses_earlier_tokens(
 ) -> None:
     client, other = make_app().test_client(), make_app().test_client()
     old = fresh(key_pair, "judy")
-    no_iat = sign(key_pair, {"userId": "judy"})
+    no_iat = sign({"userId": "judy"}, key_pair)
     sessions = [
         client.post("/v1/sessions", json={"token": old}).get_json()["sessionId"] for _ in range(2)
     ]
@@ -443,7 +422,7 @@ def test_ending_a_user_ends_sessions_and_refuses_earlier_tokens(
     assert client.post("/v1/verify", json={"token": bystander}).status_code == 200
 
     # a token issued after the cut-off works again (iat one second later, within the leeway)
-    newer = sign(key_pair, {"userId": "judy", "iat": int(cutoff) + 1})
+    newer = sign({"userId": "judy", "iat": int(cutoff) + 1}, key_pair)
     assert client.post("/v1/verify", json={"token": newer}).status_code == 200
     assert client.post("/v1/sessions", json={"token": newer}).status_code == 201
     record = client.get("/v1/users/judy", headers=admin_headers(admin_keys)).get_json()
@@ -620,10 +599,8 @@ def test_responses_never_carry_the_token(client: FlaskClient, key_pair: KeyPair)
 
 def _hostile_tokens(key_pair: KeyPair, other_key_pair: KeyPair) -> dict[str, tuple[str, str]]:
     """name -> (token, expected code): what an attacker's script sends, signed byte by byte."""
-    from tests.unit import forge
-
-    ours = forge.load_private(key_pair.private_pem, key_pair.passphrase)
-    theirs = forge.load_private(other_key_pair.private_pem, other_key_pair.passphrase)
+    ours = forge.private_key(key_pair)
+    theirs = forge.private_key(other_key_pair)
     good = {"userId": "123", "isAdmin": True}
     public_pem = key_pair.public_pem.encode()
     body = forge.sign(good, ours)

@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-import jwt
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 
 from jwt_auth.cli import main
+from tests.forge import sign
 from tests.keypairs import KeyPair
-
-
-def _sign(pair: KeyPair, payload: dict[str, object]) -> str:
-    key = serialization.load_pem_private_key(pair.private_pem.encode(), pair.passphrase.encode())
-    return jwt.encode(payload, key, algorithm="RS256")
 
 
 def _env(pair: KeyPair) -> dict[str, str]:
@@ -25,7 +19,7 @@ def _env(pair: KeyPair) -> dict[str, str]:
 
 
 def test_verify_prints_the_claims(key_pair: KeyPair) -> None:
-    token = _sign(key_pair, {"userId": "a|b", "isAdmin": True, "iat": int(time.time())})
+    token = sign({"userId": "a|b", "isAdmin": True, "iat": int(time.time())}, key_pair)
     result = CliRunner().invoke(main, ["verify", token], env=_env(key_pair))
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
@@ -34,7 +28,7 @@ def test_verify_prints_the_claims(key_pair: KeyPair) -> None:
 
 
 def test_verify_reads_the_token_from_stdin(key_pair: KeyPair) -> None:
-    token = _sign(key_pair, {"userId": "stdin"})
+    token = sign({"userId": "stdin"}, key_pair)
     result = CliRunner().invoke(main, ["verify", "-"], input=token + "\n", env=_env(key_pair))
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["userId"] == "stdin"
@@ -45,8 +39,8 @@ def test_a_refused_token_is_one_line_with_its_code(
 ) -> None:
     now = int(time.time())
     cases = {
-        "signature_invalid": _sign(other_key_pair, {"userId": "x"}),
-        "token_expired": _sign(key_pair, {"userId": "x", "exp": now - 3600}),
+        "signature_invalid": sign({"userId": "x"}, other_key_pair),
+        "token_expired": sign({"userId": "x", "exp": now - 3600}, key_pair),
         "token_malformed": "nonsense",
     }
     for code, token in cases.items():

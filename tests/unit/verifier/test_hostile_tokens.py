@@ -24,8 +24,8 @@ from cryptography.x509.oid import NameOID
 
 from shared.keys import public_jwk
 from shared.strictjson import StrictJSONError, loads_strict
+from tests.forge import b64u, encode_json, private_key, sign, sign_raw, unsigned
 from tests.keypairs import KeyPair
-from tests.unit.forge import b64u, encode_json, load_private, sign, sign_raw, unsigned
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
 from verifier.keyset import KeySet
@@ -42,12 +42,12 @@ GOOD = {"userId": "123", "isAdmin": False}
 
 @pytest.fixture(scope="module")
 def private(key_pair: KeyPair) -> rsa.RSAPrivateKey:
-    return load_private(key_pair.private_pem, key_pair.passphrase)
+    return private_key(key_pair)
 
 
 @pytest.fixture(scope="module")
 def attacker(other_key_pair: KeyPair) -> rsa.RSAPrivateKey:
-    return load_private(other_key_pair.private_pem, other_key_pair.passphrase)
+    return private_key(other_key_pair)
 
 
 @pytest.fixture(scope="module")

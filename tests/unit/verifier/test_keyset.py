@@ -16,9 +16,9 @@ from jwcrypto import jwk as jwcrypto_jwk
 
 from shared.errors import KeyFileMissing, KeyInvalid, KeyTooSmall, StartupError
 from shared.keys import public_jwk
+from tests.forge import private_key, sign
 from tests.keypairs import KeyPair
 from tests.procs import free_port
-from tests.unit.forge import load_private, sign
 from verifier.config import VerifierSettings
 from verifier.errors import KeyUnknown, TokenError
 from verifier.keyset import JWKS_MAX_BYTES, JWKSFetchError, KeySet
@@ -53,12 +53,12 @@ def _verify(token: str, keys: KeySet) -> str:
 
 @pytest.fixture(scope="module")
 def signer(key_pair: KeyPair) -> rsa.RSAPrivateKey:
-    return load_private(key_pair.private_pem, key_pair.passphrase)
+    return private_key(key_pair)
 
 
 @pytest.fixture(scope="module")
 def other_signer(other_key_pair: KeyPair) -> rsa.RSAPrivateKey:
-    return load_private(other_key_pair.private_pem, other_key_pair.passphrase)
+    return private_key(other_key_pair)
 
 
 # -- PEM -------------------------------------------------------------------------------------------

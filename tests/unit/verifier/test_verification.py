@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.claimrule import json_equal
 from shared.keys import load_public_keys
+from tests.forge import private_key, sign
 from tests.keypairs import KeyPair
-from tests.unit.forge import load_private, sign
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
 from verifier.keyset import KeySet
@@ -24,7 +24,7 @@ SEED_PAYLOAD = {"userId": "123", "isAdmin": True}
 
 @pytest.fixture(scope="module")
 def private(key_pair: KeyPair) -> rsa.RSAPrivateKey:
-    return load_private(key_pair.private_pem, key_pair.passphrase)
+    return private_key(key_pair)
 
 
 @pytest.fixture(scope="module")
