@@ -17,9 +17,6 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, missing
 USER_ID_MAX_LENGTH = 255
 """A user id longer than this is refused: ids become Redis keys and log fields."""
 
-REGISTERED_TIME_CLAIMS = ("exp", "nbf", "iat")
-REGISTERED_STRING_CLAIMS = ("iss", "sub", "jti")
-
 
 def _has_control_character(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)

@@ -109,11 +109,6 @@ class JWKSDocument:
     max_age: float | None = None
 
 
-def parse_jwks(document: bytes, *, source: str) -> FetchedKeys:
-    """The RSA signing keys of a JWKS document as (its ``kid`` member, key); others skipped."""
-    return parse_jwks_document(document, source=source).keys
-
-
 def parse_jwks_document(document: bytes, *, source: str) -> JWKSDocument:
     """The keys of a JWKS document and the kids it names as retired."""
     try:

@@ -324,7 +324,7 @@ class Store:
             session["provider"],
             repr(now),
         ]
-        created = self._run("login", lambda client: self._script(client, "login")(keys, args))
+        created = self._run("login", lambda client: self._scripts["login"](keys, args, client))
         return bool(created)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -342,7 +342,7 @@ class Store:
         keys = [self.session_key(session_hash)]
         args = [self.prefix + "user-sessions:", session_hash]
         return bool(
-            self._run("logout", lambda client: self._script(client, "logout")(keys, args))
+            self._run("logout", lambda client: self._scripts["logout"](keys, args, client))
         )
 
     def end_user(self, user_id: str, now: float) -> tuple[float, int]:
@@ -350,7 +350,7 @@ class Store:
         keys = [self.cutoff_key(user_id), self.index_key(user_id)]
         args = [repr(now), self.prefix + "session:"]
         cutoff, ended = self._run(
-            "end_user", lambda client: self._script(client, "end_user")(keys, args)
+            "end_user", lambda client: self._scripts["end_user"](keys, args, client)
         )
         return float(cutoff), int(ended)
 
@@ -367,10 +367,6 @@ class Store:
         record, cutoff = self._run("user", read)
         decoded = {k.decode(): v.decode() for k, v in record.items()} if record else None
         return decoded, read_cutoff(cutoff)
-
-    def _script(self, client: redis.Redis, name: str) -> Any:
-        del client  # the scripts were registered on this process's client in _redis()
-        return self._scripts[name]
 
 
 def _text(value: Any) -> str:
