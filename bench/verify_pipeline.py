@@ -5,6 +5,7 @@ Prints, for an RSA key (4096 bits by default, the seed's size) and a seed-style 
 - jwcrypto JWSCore verify alone: the signature step our pipeline calls;
 - verify_token: the whole pipeline (structure, strict JSON, header, signature, claims, time);
 and the ratios. Usage: .venv/bin/python bench/verify_pipeline.py [--bits 4096] [--seconds 6]
+[--rounds 12]
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ which gives each key a role:
 
 ``jwt-auth keys rotate|promote|retire`` change the roles (``issuer/keycommands.py``); the issuer
 reads the state file again when it changes or on SIGHUP (``SigningKeys``). The state file also
-holds each key's public half, so only the active key is decrypted (a 4096-bit key takes about
-0.3 s to decrypt and validate).
+holds each key's public half, so only the active key is decrypted (loading a private key is
+the slow step, ``shared.keys.load_private_key``).
 
 ``ISSUER_PRIVATE_KEY[_FILE]`` keeps working: one active key, read again when its file changes.
 """

@@ -53,8 +53,8 @@ def loaded_fingerprint(item: Reloadable) -> Hashable:
     """The fingerprint of the files as they were when ``item`` read them.
 
     An item that records it (``loaded_from``, taken *before* reading) lets a change that lands
-    while it reads, a 4096-bit key takes 0.3 s to decrypt, be noticed at the next look; one
-    taken after reading would swallow that change for good.
+    while it reads (loading a private key is slow) be noticed at the next look; one taken after
+    reading would swallow that change for good.
     """
     return getattr(item, "loaded_from", None) or item.fingerprint()
 

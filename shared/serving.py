@@ -71,11 +71,11 @@ def run_gunicorn(
 ) -> None:
     """Serve the WSGI app made by ``factory`` under gunicorn until a signal stops it.
 
-    The app is built once in the master before workers fork (``preload_app``): decrypting and
-    validating a 4096-bit key costs about 0.3 s and happens once, and a bad configuration stops
-    the whole service with one line instead of a crash loop of workers. The gthread worker keeps
-    connections alive, which the sync worker does not. Key files are read again on SIGHUP and
-    when they change (``shared.reloading``).
+    The app is built once in the master before workers fork (``preload_app``): loading the
+    private key is slow (``shared.keys.load_private_key``) and happens once, and a bad
+    configuration stops the whole service with one line instead of a crash loop of workers. The
+    gthread worker keeps connections alive, which the sync worker does not. Key files are read
+    again on SIGHUP and when they change (``shared.reloading``).
     """
     from gunicorn.app.base import BaseApplication
 

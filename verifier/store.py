@@ -14,17 +14,19 @@ key                             value                       lifetime
 ``P user-sessions:<userId>``    set of session hashes       VERIFIER_SESSION_TTL from the
                                                             user's latest login
 ``P user:<userId>``             hash: the user record       permanent, like a user database
+``P revoked:probe:<random>``    ``1``, set by the mirror    2 s (proves Redis pushes changes)
 ==============================  ==========================  ====================================
 
 Session ids are stored hashed: read access to Redis does not hand out live sessions.
 
 There is deliberately no verification cache in Redis. Measured here: with ``appendfsync always``
 (what makes a revocation survive ``kill -9``) a cache write costs about 4 ms and blocks Redis for
-every other client while it fsyncs, against about 0.26 ms for the RSA verification it would save;
-writing one per fresh token cut fresh-token throughput to about 260 requests/s. The verified
-results are cached in each process instead (``verifier.service.LocalCache``); the revocations
-and cut-offs each request must check come from the process's mirror of Redis
-(``verifier.mirror``), or from one MGET while the mirror is out of sync.
+every other client while it fsyncs, over an order of magnitude more than the RSA verification it
+would save (docs/verifier.md); writing one per fresh token cut fresh-token throughput to about
+260 requests/s. The verified results are cached in each process instead
+(``verifier.service.LocalCache``); the revocations and cut-offs each request must check come
+from the process's mirror of Redis (``verifier.mirror``), or from one MGET while the mirror is
+out of sync.
 
 Connections: redis-py with short connect and socket timeouts, one immediate retry (a pooled
 connection left over from before a Redis restart fails once, and the retry reconnects), and a
