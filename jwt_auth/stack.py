@@ -245,9 +245,10 @@ class Stack:
         self.children.clear()
 
 
-def demo_script(issuer: str, verifier: str, client_key_file: Path) -> str:
-    """The copy-paste curl walk-through printed once the stack is ready."""
+def demo_script(issuer: str, verifier: str, client_key_file: Path, admin_key_file: Path) -> str:
+    """The copy-paste curl walk-through printed once the stack is ready: README's, step by step."""
     key_file = shlex.quote(str(client_key_file))
+    admin_file = shlex.quote(str(admin_key_file))
     json_header = "-H 'Content-Type: application/json'"
     body = '-d "{\\"token\\": \\"$TOKEN\\"}"'
     field = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{}\"])'"
@@ -271,6 +272,9 @@ def demo_script(issuer: str, verifier: str, client_key_file: Path) -> str:
         f"curl -s -o /dev/null -w 'revoke: %{{http_code}}\\n' -X POST {verifier}/v1/revocations "
         f"{json_header} {body}",
         f"curl -s -X POST {verifier}/v1/verify {json_header} {body}; echo",
+        "# 6. end every session of user 123 and refuse every token issued to it so far (admin key)",
+        f"curl -s -X DELETE {verifier}/v1/users/123/sessions "
+        f"-H \"Authorization: Bearer $(cat {admin_file})\"",  # Flask ends its JSON with a newline
     ])
 
 
@@ -433,6 +437,11 @@ def _start_and_serve(
         echo(f"no {paths.client_key}: the demo needs a client key; make one with "
              f"jwt-auth clients add NAME --file {paths.clients} (no restart needed) and save "
              "it there")
+    if not paths.admin_key.exists():
+        # the user brought their own verifier admin keys file: step 6 needs a key they hold
+        echo(f"no {paths.admin_key}: the demo's step 6 needs a verifier admin key; make one "
+             f"with jwt-auth clients add NAME --admin --file {paths.admin_keys} and save it "
+             "there")
     lines = [
         f"  issuer    {issuer_url}  (JWKS {issuer_url}/.well-known/jwks.json)",
         f"  verifier  {verifier_url}",
@@ -442,7 +451,7 @@ def _start_and_serve(
         "",
         "Copy-paste demo (bash):",
         "",
-        demo_script(issuer_url, verifier_url, paths.client_key),
+        demo_script(issuer_url, verifier_url, paths.client_key, paths.admin_key),
         "",
         "Ctrl-C stops everything.",
     ]
