@@ -1,7 +1,10 @@
-"""The verifier's HTTP service: thin views over ``verifier.service``.
+"""The verifier service: token checks, sessions and revocation for app backends.
 
-``POST /v1/verify`` and ``/v1/auth`` are answered by ``verifier.hotpath`` in front of Flask;
-every other route is a Flask view here.
+The same shape as the issuer (``issuer/app.py``): ``create_app()`` builds the service's objects,
+starts from ``shared.api.service_app`` (JSON, problem+json, metrics, ``/healthz``, ``/readyz``,
+``/metrics``, ``/openapi.json``, ``/docs``), registers the Blueprint ``views`` and answers
+``POST /v1/verify`` and ``/v1/auth`` in front of Flask (``verifier.hotpath``). Every route is
+declared once, through ``api``, which makes the OpenAPI document.
 
 gunicorn serves ``create_app()`` built once in the master before workers fork; nothing built here
 holds a socket or a thread (the Redis client and the revocation mirror start lazily in each
@@ -15,28 +18,44 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from shared.api import Api, serve_hot_routes, service_app
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
-from shared.errors import Problem
-from shared.hotroutes import HotRoutes
-from shared.http import PROBLEM_MIMETYPE, install_problem_handlers
+from shared.errors import Forbidden, RequestInvalid, Unauthorized
 from shared.logs import configure_logging
-from shared.metrics import install_request_metrics, metrics_response
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
 from shared.serving import exit_on_startup_error
 from verifier.config import VerifierSettings
-from verifier.errors import SessionNotFound
+from verifier.errors import TOKEN_ERRORS, SessionNotFound, StoreUnavailable, UserNotFound
 from verifier.hotpath import hot_routes, token_from_body
 from verifier.keyset import KeySet, check_published_rule
-from verifier.openapi import openapi_document
+from verifier.schemas import Session, TokenRequest, User, UserLogout, VerifierReady
 from verifier.service import VerifierService
 from verifier.store import Store
 from verifier.verification import VerificationPolicy
 
+log = logging.getLogger(__name__)
+
+api = Api(
+    "jwt-custom-auth verifier",
+    "Verifies JSON Web Tokens with public keys only (the algorithms VERIFIER_ALGORITHMS allows, "
+    "RS256 by default), and keeps sessions and revocations in Redis. Every error is "
+    "application/problem+json with a stable `code`.",
+    security_schemes={
+        "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        "session": {"type": "http", "scheme": "bearer",
+                    "description": "A session id from POST /v1/sessions"},
+        "adminKey": {"type": "http", "scheme": "bearer",
+                     "description": "An admin key from VERIFIER_ADMIN_KEYS_FILE"},
+    },
+)
 views = Blueprint("verifier", __name__)
 
-log = logging.getLogger(__name__)
+SESSION_PATH = "/v1/sessions/"
+_SESSION_ID = {"session_id": "a session id from POST /v1/sessions (a bearer credential)"}
+_USER_ID = {"user_id": "the user id as the verifier reports it (escape characters replaced)"}
+_ADMIN_ERRORS = (Unauthorized, Forbidden, RequestInvalid, StoreUnavailable)
 
 
 def create_app(settings: VerifierSettings | None = None) -> Flask:
@@ -59,21 +78,26 @@ def _build(settings: VerifierSettings) -> Flask:
     # the app is built in the gunicorn master: no connection may be inherited by the workers
     store.close()
     admins = ApiKeyRegistry.load(settings.admin_keys_file, variable="VERIFIER_ADMIN_KEYS_FILE")
-    app = Flask("verifier")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
-    app.extensions["verifier"] = VerifierService(settings, keyset, policy, store)
+    service = VerifierService(settings, keyset, policy, store)
+
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        checks = service.readiness()
+        if all(checks.values()):
+            return True, {"checks": checks}
+        failed = ", ".join(name for name, ok in checks.items() if not ok)
+        return False, {"checks": checks, "reason": f"{failed} unavailable."}
+
+    app = service_app("verifier", api, readiness, ready_answer=VerifierReady,
+                      max_body_bytes=settings.max_body_bytes)
+    app.extensions["verifier"] = service
     app.extensions["verifier.admins"] = admins
     # the PEM keys and the admin keys file are read again when they change, and on SIGHUP,
     # which also refetches the JWKS and ends the grace of withdrawn keys (shared.reloading)
     app.extensions[RELOADER_EXTENSION] = Reloader([keyset, admins])
-    install_problem_handlers(app)
-    install_request_metrics(app, "verifier")
     app.register_blueprint(views)
-    routes = hot_routes(app.extensions["verifier"], max_body_bytes=settings.max_body_bytes)
-    app.extensions["hot_routes"] = routes
-    hot = HotRoutes(app.wsgi_app, "verifier", routes)
-    app.wsgi_app = _RedactSessionIds(hot)  # type: ignore[method-assign]
+    serve_hot_routes(app, "verifier", hot_routes(api, service,
+                                                 max_body_bytes=settings.max_body_bytes))
+    app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
@@ -97,9 +121,6 @@ class _RedactSessionIds:
                 environ["RAW_URI"] = SESSION_PATH + "<redacted>"
 
 
-SESSION_PATH = "/v1/sessions/"
-
-
 def _token_from_request() -> str:
     return token_from_body(
         request.get_data(cache=True), request.content_type, request.headers.get("Authorization")
@@ -116,30 +137,26 @@ def _admin() -> ApiClient:
     registry: ApiKeyRegistry = current_app.extensions["verifier.admins"]
     client = registry.authenticate(bearer_token(request.headers.get("Authorization")))
     if client is None:
-        raise Problem(
+        raise Unauthorized(
             "Send an admin API key from VERIFIER_ADMIN_KEYS_FILE as Authorization: Bearer <key>.",
-            status=401,
-            code="unauthorized",
-            title="Unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="jwt-auth-verifier-admin"'},
         )
     if not client.admin:
-        raise Problem(
-            f"The key of {client.name!r} is not an admin key.",
-            status=403,
-            code="forbidden",
-            title="Forbidden",
-        )
+        raise Forbidden(f"The key of {client.name!r} is not an admin key.")
     return client
 
 
-@views.post("/v1/sessions")
+@api.view(views, "/v1/sessions", ["POST"],
+          "Log in: verify the token, update the user record, open a session",
+          body=TokenRequest, body_required=False, status=201, answer=Session,
+          errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", ""))
 def login() -> tuple[Response, int]:
     session = _service().login(_token_from_request())
     return jsonify(session), 201
 
 
-@views.get("/v1/sessions/<session_id>")
+@api.view(views, "/v1/sessions/<session_id>", ["GET"], "Look up a session", answer=Session,
+          errors=(SessionNotFound, StoreUnavailable), path_parameters=_SESSION_ID)
 def get_session(session_id: str) -> Response:
     session = _service().session(session_id)
     if session is None:
@@ -147,20 +164,29 @@ def get_session(session_id: str) -> Response:
     return jsonify(session)
 
 
-@views.delete("/v1/sessions/<session_id>")
+@api.view(views, "/v1/sessions/<session_id>", ["DELETE"], "Log out (idempotent)",
+          status=204, errors=(StoreUnavailable,), path_parameters=_SESSION_ID)
 def logout(session_id: str) -> tuple[str, int]:
     # idempotent: logging out of a session that already ended is a success
     _service().logout(session_id)
     return "", 204
 
 
-@views.post("/v1/revocations")
+@api.view(views, "/v1/revocations", ["POST"],
+          "Revoke a token (holding it is the right to revoke it)",
+          description="The token must verify. An expired, too old or already revoked token is "
+          "already refused for good: 204 without a write.",
+          body=TokenRequest, body_required=False, status=204,
+          errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", ""))
 def revoke() -> tuple[str, int]:
     _service().revoke(_token_from_request())
     return "", 204
 
 
-@views.delete("/v1/users/<path:user_id>/sessions")
+@api.view(views, "/v1/users/<path:user_id>/sessions", ["DELETE"],
+          "End every session of a user and refuse every token issued so far",
+          answer=UserLogout, errors=_ADMIN_ERRORS, security=("adminKey",),
+          path_parameters=_USER_ID)
 def end_user_sessions(user_id: str) -> Response:
     admin = _admin()
     ended = _service().end_user_sessions(user_id)
@@ -169,47 +195,13 @@ def end_user_sessions(user_id: str) -> Response:
     return jsonify(ended)
 
 
-@views.get("/v1/users/<path:user_id>")
+@api.view(views, "/v1/users/<path:user_id>", ["GET"], "The user record as of the last login",
+          answer=User, errors=(*_ADMIN_ERRORS, UserNotFound), security=("adminKey",),
+          path_parameters=_USER_ID)
 def get_user(user_id: str) -> Response:
     admin = _admin()
     record = _service().user(user_id)
     audit("user_looked_up", client=admin.name, userId=user_id, found=record is not None)
     if record is None:
-        raise Problem(
-            "No user with this id has logged in.", status=404, code="user_not_found",
-            title="User not found",
-        )
+        raise UserNotFound("No user with this id has logged in.")
     return jsonify(record)
-
-
-@views.get("/healthz")
-def healthz() -> Response:
-    return jsonify({"status": "ok"})
-
-
-@views.get("/readyz")
-def readyz() -> Response:
-    checks = _service().readiness()
-    if all(checks.values()):
-        return jsonify({"status": "ready", "checks": checks})
-    problem = Problem(
-        "Not ready: " + ", ".join(name for name, ok in checks.items() if not ok) + " unavailable.",
-        status=503,
-        code="not_ready",
-        title="Not ready",
-        extra={"checks": checks},
-    )
-    response = jsonify(problem.to_dict())
-    response.status_code = 503
-    response.mimetype = PROBLEM_MIMETYPE
-    return response
-
-
-@views.get("/metrics")
-def metrics() -> Response:
-    return metrics_response()
-
-
-@views.get("/openapi.json")
-def openapi() -> Response:
-    return jsonify(openapi_document())

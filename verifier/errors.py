@@ -6,6 +6,8 @@ codes are the contract's and clients branch on them, so they never change.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from shared.errors import Problem
 
 
@@ -15,6 +17,9 @@ class TokenError(Problem):
     status = 401
     code = "token_invalid"
     title = "Invalid token"
+    documented_headers: ClassVar[dict[str, str]] = {
+        "WWW-Authenticate": 'Bearer error="invalid_token"'
+    }
 
     def __init__(self, detail: str) -> None:
         super().__init__(
@@ -114,3 +119,26 @@ class SessionNotFound(Problem):
     status = 404
     code = "session_not_found"
     title = "Session not found"
+
+
+class UserNotFound(Problem):
+    """No user with this id has logged in."""
+
+    status = 404
+    code = "user_not_found"
+    title = "User not found"
+
+
+def _token_errors(base: type[TokenError]) -> list[type[TokenError]]:
+    found: list[type[TokenError]] = []
+    for subclass in base.__subclasses__():
+        found += [subclass, *_token_errors(subclass)]
+    return found
+
+
+FORWARD_AUTH_ONLY = (TokenMissing, SessionUnknown)
+
+TOKEN_ERRORS: tuple[type[Problem], ...] = tuple(
+    error for error in _token_errors(TokenError) if error not in FORWARD_AUTH_ONLY
+)
+"""Why a token in a body is refused (401), read from the classes above: never listed by hand."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, validate
+from marshmallow import ValidationError
 
+from shared.api import Api
 from shared.apikeys import bearer_token
-from shared.claims import StrictString, first_error
-from shared.errors import Problem
+from shared.claims import first_error
+from shared.errors import RequestInvalid
 from shared.hotroutes import (
     Answer,
     Environ,
@@ -24,7 +25,14 @@ from shared.hotroutes import (
     read_body,
 )
 from shared.metrics import HTTP_METHODS
-from verifier.errors import SessionUnknown, TokenMissing
+from verifier.errors import (
+    FORWARD_AUTH_ONLY,
+    TOKEN_ERRORS,
+    SessionUnknown,
+    StoreUnavailable,
+    TokenMissing,
+)
+from verifier.schemas import AuthResult, TokenRequest, Verified
 from verifier.service import Verdict, VerifierService
 
 REVOCATION_HEADER = "X-Revocation-Checked"
@@ -32,15 +40,6 @@ REVOCATION_HEADER = "X-Revocation-Checked"
 
 FORWARD_AUTH_METHODS = HTTP_METHODS
 """A proxy asks with the method its client used; anything else is no request of a proxy's."""
-
-
-class TokenRequest(Schema):
-    """The body of verify, login and revoke: ``{"token": "<jwt>"}``."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    token = StrictString(required=True, validate=validate.Length(min=1))
 
 
 _TOKEN_REQUEST = TokenRequest()  # built once: a schema instance costs more than the load
@@ -51,11 +50,13 @@ def token_from_body(body: bytes, content_type: str | None, authorization: str | 
     if not body:
         bearer = bearer_token(authorization)
         if bearer is None:
-            raise Problem('Send {"token": "<jwt>"} as JSON, or Authorization: Bearer <jwt>.')
+            raise RequestInvalid(
+                'Send {"token": "<jwt>"} as JSON, or Authorization: Bearer <jwt>.'
+            )
         return bearer
     document = parse_json(body, content_type)
     if not isinstance(document, dict):
-        raise Problem('The body must be a JSON object: {"token": "<jwt>"}.')
+        raise RequestInvalid('The body must be a JSON object: {"token": "<jwt>"}.')
     # what the schema accepts, checked directly; the schema runs to word the refusal
     token = document.get("token")
     if isinstance(token, str) and token:
@@ -64,7 +65,7 @@ def token_from_body(body: bytes, content_type: str | None, authorization: str | 
         loaded: dict[str, Any] = _TOKEN_REQUEST.load(document)
     except ValidationError as exc:
         field, message = first_error(exc.messages)
-        raise Problem(f"{field}: {message}") from None
+        raise RequestInvalid(f"{field}: {message}", extra={"field": field}) from None
     token = loaded["token"]
     assert isinstance(token, str)
     return token
@@ -91,8 +92,8 @@ def header_safe(value: str) -> tuple[str, bool]:
     return urllib.parse.quote(value, safe=""), True
 
 
-def hot_routes(service: VerifierService, *, max_body_bytes: int) -> list[Route]:
-    """The verifier's routes served in front of Flask."""
+def hot_routes(api: Api, service: VerifierService, *, max_body_bytes: int) -> list[Route]:
+    """The verifier's routes served in front of Flask, declared to ``api``."""
 
     def verify(environ: Environ, method: str) -> Answer:
         token = token_from_body(
@@ -134,10 +135,35 @@ def hot_routes(service: VerifierService, *, max_body_bytes: int) -> list[Route]:
         return json_answer(200, {"userId": user_id, "isAdmin": is_admin, "provider": provider,
                                  "revocationChecked": checked}, headers)
 
+    forward_auth_doc: dict[str, Any] = {
+        "description": "Authorization: Bearer <jwt or session id>. A value with a dot is a JWT, "
+        "anything else a session id. Every HTTP method is accepted, since proxies forward the "
+        "original one.",
+        "answer": AuthResult,
+        "answer_headers": AUTH_HEADERS,
+        "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, StoreUnavailable),
+        "security": ("bearerJwt", "session"),
+    }
+    summary = "Forward-auth for nginx auth_request, Traefik ForwardAuth, Envoy ext_authz"
     return [
-        Route("/v1/verify", "/v1/verify", frozenset({"POST"}), verify),
-        Route("/v1/auth", "/v1/auth", FORWARD_AUTH_METHODS, forward_auth),
+        api.hot("/v1/verify", ["POST"], verify, "Verify a token", body=TokenRequest,
+                body_required=False, answer=Verified,
+                answer_headers={REVOCATION_HEADER: AUTH_HEADERS[REVOCATION_HEADER]},
+                errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", "")),
+        api.hot("/v1/auth", FORWARD_AUTH_METHODS, forward_auth, summary, **forward_auth_doc),
         # Envoy ext_authz appends the original path
-        Route("/v1/auth", "/v1/auth/<path:forwarded_path>", FORWARD_AUTH_METHODS, forward_auth,
-              prefix=True),
+        api.hot("/v1/auth/<path:forwarded_path>", FORWARD_AUTH_METHODS, forward_auth, summary,
+                prefix="/v1/auth", path_parameters={
+                    "forwarded_path": "ignored: Envoy ext_authz appends the original path"},
+                **forward_auth_doc),
     ]
+
+
+AUTH_HEADERS = {
+    "X-Auth-User-Id": "the user id; percent-encoded UTF-8 when X-Auth-User-Id-Encoding is "
+    "'percent' (ids that are not printable ASCII)",
+    "X-Auth-User-Id-Encoding": "'percent' when X-Auth-User-Id is percent-encoded",
+    "X-Auth-Is-Admin": "true or false",
+    "X-Auth-Provider": "the provider name (VERIFIER_PROVIDER_NAME)",
+    REVOCATION_HEADER: "false when Redis was unreachable in open mode: signature only",
+}

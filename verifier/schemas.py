@@ -1,0 +1,80 @@
+"""The shapes of the verifier's requests and answers: read at the routes, and documented."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from shared.claims import StrictString
+
+# camelCase attribute names below are the wire names of the contract
+
+
+class TokenRequest(Schema):
+    """The body of verify, login and revoke: ``{"token": "<jwt>"}``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    token = StrictString(required=True, validate=validate.Length(min=1))
+
+
+class Verified(Schema):
+    """A good token: who it names, whether an admin, and the whole payload as signed."""
+
+    userId = fields.String(required=True)
+    isAdmin = fields.Boolean(required=True)
+    provider = fields.String(required=True)
+    claims = fields.Dict(required=True, metadata={"description": "the whole payload"})
+    issuedAt = fields.Float(required=True, allow_none=True)
+    expiresAt = fields.Float(required=True, allow_none=True)
+    revocationChecked = fields.Boolean(
+        required=True,
+        metadata={"description": "false: Redis unreachable in open mode, the answer rests on "
+                                 "the signature alone"},
+    )
+
+
+class AuthResult(Schema):
+    """Forward-auth's body; the same identity is in the X-Auth-* headers."""
+
+    userId = fields.String(required=True)
+    isAdmin = fields.Boolean(required=True)
+    provider = fields.String(required=True)
+    revocationChecked = fields.Boolean(required=True)
+
+
+class Session(Schema):
+    """A server-side session opened by a login."""
+
+    sessionId = fields.String(required=True, metadata={"description": "256 random bits"})
+    userId = fields.String(required=True)
+    isAdmin = fields.Boolean(required=True)
+    provider = fields.String(required=True)
+    createdAt = fields.Integer(required=True)
+    expiresAt = fields.Integer(required=True)
+
+
+class UserLogout(Schema):
+    """A user-wide logout: sessions ended, and the cut-off before which tokens are refused."""
+
+    userId = fields.String(required=True)
+    sessionsEnded = fields.Integer(required=True)
+    tokensRevokedBefore = fields.Float(required=True)
+
+
+class User(Schema):
+    """The user record as of the last login."""
+
+    userId = fields.String(required=True)
+    isAdmin = fields.Boolean(required=True)
+    provider = fields.String(required=True)
+    createdAt = fields.Integer(required=True)
+    lastLoginAt = fields.Integer(required=True)
+    tokensRevokedBefore = fields.Float(required=True, allow_none=True)
+
+
+class VerifierReady(Schema):
+    """Each dependency and whether it answers."""
+
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.Boolean(), required=True)
