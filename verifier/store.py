@@ -294,7 +294,7 @@ class Store:
     def revoke(self, rev_id: str, ttl: int | None) -> None:
         """Refuse the token from now on; ``ttl`` None keeps the revocation (token without exp)."""
         key = self.revocation_key(rev_id)
-        self._run("revoke", lambda client: client.set(key, "1", ex=ttl))
+        self._run("revoke", lambda client: _fenced(client, client.set(key, "1", ex=ttl)))
 
     # sessions and users ---------------------------------------------------------------------
 
@@ -352,7 +352,8 @@ class Store:
         keys = [self.cutoff_key(user_id), self.index_key(user_id)]
         args = [repr(now), self.prefix + "session:"]
         cutoff, ended = self._run(
-            "end_user", lambda client: self._scripts["end_user"](keys, args, client)
+            "end_user",
+            lambda client: _fenced(client, self._scripts["end_user"](keys, args, client)),
         )
         return float(cutoff), int(ended)
 
@@ -369,6 +370,19 @@ class Store:
         record, cutoff = self._run("user", read)
         decoded = {k.decode(): v.decode() for k, v in record.items()} if record else None
         return decoded, read_cutoff(cutoff)
+
+
+def _fenced(client: redis.Redis, result: Any) -> Any:
+    """``result`` of a write the revocation mirrors must see, once they can see it.
+
+    Redis sends a write's invalidation pushes to every mirror in the same pass over its clients
+    as the writer's reply, and not necessarily first (it serves the newest output first). A
+    PING on the writer's connection is answered in a later pass, so when it returns every
+    mirror's socket already holds the push: a request anywhere after the acknowledgement reads
+    it before it answers (docs/verifier.md, "Consistency").
+    """
+    client.ping()
+    return result
 
 
 def _text(value: Any) -> str:
