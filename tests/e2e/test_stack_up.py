@@ -244,7 +244,8 @@ def test_printed_demo_runs_as_pasted(up: Up) -> None:
     assert '"userId": "123"' in out or '"userId":"123"' in out, out
     assert "X-Auth-User-Id: 123" in out
     assert "logout: 204" in out
-    assert "token_revoked" in out.splitlines()[-1]
+    assert "token_revoked" in out.splitlines()[-2]
+    assert '"sessionsEnded":0' in out.splitlines()[-1], out
     assert up.stop(signal.SIGINT) == 0
 
 
