@@ -20,6 +20,7 @@ from issuer.errors import (
 from issuer.issuance import TokenIssuer
 from issuer.metrics import TOKEN_REFUSALS
 from issuer.schemas import PAYLOAD_DESCRIPTION, Issued
+from issuer.signing import RESERVED_CLAIMS
 from shared.api import Api
 from shared.errors import Problem
 from shared.hotroutes import (
@@ -63,7 +64,8 @@ def hot_routes(api: Api, issuer: TokenIssuer, *, max_body_bytes: int) -> list[Ro
         }
         return json_answer(201, body, [("Cache-Control", "no-store")])
 
-    payload = type(issuer.settings.claim_rule.schema)
+    # the claim schema the issuer checks with, without the claims only the issuer sets
+    payload = type(issuer.settings.claim_rule.schema)(exclude=RESERVED_CLAIMS)
     return [api.hot(
         "/v1/tokens", ["POST"], issue_token, "Sign a payload for a user",
         description=PAYLOAD_DESCRIPTION, body=payload, status=201, answer=Issued,
@@ -71,6 +73,8 @@ def hot_routes(api: Api, issuer: TokenIssuer, *, max_body_bytes: int) -> list[Ro
         errors=(ExpiresInInvalid, ApiKeyMissing, ApiKeyInvalid, AdminNotPermitted, ClaimInvalid,
                 ClaimReserved, RateLimited),
         security=("apiKey",),
-        query={"expires_in": "lifetime in seconds (1 to ISSUER_MAX_TOKEN_TTL) instead of "
-                             "ISSUER_TOKEN_TTL"},
+        query={"expires_in": (
+            "lifetime in seconds instead of ISSUER_TOKEN_TTL",
+            {"type": "integer", "minimum": 1, "maximum": issuer.settings.max_token_ttl},
+        )},
     )]

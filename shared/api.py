@@ -43,7 +43,7 @@ OPENAPI_VERSION = "3.1.0"
 SWAGGER_UI_FILES = Path(swagger_ui.__file__).parent / "static"
 """Swagger UI 5's own files, installed with the swagger-ui-py package."""
 
-_RULE_PARAMETER = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+_RULE_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 BODY_PROBLEMS: tuple[type[Problem], ...] = (RequestInvalid, PayloadTooLarge, UnsupportedMediaType)
 """What any route with a JSON body may answer before its own rules run."""
@@ -74,7 +74,7 @@ class Operation:
     methods: tuple[str, ...]
     summary: str
     description: str | None = None
-    body: type[Schema] | None = None
+    body: type[Schema] | Schema | None = None
     body_required: bool = True
     status: int = 200
     answer: type[Schema] | None = None  # the JSON body of a success; None: no body
@@ -82,9 +82,13 @@ class Operation:
     answer_headers: Mapping[str, str] = field(default_factory=dict)
     errors: tuple[type[Problem], ...] = ()
     security: tuple[str, ...] = ()  # scheme names; "" allows no credential
-    query: Mapping[str, str] = field(default_factory=dict)  # name: description
+    # name: description, or (description, JSON schema) when the value is not any string
+    query: Mapping[str, str | tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
     path_parameters: Mapping[str, str] = field(default_factory=dict)  # name: description
     tag: str | None = None
+    # OpenAPI links from the success answer to other operations (by operationId): how a
+    # stateful test (and a reader) goes from one call to the next
+    links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -161,7 +165,7 @@ class Api:
     def _operation(self, operation: Operation, method: str) -> dict[str, Any]:
         document: dict[str, Any] = {
             "summary": operation.summary,
-            "operationId": _operation_id(method, operation.path),
+            "operationId": operation_id(method, operation.path),
             "responses": {str(operation.status): _success(operation)},
         }
         if operation.description:
@@ -173,11 +177,11 @@ class Api:
              "schema": {"type": "string"}}
             for name, text in _path_parameters(operation).items()
         ]
-        parameters += [
-            {"name": name, "in": "query", "required": False, "description": text,
-             "schema": {"type": "string"}}
-            for name, text in operation.query.items()
-        ]
+        for name, documented in operation.query.items():
+            text, schema = (documented, {"type": "string"}) if isinstance(documented, str) \
+                else documented
+            parameters.append({"name": name, "in": "query", "required": False,
+                               "description": text, "schema": dict(schema)})
         if parameters:
             document["parameters"] = parameters
         errors = list(operation.errors)
@@ -194,7 +198,7 @@ class Api:
         return document
 
 
-def _operation_id(method: str, path: str) -> str:
+def operation_id(method: str, path: str) -> str:
     words = re.split(r"[^A-Za-z0-9]+", path)
     return method.lower() + "".join(word[:1].upper() + word[1:] for word in words if word)
 
@@ -210,6 +214,8 @@ def _success(operation: Operation) -> dict[str, Any]:
         response["content"] = {operation.media_type: {"schema": operation.answer}}
     elif operation.media_type != "application/json":
         response["content"] = {operation.media_type: {"schema": {"type": "string"}}}
+    if operation.links:
+        response["links"] = {name: dict(link) for name, link in operation.links.items()}
     if operation.answer_headers:
         response["headers"] = {
             name: {"description": text, "schema": {"type": "string"}}

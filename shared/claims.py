@@ -12,10 +12,13 @@ import math
 import unicodedata
 from typing import Any
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, missing
+from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, validate
 
 USER_ID_MAX_LENGTH = 255
 """A user id longer than this is refused: ids become Redis keys and log fields."""
+
+USER_ID_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+"""What ``validate_user_id`` accepts, as a JSON Schema pattern: no C0 or C1 control character."""
 
 
 def _has_control_character(text: str) -> bool:
@@ -105,7 +108,13 @@ def claims_schema(
     schema = _schema_cache.get(cache_key)
     if schema is None:
         declared: dict[str, fields.Field] = {
-            user_id_field: StrictString(required=True, validate=validate_user_id),
+            # validate_user_id decides; the length and pattern describe it in the API document
+            user_id_field: StrictString(
+                required=True,
+                validate=[validate_user_id, validate.Length(min=1, max=USER_ID_MAX_LENGTH)],
+                metadata={"pattern": USER_ID_PATTERN,
+                          "description": "the user's id: no control characters"},
+            ),
         }
         if is_admin_is_boolean:
             declared[is_admin_field] = StrictBoolean()

@@ -17,8 +17,9 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.routing import PathConverter
 
-from shared.api import Api, serve_hot_routes, service_app
+from shared.api import Api, operation_id, serve_hot_routes, service_app
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
 from shared.errors import Forbidden, RequestInvalid, Unauthorized
@@ -94,11 +95,22 @@ def _build(settings: VerifierSettings) -> Flask:
     # the PEM keys and the admin keys file are read again when they change, and on SIGHUP,
     # which also refetches the JWKS and ends the grace of withdrawn keys (shared.reloading)
     app.extensions[RELOADER_EXTENSION] = Reloader([keyset, admins])
+    app.url_map.converters["user_id"] = UserIdConverter
     app.register_blueprint(views)
     serve_hot_routes(app, "verifier", hot_routes(api, service,
                                                  max_body_bytes=settings.max_body_bytes))
     app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+class UserIdConverter(PathConverter):
+    """A user id in a path, slashes and line breaks included.
+
+    werkzeug's ``path`` stops at a line break, so ``/v1/users/a%0Ab`` found no route (404);
+    the id must reach ``check_user_id``, which refuses it as what it is (400).
+    """
+
+    regex = "[^/](?s:.*?)"
 
 
 class _RedactSessionIds:
@@ -149,7 +161,12 @@ def _admin() -> ApiClient:
 @api.view(views, "/v1/sessions", ["POST"],
           "Log in: verify the token, update the user record, open a session",
           body=TokenRequest, body_required=False, status=201, answer=Session,
-          errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", ""))
+          errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", ""),
+          links={
+              name: {"operationId": operation_id(method, "/v1/sessions/{session_id}"),
+                     "parameters": {"session_id": "$response.body#/sessionId"}}
+              for name, method in (("GetSession", "GET"), ("Logout", "DELETE"))
+          })
 def login() -> tuple[Response, int]:
     session = _service().login(_token_from_request())
     return jsonify(session), 201
@@ -183,7 +200,7 @@ def revoke() -> tuple[str, int]:
     return "", 204
 
 
-@api.view(views, "/v1/users/<path:user_id>/sessions", ["DELETE"],
+@api.view(views, "/v1/users/<user_id:user_id>/sessions", ["DELETE"],
           "End every session of a user and refuse every token issued so far",
           answer=UserLogout, errors=_ADMIN_ERRORS, security=("adminKey",),
           path_parameters=_USER_ID)
@@ -195,7 +212,7 @@ def end_user_sessions(user_id: str) -> Response:
     return jsonify(ended)
 
 
-@api.view(views, "/v1/users/<path:user_id>", ["GET"], "The user record as of the last login",
+@api.view(views, "/v1/users/<user_id:user_id>", ["GET"], "The user record as of the last login",
           answer=User, errors=(*_ADMIN_ERRORS, UserNotFound), security=("adminKey",),
           path_parameters=_USER_ID)
 def get_user(user_id: str) -> Response:
