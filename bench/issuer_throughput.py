@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from issuer.signing import sign_token  # noqa: E402 - after making the repo importable
-from shared.apikeys import add_client  # noqa: E402
-from shared.keys import generate_key_pair, load_private_key  # noqa: E402
+from shared.apikeys import add_client  # noqa: E402 - as above
+from shared.keys import generate_key_pair, load_private_key  # noqa: E402 - as above
 
 PASSPHRASE = "bench passphrase"
 PAYLOAD = {"userId": "bench-user-123", "plan": "gold"}

@@ -91,7 +91,7 @@ class RateLimiter:
                 self._state[2 * index] = tokens - 1.0
                 return 0.0
             self._state[2 * index] = tokens
-            return (1.0 - tokens) / rate
+            return float((1.0 - tokens) / rate)
 
     def _slot(self, name: str, now: float) -> int | None:
         """The slot of this client's bucket, made full on first use; None if none is free.

@@ -16,7 +16,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 
-class AccessLogger(Logger):
+class AccessLogger(Logger):  # type: ignore[misc]  # gunicorn has no types: Logger is Any
     """gunicorn's logger with a lean ``access``; errors and set-up are gunicorn's own."""
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:

@@ -147,9 +147,9 @@ class Api:
             plugins=[plugin], info={"description": self.description},
         )
         # the claim schema's strict fields, as the JSON types they accept
-        plugin.map_to_openapi_type(StrictString, fields.String)
-        plugin.map_to_openapi_type(StrictBoolean, fields.Boolean)
-        plugin.map_to_openapi_type(NumericDate, fields.Number)
+        plugin.map_to_openapi_type(StrictString, fields.String)  # type: ignore[no-untyped-call]  # apispec: untyped
+        plugin.map_to_openapi_type(StrictBoolean, fields.Boolean)  # type: ignore[no-untyped-call]  # apispec: untyped
+        plugin.map_to_openapi_type(NumericDate, fields.Number)  # type: ignore[no-untyped-call]  # apispec: untyped
         for name, scheme in self.security_schemes.items():
             spec.components.security_scheme(name, dict(scheme))
         spec.components.schema("Problem", schema=ProblemSchema)
@@ -344,4 +344,4 @@ def service_app(
 def serve_hot_routes(app: Flask, name: str, routes: list[Route]) -> None:
     """Answer ``routes`` in front of Flask (``shared.hotroutes``)."""
     app.extensions["hot_routes"] = routes
-    app.wsgi_app = HotRoutes(app.wsgi_app, name, routes)  # type: ignore[method-assign]
+    app.wsgi_app = HotRoutes(app.wsgi_app, name, routes)  # type: ignore[method-assign]  # WSGI wrapping

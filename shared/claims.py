@@ -25,7 +25,7 @@ def _has_control_character(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
-class StrictBoolean(fields.Field):
+class StrictBoolean(fields.Field[bool]):
     """A JSON boolean and nothing that merely looks like one."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
@@ -34,7 +34,7 @@ class StrictBoolean(fields.Field):
         return value
 
 
-class StrictString(fields.Field):
+class StrictString(fields.Field[str]):
     """A JSON string; never a number or boolean converted to one."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -43,7 +43,7 @@ class StrictString(fields.Field):
         return value
 
 
-class NumericDate(fields.Field):
+class NumericDate(fields.Field[float]):
     """RFC 7519 NumericDate: a finite JSON number (booleans, strings and NaN refused)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float | int:
@@ -54,7 +54,7 @@ class NumericDate(fields.Field):
         return value
 
 
-class Audience(fields.Field):
+class Audience(fields.Field[Any]):
     """``aud``: a string or a list of strings (RFC 7519 4.1.3)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -107,7 +107,7 @@ def claims_schema(
     cache_key = (user_id_field, is_admin_field, is_admin_is_boolean)
     schema = _schema_cache.get(cache_key)
     if schema is None:
-        declared: dict[str, fields.Field] = {
+        declared: dict[str, fields.Field[Any]] = {
             # validate_user_id decides; the length and pattern describe it in the API document
             user_id_field: StrictString(
                 required=True,

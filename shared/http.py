@@ -1,11 +1,10 @@
-"""HTTP plumbing both services share: problem+json errors and strict JSON request bodies."""
+"""HTTP plumbing both services share: every error the app can raise as problem+json."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from flask import Flask, Request, Response, current_app, json
+from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import (
@@ -19,22 +18,7 @@ from shared.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from shared.hotroutes import PROBLEM_MIMETYPE, parse_json
-
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "RFC 7807 problem document; branch on `code`, which never changes.",
-    "required": ["type", "title", "status", "detail", "code"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "field": {"type": "string", "description": "the request field that was refused"},
-    },
-}
-"""The OpenAPI schema of every error both services answer with."""
+from shared.hotroutes import PROBLEM_MIMETYPE
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +67,3 @@ def install_problem_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(Exception, _unexpected)
-
-
-def json_body(request: Request) -> Any:
-    """The request body as strict JSON: 415 unless it is JSON, 400 when it does not parse."""
-    return parse_json(request.get_data(cache=True), request.content_type)

@@ -43,7 +43,7 @@ def prepare_multiprocess_metrics() -> None:
 def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # untyped
 
 
 def _reloader_of(app: Any) -> Any:
@@ -102,7 +102,7 @@ def run_gunicorn(
         "control_socket_disable": True,
     }
 
-    class _Application(BaseApplication):  # gunicorn is untyped: BaseApplication is Any
+    class _Application(BaseApplication):  # type: ignore[misc]  # gunicorn has no types
         def load_config(self) -> None:
             for name, value in options.items():
                 # the control socket setting is unknown to gunicorn < 25.1, which has no socket

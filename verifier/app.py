@@ -99,7 +99,7 @@ def _build(settings: VerifierSettings) -> Flask:
     app.register_blueprint(views)
     serve_hot_routes(app, "verifier", hot_routes(api, service,
                                                  max_body_bytes=settings.max_body_bytes))
-    app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]  # WSGI wrapping
     return app
 
 

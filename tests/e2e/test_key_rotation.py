@@ -13,7 +13,7 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,16 +120,21 @@ class Stack:
     client_key: str
 
     def keys(self, *args: str) -> subprocess.CompletedProcess[str]:
-        environment = service_environment({
-            "ISSUER_KEYS_DIR": str(self.keys_dir),
-            "ISSUER_KEY_PASSPHRASE_FILE": str(self.passphrase_file),
-            "ISSUER_JWKS_MAX_AGE": str(JWKS_MAX_AGE),
-            "ISSUER_MAX_TOKEN_TTL": str(TOKEN_TTL),
-        })
-        result = subprocess.run([*JWT_AUTH, "keys", *args], env=environment, cwd=REPO,
-                                capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode == 0, result.stderr
-        return result
+        return run_keys(self.keys_dir, self.passphrase_file, *args)
+
+
+def run_keys(keys_dir: Path, passphrase_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``jwt-auth keys ARGS`` with the issuer's variables, as an operator runs it."""
+    environment = service_environment({
+        "ISSUER_KEYS_DIR": str(keys_dir),
+        "ISSUER_KEY_PASSPHRASE_FILE": str(passphrase_file),
+        "ISSUER_JWKS_MAX_AGE": str(JWKS_MAX_AGE),
+        "ISSUER_MAX_TOKEN_TTL": str(TOKEN_TTL),
+    })
+    result = subprocess.run([*JWT_AUTH, "keys", *args], env=environment, cwd=REPO,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 @pytest.fixture
@@ -150,19 +155,18 @@ def stack(redis_server: RedisServer, tmp_path: Path) -> Iterator[Stack]:
         "ISSUER_JWKS_MAX_AGE": str(JWKS_MAX_AGE),
         "ISSUER_RATE_LIMIT": "0",
     }, tmp_path / "issuer.log", workers=2, threads=2)
-    made = Stack(keys_dir, passphrase, issuer, None, client_key)  # type: ignore[arg-type]
-    made.keys("rotate", "--bits", "2048")  # the first key of a directory is active
+    run_keys(keys_dir, passphrase, "rotate", "--bits", "2048")  # a directory's first key: active
     issuer.start()
-    made.verifier = ServiceProcess("verifier", {
+    verifier = ServiceProcess("verifier", {
         "VERIFIER_JWKS_URL": f"{issuer.url}/.well-known/jwks.json",
         "VERIFIER_LEEWAY": "0",
         "REDIS_URL": redis_server.url,
     }, tmp_path / "verifier.log", workers=2, threads=2)
-    made.verifier.start()
+    verifier.start()
     try:
-        yield made
+        yield Stack(keys_dir, passphrase, issuer, verifier, client_key)
     finally:
-        made.verifier.stop()
+        verifier.stop()
         issuer.stop()
 
 
@@ -185,10 +189,10 @@ def _seed_style_token(stack: Stack, kid: str) -> Minted:
     return Minted(token, kid, None, time.time())
 
 
-def _wait_for(check: object, seconds: float, what: str) -> None:
+def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")

@@ -128,7 +128,7 @@ def test_pkcs1_public_key(key_pair: KeyPair, signer: rsa.RSAPrivateKey, tmp_path
 
 def _small_key_pem() -> str:
     # deliberately breakable: the point is that it is refused
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - too small on purpose
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
