@@ -67,10 +67,6 @@ class ApiClient:
         return self.previous_valid_until if now < self.previous_valid_until else None
 
 
-hash_key = sha256_hex
-"""The stored form of an API key. Only tests/unit/shared/test_apikeys*.py still import this
-name; once they use ``shared.digest.sha256_hex`` it can go."""
-
 
 def new_key() -> str:
     """A fresh API key: a recognisable prefix and 256 random bits."""

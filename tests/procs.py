@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from tests.keypairs import KeyPair
+
 REPO = Path(__file__).resolve().parent.parent
 JWT_AUTH = [sys.executable, "-m", "jwt_auth"]
 
@@ -209,3 +211,32 @@ class ServiceProcess:
                 self.process.wait(timeout=10)
         self._log.close()
         self.process = None
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``jwt-auth ARGS`` with only the given product variables set; stdin is not a terminal."""
+    return subprocess.run(
+        [*JWT_AUTH, *args], env=service_environment(env or {}), cwd=REPO, capture_output=True,
+        text=True, stdin=subprocess.DEVNULL, timeout=60, check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    """The CLI's contract for bad input: non-zero, one line on stderr, no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+
+
+def verifier_env(
+    key_pair: KeyPair, redis_url: str, admin_file: Path, **extra: str
+) -> dict[str, str]:
+    """A verifier trusting the pair's public key file, on the given Redis."""
+    return {
+        "VERIFIER_PUBLIC_KEY_FILE": str(key_pair.public_path),
+        "REDIS_URL": redis_url,
+        "VERIFIER_ADMIN_KEYS_FILE": str(admin_file),
+        **extra,
+    }

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from shared.apikeys import ApiKeyRegistry
-from tests.e2e.test_cli_issuer import assert_one_line_error, run
+from tests.procs import assert_one_line_error
+from tests.procs import run_cli as run
 
 V = "ISSUER_CLIENTS_FILE"
 

@@ -6,7 +6,6 @@ import os
 import pty
 import select
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,31 +15,9 @@ import pytest
 from shared.apikeys import ApiKeyRegistry
 from shared.keys import load_private_key, load_public_keys
 from tests.keypairs import PASSPHRASE, KeyPair
-from tests.procs import JWT_AUTH, REPO
+from tests.procs import JWT_AUTH, REPO, assert_one_line_error, run_cli
 
-_ISSUER_VARIABLES = (
-    "ISSUER_PRIVATE_KEY_FILE", "ISSUER_PRIVATE_KEY", "ISSUER_KEY_PASSPHRASE",
-    "ISSUER_KEY_PASSPHRASE_FILE", "ISSUER_TOKEN_TTL", "ISSUER_MAX_TOKEN_TTL",
-    "ISSUER_CLIENTS_FILE", "ISSUER_ISSUER", "ISSUER_AUDIENCE",
-)
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``jwt-auth ARGS`` with only the given issuer variables set; stdin is not a terminal."""
-    environment = {k: v for k, v in os.environ.items() if k not in _ISSUER_VARIABLES}
-    environment.update(env or {})
-    return subprocess.run(
-        [*JWT_AUTH, *args], env=environment, cwd=REPO, capture_output=True, text=True,
-        stdin=subprocess.DEVNULL, timeout=60, check=False,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert expected in lines[0]
+run = run_cli
 
 
 def test_keygen_with_passphrase_file(tmp_path: Path) -> None:

@@ -18,8 +18,7 @@ import pytest
 from issuer.keycommands import PUBLISH_SLACK
 from issuer.keyring import ACTIVE, NEXT, RETIRED, RETIRING, read_state, write_state
 from shared.keys import load_private_key
-from tests.e2e.test_cli_issuer import assert_one_line_error
-from tests.procs import JWT_AUTH, REPO, service_environment
+from tests.procs import JWT_AUTH, REPO, assert_one_line_error, service_environment
 
 pytestmark = [pytest.mark.e2e]
 

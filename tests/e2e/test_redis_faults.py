@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.test_verifier_e2e import verifier_env
 from tests.forge import fresh, sign
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, wait_until
+from tests.procs import RedisServer, ServiceProcess, verifier_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -13,21 +13,9 @@ import requests
 
 from shared.apikeys import add_client
 from tests.keypairs import PASSPHRASE, KeyPair
-from tests.procs import RedisServer, ServiceProcess
+from tests.procs import RedisServer, ServiceProcess, verifier_env
 
 pytestmark = pytest.mark.e2e
-
-
-def verifier_env(
-    key_pair: KeyPair, redis_url: str, admin_file: Path, **extra: str
-) -> dict[str, str]:
-    """A verifier trusting the pair's public key file, on the given Redis."""
-    return {
-        "VERIFIER_PUBLIC_KEY_FILE": str(key_pair.public_path),
-        "REDIS_URL": redis_url,
-        "VERIFIER_ADMIN_KEYS_FILE": str(admin_file),
-        **extra,
-    }
 
 
 @dataclass

@@ -13,8 +13,8 @@ from shared.apikeys import (
     ApiKeyRegistry,
     add_client,
     bearer_token,
-    hash_key,
 )
+from shared.digest import sha256_hex
 from shared.errors import ConfigError
 
 
@@ -27,7 +27,7 @@ def test_added_client_authenticates_and_file_holds_only_the_hash(tmp_path: Path)
     text = path.read_text()
     assert key not in text
     assert admin_key not in text
-    assert hash_key(key) in text
+    assert sha256_hex(key) in text
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     registry = ApiKeyRegistry.load(str(path), variable="ISSUER_CLIENTS_FILE")
     web = registry.authenticate(key)

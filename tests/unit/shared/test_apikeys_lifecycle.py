@@ -13,11 +13,11 @@ import pytest
 from shared.apikeys import (
     ApiKeyRegistry,
     add_client,
-    hash_key,
     read_clients,
     remove_client,
     rotate_client,
 )
+from shared.digest import sha256_hex
 from shared.errors import ConfigError
 from shared.reloading import Reloader
 
@@ -44,7 +44,7 @@ def test_old_format_files_load_with_unknown_dates(tmp_path: Path) -> None:
     path = tmp_path / "clients.json"
     old_key = "jwta_old"
     path.write_text(json.dumps({"clients": [
-        {"name": "legacy", "key_sha256": hash_key(old_key), "admin": True},
+        {"name": "legacy", "key_sha256": sha256_hex(old_key), "admin": True},
         {"name": "bare", "key_sha256": "0" * 64},
     ]}))
     registry = ApiKeyRegistry.load(str(path), variable=V)
