@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
-from marshmallow import INCLUDE, Schema, ValidationError, fields, missing, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, missing
 
 USER_ID_MAX_LENGTH = 255
 """A user id longer than this is refused: ids become Redis keys and log fields."""
@@ -108,11 +109,13 @@ def claims_schema(
     schema = _schema_cache.get(cache_key)
     if schema is None:
         declared: dict[str, fields.Field[Any]] = {
-            # validate_user_id decides; the length and pattern describe it in the API document
+            # validate_user_id decides; the length and pattern only describe it in the API
+            # document (a second validator would cost every verification a few microseconds)
             user_id_field: StrictString(
                 required=True,
-                validate=[validate_user_id, validate.Length(min=1, max=USER_ID_MAX_LENGTH)],
-                metadata={"pattern": USER_ID_PATTERN,
+                validate=validate_user_id,
+                metadata={"pattern": USER_ID_PATTERN, "minLength": 1,
+                          "maxLength": USER_ID_MAX_LENGTH,
                           "description": "the user's id: no control characters"},
             ),
         }
@@ -124,23 +127,47 @@ def claims_schema(
     return schema
 
 
-def check_against(schema: Schema, payload: dict[str, Any]) -> None:
-    """``schema.load(payload)`` for a claims schema, at less than half its cost when it passes.
+_Check = tuple[str, bool, Callable[..., Any], tuple[Callable[[Any], Any], ...]]
+_plans: dict[int, tuple[Schema, tuple[_Check, ...]]] = {}
 
-    ``load`` runs marshmallow's whole machinery (error store, hooks, a result dict): 13 us for
-    a typical token here, against 5 us for asking the same field objects directly. Only when
-    one refuses (or a required one is missing) does ``load`` run, so every refusal keeps
-    marshmallow's own wording. The schema has no schema-level validators and includes unknown
-    members, so its fields are all of it.
+
+def _plan(schema: Schema) -> tuple[_Check, ...]:
+    """Each field of the schema as (name, required, converter, validators), made once."""
+    known = _plans.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    plan = tuple(
+        (name, declared.required, declared._deserialize, tuple(declared.validators))
+        for name, declared in schema.load_fields.items()
+    )
+    _plans[id(schema)] = (schema, plan)
+    return plan
+
+
+def check_against(schema: Schema, payload: dict[str, Any]) -> None:
+    """``schema.load(payload)`` for a claims schema, at a fraction of its cost when it passes.
+
+    ``load`` runs marshmallow's whole machinery (error store, hooks, a result dict), and even a
+    field's own ``deserialize`` wraps each step in more of it: on every verification of a fresh
+    token that was a fifth of the Python time. Here each field's converter and validators are
+    called directly, with the same rules (null is never allowed: no field here allows it).
+    Only when one refuses (or a required one is missing) does ``load`` run, so every refusal
+    keeps marshmallow's own wording. The schema has no schema-level validators and includes
+    unknown members, so its fields are all of it.
     """
-    for name, declared in schema.load_fields.items():
+    for name, required, convert, validators in _plan(schema):
         value = payload.get(name, missing)
         if value is missing:
-            if declared.required:
+            if required:
                 break
             continue
+        if value is None:
+            break
         try:
-            declared.deserialize(value, name, payload)
+            converted = convert(value, name, payload)
+            for check in validators:
+                if check(converted) is False:
+                    raise ValidationError("refused")
         except ValidationError:
             break
     else:

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from shared.claims import USER_ID_MAX_LENGTH, first_error, validate_claims
+from shared.claims import (
+    USER_ID_MAX_LENGTH,
+    check_against,
+    claims_schema,
+    first_error,
+    validate_claims,
+)
 
 
 def _field_of(payload: Any, **kwargs: Any) -> str:
@@ -74,3 +80,35 @@ def test_configured_field_names() -> None:
 
 def test_non_boolean_admin_value_accepts_any_json() -> None:
     validate_claims({"userId": "u", "isAdmin": "yes"}, is_admin_is_boolean=False)
+
+
+@pytest.mark.parametrize("payload", [
+    {"userId": "u"},
+    {"userId": "u", "isAdmin": True, "exp": 1.5, "nbf": 0, "iat": 2, "aud": ["a"], "x": None},
+    {},
+    {"userId": None},
+    {"userId": ""},
+    {"userId": "a\x00b"},
+    {"userId": "x" * 256},
+    {"userId": 5},
+    {"userId": "u", "isAdmin": None},
+    {"userId": "u", "isAdmin": "true"},
+    {"userId": "u", "exp": None},
+    {"userId": "u", "exp": float("nan")},
+    {"userId": "u", "exp": True},
+    {"userId": "u", "aud": [1]},
+    {"userId": "u", "iss": 3},
+])
+def test_the_fast_check_refuses_exactly_what_load_refuses(payload: dict[str, object]) -> None:
+    schema = claims_schema()
+    try:
+        schema.load(payload)
+        loads = True
+    except ValidationError:
+        loads = False
+    try:
+        check_against(schema, payload)
+        checks = True
+    except ValidationError:
+        checks = False
+    assert checks == loads
