@@ -160,7 +160,8 @@ class Api:
                 entry[method.lower()] = self._operation(operation, method)
         for path, operations in by_path.items():
             spec.path(path=path, operations=operations)
-        return spec.to_dict()
+        document: dict[str, Any] = spec.to_dict()
+        return document
 
     def _operation(self, operation: Operation, method: str) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -277,8 +278,9 @@ def operations_blueprint(
     def readyz() -> Response:
         ready, report = readiness()
         if not ready:
-            raise NotReady("Not ready: " + report.pop("reason", "a dependency is unavailable."),
-                           extra=report)
+            # ``reason`` stays a member too: monitors read it from the earlier plain JSON answer
+            reason = report.get("reason", "a dependency is unavailable.")
+            raise NotReady(f"Not ready: {reason}", extra=report)
         return jsonify({"status": "ready", **report})
 
     @api.view(blueprint, "/metrics", ["GET"], "Prometheus metrics, summed over the workers",
@@ -297,7 +299,7 @@ def operations_blueprint(
         return Response(_DOCS_PAGE.replace("{title}", api.title), mimetype="text/html")
 
     @api.view(blueprint, "/docs/static/<path:name>", ["GET"], "Swagger UI's own files",
-              media_type="application/octet-stream", errors=(NotFound,), tag=tag)
+              media_type="*/*", errors=(NotFound,), tag=tag)
     def docs_static(name: str) -> Response:
         # Swagger UI's own files, from the installed package: the page needs no CDN
         return send_from_directory(SWAGGER_UI_FILES, name, max_age=3600)
@@ -305,7 +307,7 @@ def operations_blueprint(
     return blueprint
 
 
-_DOCS_PAGE = """<!doctype html>
+_DOCS_PAGE = r"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
@@ -316,7 +318,12 @@ _DOCS_PAGE = """<!doctype html>
   <div id="swagger-ui"></div>
   <script src="docs/static/swagger-ui-bundle.js"></script>
   <script>
-    window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});
+    // the document names no server; "Try it out" then calls the folder this page is in, so
+    // behind a proxy's path prefix it reaches /prefix/v1/..., not the host's root
+    fetch("openapi.json").then((answer) => answer.json()).then((spec) => {
+      spec.servers = [{url: new URL(".", window.location.href).href.replace(/\/$/, "")}];
+      window.ui = SwaggerUIBundle({spec: spec, dom_id: "#swagger-ui"});
+    });
   </script>
 </body>
 </html>

@@ -13,10 +13,11 @@ How it stays exact (docs/verifier.md, "Consistency"):
 2. Only then are the keys loaded (SCAN): a key written during the load is pushed as changed, so
    once loaded, absence from the mirror means absence from Redis.
 3. Before answering from the mirror, a request reads every push already waiting on the
-   connection. Redis sends a change's push to every tracking connection in the same event-loop
-   turn as the writer's reply, push first; a request that starts after a revocation was
-   acknowledged therefore finds the push waiting, whichever process it reaches (docs/verifier.md
-   says where this rests on timing: a network that delays one connection, Redis io-threads).
+   connection. Redis writes a change's pushes in the same pass over its clients as the writer's
+   reply, though not necessarily first, so the verifier's own revocation writes end with a PING
+   (``store._fenced``), answered in a later pass: by then the push has been handed to this
+   connection's socket. docs/verifier.md says where this still rests on timing (a network that
+   delays one connection, a mirror so far behind that Redis holds its pushes back).
 4. A pushed key is *unsettled*: a request that needs it reads Redis, and the background thread
    reads it again and settles it (unless it changed once more meanwhile).
 5. Whenever the mirror cannot be sure it is current (starting, the connection lost or silent for

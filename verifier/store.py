@@ -373,13 +373,15 @@ class Store:
 
 
 def _fenced(client: redis.Redis, result: Any) -> Any:
-    """``result`` of a write the revocation mirrors must see, once they can see it.
+    """``result`` of a write the revocation mirrors must see, once Redis has sent it to them.
 
-    Redis sends a write's invalidation pushes to every mirror in the same pass over its clients
-    as the writer's reply, and not necessarily first (it serves the newest output first). A
-    PING on the writer's connection is answered in a later pass, so when it returns every
-    mirror's socket already holds the push: a request anywhere after the acknowledgement reads
-    it before it answers (docs/verifier.md, "Consistency").
+    Redis writes a change's invalidation pushes in the same pass over its clients as the
+    writer's reply, and not necessarily first (it serves the newest output first): a mirror
+    could answer "not revoked" after the acknowledgement. A command sent after the write's reply
+    arrived is answered in a later pass, when the pushes of that pass have been written to every
+    mirror's socket; so the PING (on whichever pooled connection) ends the write. Never pipeline
+    the two: they would be answered in the same pass. If Redis fails the PING, the revocation
+    itself has happened; the caller's retry is harmless (docs/verifier.md, "Consistency").
     """
     client.ping()
     return result

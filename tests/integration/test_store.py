@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+import redis
 
 from verifier.config import VerifierSettings
 from verifier.errors import StoreUnavailable
@@ -30,4 +32,42 @@ def test_an_open_breaker_lets_one_probe_through_and_closes_when_it_succeeds(
         assert store._down_until == 0.0
         assert store.lookup("jti:x", "u") == Snapshot(False, None)
     finally:
+        store.close()
+
+
+
+def _fence_after(monitor: Any, write: str, marker: str) -> None:
+    """MONITOR shows ``write`` (a command holding ``marker``), then a PING from that client."""
+    writer = None
+    for _ in range(500):
+        entry = monitor.next_command()
+        command = entry["command"]
+        if writer is None:
+            if command.upper().startswith(write) and marker in command:
+                writer = (entry["client_address"], entry["client_port"])
+            continue
+        if (entry["client_address"], entry["client_port"]) != writer:
+            continue  # other connections' commands
+        if command.upper().startswith(("SCRIPT LOAD", write)):
+            continue  # a script's first run: NOSCRIPT, load, run again
+        assert command.upper() == "PING", f"{write} was followed by {command!r}, not the fence"
+        return
+    raise AssertionError(f"no {write} with {marker!r}, or no PING after it")
+
+
+def test_revocations_and_cutoffs_end_with_the_mirror_fence(redis_url: str) -> None:
+    # Redis may write the reply before the mirrors' pushes; the PING after the write is what
+    # makes an acknowledged revocation visible to every mirror (store._fenced)
+    store = Store(VerifierSettings(public_key="unused", redis_url=redis_url))
+    # a read timeout: a missing command fails the test instead of hanging it
+    db = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        with db.monitor() as monitor:
+            store.revoke("jti:fence", 60)
+            _fence_after(monitor, "SET", "jti:fence")
+        with db.monitor() as monitor:
+            store.end_user("fenced-user", time.time())
+            _fence_after(monitor, "EVALSHA", "fenced-user")
+    finally:
+        db.close()
         store.close()
