@@ -12,9 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Dependencies first, exactly as locked: requirements/runtime.txt, which scripts/lock makes from
 # pyproject.toml's dependencies, names every version and the hashes of its files, and pip
 # refuses anything else. A layer of its own, so that a code change does not reinstall them.
-COPY requirements/runtime.txt /tmp/runtime.txt
+COPY requirements/runtime.txt requirements/build.txt /tmp/
 RUN pip install --no-compile --require-hashes -r /tmp/runtime.txt \
-    && rm /tmp/runtime.txt
+    && pip install --no-compile --require-hashes -r /tmp/build.txt \
+    && rm /tmp/runtime.txt /tmp/build.txt
 
 # Then the project itself, installed (not run from the source folder, which is removed), without
 # dependencies: the layer above has them all.
@@ -23,7 +24,7 @@ COPY shared /src/shared
 COPY issuer /src/issuer
 COPY verifier /src/verifier
 COPY jwt_auth /src/jwt_auth
-RUN pip install --no-compile --no-deps /src \
+RUN pip install --no-compile --no-deps --no-build-isolation /src \
     && rm -rf /src
 
 WORKDIR /app

@@ -20,6 +20,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = REPO / "requirements" / "runtime.txt"
 DEV = REPO / "requirements" / "dev.txt"
+BUILD = REPO / "requirements" / "build.txt"
 PROJECT = "jwt-custom-auth"
 # how uv names pyproject.toml itself in a pin's "# via" list
 ROOT_ANNOTATION = re.compile(r"^jwt-custom-auth(\[[^\]]*\])? \(pyproject\.toml\)$")
@@ -171,10 +172,25 @@ def test_image_and_venv_get_the_same_runtime_versions() -> None:
 def test_installs_use_the_locks() -> None:
     """No engine builds the image here: read that the Dockerfile and the bootstrap use the locks."""
     dockerfile = " ".join((REPO / "Dockerfile").read_text().replace("\\\n", " ").split())
-    assert "COPY requirements/runtime.txt " in dockerfile
+    assert "COPY requirements/runtime.txt requirements/build.txt " in dockerfile
     assert re.search(r"pip install [^&]*--require-hashes -r \S*runtime\.txt", dockerfile)
-    assert re.search(r"pip install [^&]*--no-deps /src", dockerfile)
-    assert "!requirements/runtime.txt" in (REPO / ".dockerignore").read_text().splitlines()
+    assert re.search(r"pip install [^&]*--require-hashes -r \S*build\.txt", dockerfile)
+    assert re.search(r"pip install [^&]*--no-deps --no-build-isolation /src", dockerfile)
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert "!requirements/runtime.txt" in ignored
+    assert "!requirements/build.txt" in ignored
     bootstrap = (REPO / "scripts" / "bootstrap").read_text()
     assert "--require-hashes -r requirements/dev.txt" in bootstrap
-    assert "--no-deps -e ." in bootstrap
+    assert "--require-hashes -r requirements/build.txt" in bootstrap
+    assert "--no-deps --no-build-isolation -e ." in bootstrap
+
+
+def test_the_build_backend_is_locked_too() -> None:
+    build = read_lock(BUILD)
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    for text in requires:
+        requirement = Requirement(text)
+        pin = build.get(canonicalize_name(requirement.name))
+        assert pin is not None, f"{requirement.name} is not in {BUILD.name}: run scripts/lock"
+        assert requirement.specifier.contains(pin.version), f"{pin.name} {pin.version}"
+        assert pin.hashes, f"{pin.name} has no hashes"
