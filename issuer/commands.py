@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,24 +41,65 @@ def _one_line_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]  # same signature as the wrapped command
 
 
-def _passphrase(passphrase_file: str | None) -> bytes:
+def ask_passphrase(
+    passphrase_file: str | None, *, prompt: str, confirm: bool, environment: bool = False
+) -> bytes:
+    """--passphrase-file; else, with ``environment``, the issuer's ISSUER_KEY_PASSPHRASE[_FILE];
+    else asked on the terminal (twice when ``confirm``); one-line errors otherwise."""
     if passphrase_file:
+        value = read_passphrase(value=None, file=passphrase_file,
+                                value_variable="--passphrase", file_variable="--passphrase-file")
+    elif environment:
         value = read_passphrase(
-            value=None, file=passphrase_file,
-            value_variable="--passphrase", file_variable="--passphrase-file",
+            value=os.environ.get("ISSUER_KEY_PASSPHRASE") or None,
+            file=os.environ.get("ISSUER_KEY_PASSPHRASE_FILE") or None,
+            value_variable="ISSUER_KEY_PASSPHRASE", file_variable="ISSUER_KEY_PASSPHRASE_FILE",
         )
-        assert value is not None  # read_passphrase refuses an empty file
+    else:
+        value = None
+    if value is not None:
         return value
     if not sys.stdin.isatty():
+        where = " or set ISSUER_KEY_PASSPHRASE_FILE" if environment else ""
         raise click.ClickException(
-            "no terminal to ask for the passphrase: pass --passphrase-file FILE"
+            f"no passphrase: pass --passphrase-file FILE{where} (no terminal to ask for it)"
         )
-    entered: str = click.prompt(
-        "Passphrase for private.pem", hide_input=True, confirmation_prompt=True, err=True
-    )
+    entered: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     if not entered:
         raise click.ClickException("the passphrase must not be empty")
     return entered.encode("utf-8")
+
+
+PROGRESS_EVERY = 1.0
+
+
+@contextlib.contextmanager
+def generating(bits: int) -> Iterator[None]:
+    """Elapsed seconds on stderr while a key is generated (a few seconds to a minute)."""
+    started = time.monotonic()
+    done = threading.Event()
+    terminal = sys.stderr.isatty()
+    click.echo(f"Generating a {bits}-bit RSA key...", err=True, nl=not terminal)
+
+    def tick() -> None:
+        while not done.wait(PROGRESS_EVERY):
+            elapsed = time.monotonic() - started
+            if terminal:
+                click.echo(f"\rGenerating a {bits}-bit RSA key... {elapsed:.0f}s", err=True,
+                           nl=False)
+            elif int(elapsed) % 5 == 0:
+                click.echo(f"  still generating ({elapsed:.0f}s)", err=True)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        if terminal:
+            click.echo("", err=True)
+        click.echo(f"Done in {time.monotonic() - started:.1f}s.", err=True)
 
 
 def _write(path: Path, data: bytes, mode: int, *, force: bool) -> None:
@@ -85,15 +128,14 @@ def keygen(out_dir: str, bits: int, passphrase_file: str | None, force: bool) ->
         for path in (private_path, public_path):
             if path.exists():
                 raise click.ClickException(f"{path} exists; pass --force to overwrite it")
-    passphrase = _passphrase(passphrase_file)
-    click.echo(f"Generating a {bits}-bit RSA key (this takes a few seconds)...", err=True)
-    started = time.monotonic()
-    private_pem, public_pem = generate_key_pair(bits, passphrase)
+    passphrase = ask_passphrase(passphrase_file, prompt="Passphrase for private.pem",
+                                confirm=True)
+    with generating(bits):
+        private_pem, public_pem = generate_key_pair(bits, passphrase)
     directory.mkdir(parents=True, exist_ok=True)
     _write(private_path, private_pem, 0o600, force=force)
     _write(public_path, public_pem, 0o644, force=force)
     kid = load_public_keys(public_pem, source=str(public_path))[0].kid
-    click.echo(f"Done in {time.monotonic() - started:.1f}s.", err=True)
     click.echo(f"wrote {private_path} (encrypted, mode 0600)")
     click.echo(f"wrote {public_path}")
     click.echo(f"kid {kid}")

@@ -6,17 +6,12 @@ within a second (or on SIGHUP) and publishes or signs accordingly (``issuer/keyr
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from issuer.commands import _one_line_errors
+from issuer.commands import _one_line_errors, ask_passphrase, generating
 from issuer.config import jwks_max_age_from_env, keys_dir_from_env, max_token_ttl_from_env
 from issuer.keyring import (
     ACTIVE,
@@ -33,11 +28,9 @@ from issuer.keyring import (
     write_state,
 )
 from shared.audit import audit, configure_audit_log
-from shared.errors import KeyInvalid, PassphraseMissing
+from shared.errors import KeyInvalid
 from shared.files import exclusive, write_atomically
-from shared.keys import generate_key_pair, load_private_key, load_public_keys, read_passphrase
-
-PROGRESS_EVERY = 1.0
+from shared.keys import generate_key_pair, load_private_key, load_public_keys
 
 PUBLISH_SLACK = 2
 """Seconds for every issuer worker to notice a new next key (they look once a second)."""
@@ -69,56 +62,8 @@ def _locked_directory(dir_option: str | None) -> Path:
 
 
 def _passphrase(passphrase_file: str | None, *, new: bool) -> bytes:
-    """--passphrase-file, else the issuer's ISSUER_KEY_PASSPHRASE[_FILE], else a prompt."""
-    if passphrase_file:
-        value = read_passphrase(value=None, file=passphrase_file,
-                                value_variable="", file_variable="--passphrase-file")
-    else:
-        value = read_passphrase(
-            value=os.environ.get("ISSUER_KEY_PASSPHRASE") or None,
-            file=os.environ.get("ISSUER_KEY_PASSPHRASE_FILE") or None,
-            value_variable="ISSUER_KEY_PASSPHRASE", file_variable="ISSUER_KEY_PASSPHRASE_FILE",
-        )
-    if value is not None:
-        return value
-    if not sys.stdin.isatty():
-        raise PassphraseMissing(
-            "no passphrase: pass --passphrase-file FILE or set ISSUER_KEY_PASSPHRASE_FILE"
-        )
-    entered: str = click.prompt("Passphrase of the keys", hide_input=True,
-                                confirmation_prompt=new, err=True)
-    if not entered:
-        raise click.ClickException("the passphrase must not be empty")
-    return entered.encode("utf-8")
-
-
-@contextlib.contextmanager
-def _progress(bits: int) -> Iterator[None]:
-    """Elapsed seconds on stderr while a key is generated (a few seconds to a minute)."""
-    started = time.monotonic()
-    done = threading.Event()
-    terminal = sys.stderr.isatty()
-    click.echo(f"Generating a {bits}-bit RSA key...", err=True, nl=not terminal)
-
-    def tick() -> None:
-        while not done.wait(PROGRESS_EVERY):
-            elapsed = time.monotonic() - started
-            if terminal:
-                click.echo(f"\rGenerating a {bits}-bit RSA key... {elapsed:.0f}s", err=True,
-                           nl=False)
-            elif int(elapsed) % 5 == 0:
-                click.echo(f"  still generating ({elapsed:.0f}s)", err=True)
-
-    thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        if terminal:
-            click.echo("", err=True)
-        click.echo(f"Done in {time.monotonic() - started:.1f}s.", err=True)
+    return ask_passphrase(passphrase_file, prompt="Passphrase of the keys", confirm=new,
+                          environment=True)
 
 
 def _remove_private_files(directory: Path, state: KeyState, kids: list[str]) -> None:
@@ -205,7 +150,7 @@ def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> No
         active = state.active(now)
         load_private_key((directory / active.file).read_bytes(), passphrase,
                          source=str(directory / active.file))
-    with _progress(bits):
+    with generating(bits):
         private_pem, public_pem = generate_key_pair(bits, passphrase)
     public = load_public_keys(public_pem, source="the new key")[0]
     directory.mkdir(parents=True, exist_ok=True)

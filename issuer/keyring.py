@@ -292,7 +292,15 @@ def load_ring(
     directory: Path, passphrase: bytes | None, *, now: float, variable: str = "ISSUER_KEYS_DIR"
 ) -> KeyRing:
     """Read the state, decrypt the active key, check every published key matches its kid."""
-    state = read_state(directory, variable=variable)
+    return ring_from_state(directory, read_state(directory, variable=variable), passphrase,
+                           now=now, variable=variable)
+
+
+def ring_from_state(
+    directory: Path, state: KeyState, passphrase: bytes | None, *, now: float,
+    variable: str = "ISSUER_KEYS_DIR",
+) -> KeyRing:
+    """``load_ring`` for a state already read."""
     record = state.active(now)
     pem, _ = read_pem(file=str(directory / record.file), text=None,
                       file_variable=f"{variable} ({record.file})", text_variable="")
@@ -381,8 +389,10 @@ class SigningKeys:
         settings = self._settings
         if settings.keys_dir:
             directory = Path(settings.keys_dir)
-            ring = load_ring(directory, settings_passphrase(settings), now=self._clock())
-            for warning in timing_warnings(read_state(directory), settings):
+            state = read_state(directory)
+            ring = ring_from_state(directory, state, settings_passphrase(settings),
+                                   now=self._clock())
+            for warning in timing_warnings(state, settings):
                 log.warning("%s", warning)
             return ring
         if not (settings.private_key_file or settings.private_key):

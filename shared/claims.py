@@ -128,19 +128,17 @@ def claims_schema(
 
 
 _Check = tuple[str, bool, Callable[..., Any], tuple[Callable[[Any], Any], ...]]
-_plans: dict[int, tuple[Schema, tuple[_Check, ...]]] = {}
 
 
 def _plan(schema: Schema) -> tuple[_Check, ...]:
-    """Each field of the schema as (name, required, converter, validators), made once."""
-    known = _plans.get(id(schema))
-    if known is not None and known[0] is schema:
-        return known[1]
-    plan = tuple(
-        (name, declared.required, declared._deserialize, tuple(declared.validators))
-        for name, declared in schema.load_fields.items()
-    )
-    _plans[id(schema)] = (schema, plan)
+    """Each field of the schema as (name, required, converter, validators), kept on it."""
+    plan: tuple[_Check, ...] | None = getattr(schema, "_jwt_auth_checks", None)
+    if plan is None:
+        plan = tuple(
+            (name, declared.required, declared._deserialize, tuple(declared.validators))
+            for name, declared in schema.load_fields.items()
+        )
+        schema._jwt_auth_checks = plan  # type: ignore[attr-defined]  # computed once per schema
     return plan
 
 

@@ -328,16 +328,10 @@ class KeySet:
             raise KeyUnknown("the token's kid names no trusted key")
         if self._jwks_url:
             index = self._index
-            stale = (
-                self._last_success is not None
-                and self._clock() - self._last_success >= self._fresh_for
-            )
-            missing = not index.keys or (kid is not None and kid not in index.by_kid)
-            if missing:
+            if not index.keys or (kid is not None and kid not in index.by_kid):
                 self.refresh()
-            elif stale:
-                # a due background-style refresh: never make a request wait behind another's
-                self.refresh(wait=False)
+            else:
+                self._refresh_if_due()
         index = self._index
         if kid is None:
             if len(index.keys) == 1:
@@ -386,17 +380,23 @@ class KeySet:
         # once a second, is what keeps a verifier from refusing a freshly promoted key
         return max(MIN_REFETCH_FLOOR, min(self._min_interval, self._fresh_for))
 
+    def _refresh_if_due(self) -> None:
+        """Refetch once the cached JWKS is older than its lifetime, never waiting for another
+        thread's fetch (a request must not queue behind it)."""
+        if (
+            self._last_success is not None
+            and self._clock() - self._last_success >= self._fresh_for
+        ):
+            self.refresh(wait=False)
+
     def trusts(self, kid: str) -> bool:
         """Whether the key with this thumbprint is still trusted (for results cached earlier).
 
         In JWKS mode a due refresh runs here too, without waiting, so a verifier answering
         only cached tokens still learns of retired keys within the JWKS cache lifetime.
         """
-        if self._jwks_url and (
-            self._last_success is not None
-            and self._clock() - self._last_success >= self._fresh_for
-        ):
-            self.refresh(wait=False)
+        if self._jwks_url:
+            self._refresh_if_due()
         index = self._index
         if kid not in index.by_kid:
             return False

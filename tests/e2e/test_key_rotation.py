@@ -13,7 +13,7 @@ import random
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,14 @@ from issuer.keycommands import PUBLISH_SLACK
 from shared.apikeys import add_client
 from shared.reloading import POLL_SECONDS
 from tests.forge import load_private, sign
-from tests.procs import JWT_AUTH, REPO, RedisServer, ServiceProcess, service_environment
+from tests.procs import (
+    JWT_AUTH,
+    REPO,
+    RedisServer,
+    ServiceProcess,
+    service_environment,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -189,15 +196,6 @@ def _seed_style_token(stack: Stack, kid: str) -> Minted:
     return Minted(token, kid, None, time.time())
 
 
-def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_rotation_under_load_refuses_no_valid_token(stack: Stack) -> None:
     old_kid = next(iter(_kids(stack)))
     seed_token = _seed_style_token(stack, old_kid)
@@ -212,22 +210,24 @@ def test_rotation_under_load_refuses_no_valid_token(stack: Stack) -> None:
 
         # rotate: the new key is published at once, and does not sign yet
         new_kid = stack.keys("rotate", "--bits", "2048").stdout.split()[0]
-        _wait_for(lambda: _kids(stack).get(new_kid) == "next", 5, "the issuer to publish next")
+        wait_until(lambda: _kids(stack).get(new_kid) == "next", timeout=5,
+                   what="the issuer to publish next")
         assert _jwks_kids(stack) == [old_kid, new_kid]
 
         # promote after the JWKS cache lifetime (and the issuer's reload), as the command insists
         time.sleep(JWKS_MAX_AGE + PUBLISH_SLACK + 0.2)
         stack.keys("promote", "--retire-after", str(RETIRE_AFTER))
         promoted_at = time.time()
-        _wait_for(lambda: _kids(stack) == {new_kid: "active", old_kid: "retiring"}, 5,
-                  "the issuer to sign with the new key")
+        wait_until(lambda: _kids(stack) == {new_kid: "active", old_kid: "retiring"}, timeout=5,
+                   what="the issuer to sign with the new key")
         # each worker polls the state file once a second: all of them sign with it by then
         signing_since = max(time.time(), promoted_at + POLL_SECONDS + 1.0)
         assert _jwks_kids(stack) == [new_kid, old_kid]
 
         # the end of the retiring period: the old key leaves the JWKS, named as retired
         time.sleep(max(0.0, promoted_at + RETIRE_AFTER - time.time()))
-        _wait_for(lambda: _kids(stack).get(old_kid) == "retired", 5, "the old key to retire")
+        wait_until(lambda: _kids(stack).get(old_kid) == "retired", timeout=5,
+                   what="the old key to retire")
         dropped_at = time.time()
         document = requests.get(f"{stack.issuer.url}/.well-known/jwks.json", timeout=5).json()
         assert [key["kid"] for key in document["keys"]] == [new_kid]

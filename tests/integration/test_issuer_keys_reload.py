@@ -8,6 +8,7 @@ The last test sends a real SIGHUP to a real gunicorn master.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,47 @@ def issuer(tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair) -> Issuer
     keys_dir = tmp_path / "keys"
     make_keys_dir(keys_dir, key_pair, other_key_pair)
     return start(tmp_path, key_pair.passphrase_path, keys_dir=str(keys_dir))
+
+
+@dataclass
+class GunicornIssuer:
+    """A real issuer under gunicorn on a keys directory, and a client that mints with it."""
+
+    service: ServiceProcess
+    api_key: str
+    session: requests.Session
+
+    def minted_kid(self) -> str:
+        response = self.session.post(f"{self.service.url}/v1/tokens", json={"userId": "7"},
+                                     headers={"Authorization": f"Bearer {self.api_key}"},
+                                     timeout=5)
+        assert response.status_code == 201, response.text
+        kid: str = response.json()["kid"]
+        return kid
+
+
+@contextlib.contextmanager
+def gunicorn_issuer(
+    tmp_path: Path, active: KeyPair, upcoming: KeyPair, *, workers: int
+) -> Iterator[GunicornIssuer]:
+    """``tmp_path/keys`` made with ``active`` and ``upcoming``, served until the block ends."""
+    keys_dir = tmp_path / "keys"
+    make_keys_dir(keys_dir, active, upcoming)
+    clients = tmp_path / "clients.json"
+    api_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
+    service = ServiceProcess("issuer", {
+        "ISSUER_KEYS_DIR": str(keys_dir),
+        "ISSUER_KEY_PASSPHRASE_FILE": str(active.passphrase_path),
+        "ISSUER_CLIENTS_FILE": str(clients),
+        "ISSUER_RATE_LIMIT": "0",
+    }, tmp_path / "issuer.log", workers=workers, threads=2)
+    service.start()
+    live = GunicornIssuer(service, api_key, requests.Session())
+    try:
+        yield live
+    finally:
+        live.session.close()  # the one in use then: a test may have replaced it
+        service.stop()
 
 
 def kept_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -251,28 +294,10 @@ def test_sighup_to_the_gunicorn_master_switches_the_signing_key(
     tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair
 ) -> None:
     keys_dir = tmp_path / "keys"
-    make_keys_dir(keys_dir, key_pair, other_key_pair)
-    clients = tmp_path / "clients.json"
-    api_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
-    service = ServiceProcess("issuer", {
-        "ISSUER_KEYS_DIR": str(keys_dir),
-        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
-        "ISSUER_CLIENTS_FILE": str(clients),
-        "ISSUER_RATE_LIMIT": "0",
-    }, tmp_path / "issuer.log", workers=2, threads=2)
-    service.start()
-    try:
+    with gunicorn_issuer(tmp_path, key_pair, other_key_pair, workers=2) as live:
+        service, minted_kid, session = live.service, live.minted_kid, live.session
         assert service.process is not None
         master = service.process.pid
-        session = requests.Session()
-
-        def minted_kid() -> str:
-            response = session.post(f"{service.url}/v1/tokens", json={"userId": "7"},
-                                    headers={"Authorization": f"Bearer {api_key}"}, timeout=5)
-            assert response.status_code == 201, response.text
-            kid: str = response.json()["kid"]
-            return kid
-
         assert minted_kid() == kid_of(key_pair)
         promote_in(keys_dir)
         os.kill(master, signal.SIGHUP)
@@ -293,8 +318,6 @@ def test_sighup_to_the_gunicorn_master_switches_the_signing_key(
         assert {k["kid"]: k["role"] for k in ready["keys"]} == {
             kid_of(other_key_pair): ACTIVE, kid_of(key_pair): RETIRING}
         assert KEPT not in service.output()
-    finally:
-        service.stop()
 
 
 def test_a_change_made_while_the_keys_load_is_not_lost(
@@ -316,43 +339,23 @@ def test_a_restarted_worker_never_signs_with_keys_changed_since_the_master_read_
     tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair
 ) -> None:
     keys_dir = tmp_path / "keys"
-    make_keys_dir(keys_dir, key_pair, other_key_pair)
-    clients = tmp_path / "clients.json"
-    api_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
-    service = ServiceProcess("issuer", {
-        "ISSUER_KEYS_DIR": str(keys_dir),
-        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
-        "ISSUER_CLIENTS_FILE": str(clients),
-        "ISSUER_RATE_LIMIT": "0",
-    }, tmp_path / "issuer.log", workers=1, threads=2)
-    service.start()
-    try:
+    with gunicorn_issuer(tmp_path, key_pair, other_key_pair, workers=1) as live:
+        service, minted_kid = live.service, live.minted_kid
         assert service.process is not None
-        session = requests.Session()
-
-        def minted_kid() -> str:
-            response = session.post(f"{service.url}/v1/tokens", json={"userId": "7"},
-                                    headers={"Authorization": f"Bearer {api_key}"}, timeout=5)
-            assert response.status_code == 201, response.text
-            kid: str = response.json()["kid"]
-            return kid
-
         promote_in(keys_dir)
         wait_until(lambda: minted_kid() == kid_of(other_key_pair), timeout=5,
                    what="the worker to sign with the promoted key")
         # the master still holds the keys it read at start; a worker it forks now must catch
         # up before its first answer, not a poll later
         worker = int(subprocess.check_output(["pgrep", "-P", str(service.process.pid)]).split()[0])
-        session.close()
+        live.session.close()
         os.kill(worker, signal.SIGKILL)
         wait_until(lambda: service.output().count("Booting worker") >= 2, timeout=10,
                    what="gunicorn to start another worker")
-        session = requests.Session()
+        live.session = requests.Session()
         wait_until(lambda: requests.get(f"{service.url}/healthz", timeout=2).ok, timeout=10,
                    what="the new worker to answer")
         assert [minted_kid() for _ in range(20)] == [kid_of(other_key_pair)] * 20
-    finally:
-        service.stop()
 
 
 def test_public_key_by_kid_gives_a_next_key_to_pem_configured_verifiers(
