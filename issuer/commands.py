@@ -177,7 +177,7 @@ def _grace_seconds(ctx: click.Context, param: click.Parameter, value: str) -> in
     return int(text)
 
 
-def _utc(epoch: float | None) -> str:
+def utc(epoch: float | None) -> str:
     """ISO-8601 UTC to the second, or "-" when unknown."""
     if epoch is None:
         return "-"
@@ -222,9 +222,9 @@ def clients_list(file_path: str | None) -> None:
         rows.append((
             _shown(client.name),
             "yes" if client.admin else "no",
-            _utc(client.created),
-            _utc(client.rotated),
-            f"previous key valid until {_utc(until)}" if until is not None else "",
+            utc(client.created),
+            utc(client.rotated),
+            f"previous key valid until {utc(until)}" if until is not None else "",
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
@@ -263,7 +263,7 @@ def clients_rotate(name: str, grace: int, file_path: str | None) -> None:
     audit("client_key_rotated", client=name, file=os.path.abspath(path), admin=client.admin,
           graceSeconds=grace)
     if client.previous_valid_until is not None:
-        old = f"the old key works until {_utc(client.previous_valid_until)} ({grace} s)"
+        old = f"the old key works until {utc(client.previous_valid_until)} ({grace} s)"
     else:
         old = "the old key is refused from now on"
     click.echo(f"rotated the key of {name!r} in {path}; {old}", err=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from issuer.commands import _one_line_errors, ask_passphrase, generating
+from issuer.commands import _one_line_errors, ask_passphrase, generating, utc
 from issuer.config import jwks_max_age_from_env, keys_dir_from_env, max_token_ttl_from_env
 from issuer.keyring import (
     ACTIVE,
@@ -39,12 +39,6 @@ PUBLISH_SLACK = 2
 def promotion_wait() -> int:
     """How long a next key must have been published before it may sign."""
     return jwks_max_age_from_env() + PUBLISH_SLACK
-
-
-def _when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _directory(dir_option: str | None) -> Path:
@@ -116,11 +110,11 @@ def list_keys(dir_option: str | None) -> None:
             until = "while active" if role == ACTIVE else "while next"
             if role == NEXT:
                 ready = record.published_at + wait
-                until += (f" (promotable from {_when(ready)})" if now < ready
+                until += (f" (promotable from {utc(ready)})" if now < ready
                           else " (promotable now)")
         else:
-            until = _when(record.published_until)
-        rows.append((record.kid, role, _when(record.created), until))
+            until = utc(record.published_until)
+        rows.append((record.kid, role, utc(record.created), until))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
@@ -163,7 +157,7 @@ def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> No
     click.echo(f"{public.kid} {role}")
     if not first:
         click.echo(
-            f"published now; promote it from {_when(now + promotion_wait())} "
+            f"published now; promote it from {utc(now + promotion_wait())} "
             "(once every JWKS cache has it, ISSUER_JWKS_MAX_AGE) with: jwt-auth keys promote",
             err=True,
         )
@@ -193,7 +187,7 @@ def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool
         raise KeyInvalid(
             f"{upcoming.kid} was published {now - upcoming.published_at} s ago and verifiers may "
             f"cache the JWKS for {jwks_max_age_from_env()} s (ISSUER_JWKS_MAX_AGE): promote it "
-            f"from {_when(upcoming.published_at + wait)}, or pass --force"
+            f"from {utc(upcoming.published_at + wait)}, or pass --force"
         )
     # the issuer would refuse a key it cannot decrypt and keep the old one: say so now instead
     load_private_key((directory / upcoming.file).read_bytes(), _passphrase(passphrase_file,
@@ -204,7 +198,7 @@ def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool
     audit("signing_key_promoted", kid=activated.kid, retiring=retiring.kid,
           retiringUntil=retiring.published_until, dir=str(directory))
     click.echo(f"{activated.kid} active")
-    click.echo(f"{retiring.kid} retiring until {_when(retiring.published_until)}")
+    click.echo(f"{retiring.kid} retiring until {utc(retiring.published_until)}")
 
 
 @keys.command("retire")
