@@ -20,6 +20,7 @@ _LAZY_COMMANDS = {
     "keys": "issuer.keycommands:keys",
     "issue": "issuer.commands:issue",
     "verify": "verifier.commands:verify",
+    "redis": "verifier.migrate:redis_group",
     "up": "jwt_auth.stack:up",
     "dev-keys": "jwt_auth.devkeys:dev_keys",
 }

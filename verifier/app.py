@@ -33,7 +33,7 @@ from verifier.hotpath import hot_routes, token_from_body
 from verifier.keyset import KeySet, check_published_rule
 from verifier.schemas import Session, TokenRequest, User, UserLogout, VerifierReady
 from verifier.service import VerifierService
-from verifier.store import Store
+from verifier.store import REDIS_FAILURES, Store
 from verifier.verification import VerificationPolicy
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ def _build(settings: VerifierSettings) -> Flask:
         check_published_rule(settings.jwks_url, settings.claim_rule)
     policy = VerificationPolicy.from_settings(settings)
     store = Store(settings)
-    warning = store.durability_warning()
-    if warning:
-        log.warning("%s", warning)
+    prepare_store(store)
     # the app is built in the gunicorn master: no connection may be inherited by the workers
     store.close()
     admins = ApiKeyRegistry.load(settings.admin_keys_file, variable="VERIFIER_ADMIN_KEYS_FILE")
@@ -101,6 +99,25 @@ def _build(settings: VerifierSettings) -> Flask:
                                                  max_body_bytes=settings.max_body_bytes))
     app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]  # WSGI wrapping
     return app
+
+
+def prepare_store(store: Store) -> None:
+    """Check Redis as the verifier starts: its key layout, its durability, the mirror.
+
+    A Redis that does not answer yet is no reason to refuse to start (it may come up later;
+    requests answer 503 meanwhile and each worker checks the layout on first contact). Keys of
+    another layout are: serving would ignore their revocations (LayoutError, one line).
+    """
+    try:
+        store.check_layout()
+    except REDIS_FAILURES as exc:
+        log.warning("redis at %s unreachable at start (%s); checking again on first use",
+                    store.redis_settings.described(), type(exc).__name__)
+        return
+    for warning in store.durability_warnings():
+        log.warning("%s", warning)
+    if store.mirror_off_reason is not None:
+        log.info("%s", store.mirror_off_reason)
 
 
 class UserIdConverter(PathConverter):

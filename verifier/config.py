@@ -10,6 +10,7 @@ from typing import Any
 from shared.claimrule import ClaimRule
 from shared.config import env_bool, env_choice, env_int, env_json, env_list, env_str
 from shared.errors import ConfigError
+from verifier.redisconn import DEFAULT_URL, RedisSettings
 
 # RSA signature algorithms only: the verifier holds RSA public keys, and an HMAC algorithm with
 # a public key as its secret is the classic forgery
@@ -37,8 +38,12 @@ class VerifierSettings:
     audience: str | None = None
     issuer: str | None = None
     algorithms: tuple[str, ...] = ("RS256",)
-    # Redis
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis (verifier.redisconn)
+    redis_url: str = DEFAULT_URL
+    redis_mode: str = "standalone"
+    redis_sentinel_master: str = "mymaster"
+    redis_min_replicas: int | None = None
+    redis_password: str | None = None
     redis_failure_mode: str = "closed"
     redis_timeout_ms: int = 250
     redis_prefix: str = "jwtauth:"
@@ -57,6 +62,7 @@ class VerifierSettings:
         """Read and check every variable; a bad value raises ConfigError naming it."""
         env = os.environ if environ is None else environ
         rule = ClaimRule.from_env(env)
+        redis_settings = RedisSettings.from_env(env)
         settings = cls(
             public_key_file=env_str(env, "VERIFIER_PUBLIC_KEY_FILE"),
             public_key=env_str(env, "VERIFIER_PUBLIC_KEY"),
@@ -73,14 +79,16 @@ class VerifierSettings:
             audience=env_str(env, "VERIFIER_AUDIENCE"),
             issuer=env_str(env, "VERIFIER_ISSUER"),
             algorithms=tuple(env_list(env, "VERIFIER_ALGORITHMS", ["RS256"])),
-            redis_url=env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
-            or "redis://127.0.0.1:6379/0",
+            redis_url=redis_settings.url,
+            redis_mode=redis_settings.mode,
+            redis_sentinel_master=redis_settings.sentinel_master,
+            redis_min_replicas=redis_settings.min_replicas,
+            redis_password=redis_settings.password,
             redis_failure_mode=env_choice(
                 env, "VERIFIER_REDIS_FAILURE_MODE", "closed", ("closed", "open")
             ),
-            redis_timeout_ms=env_int(env, "VERIFIER_REDIS_TIMEOUT_MS", 250, minimum=10,
-                                     maximum=10_000),
-            redis_prefix=env_str(env, "VERIFIER_REDIS_PREFIX", "jwtauth:") or "jwtauth:",
+            redis_timeout_ms=redis_settings.timeout_ms,
+            redis_prefix=redis_settings.prefix,
             session_ttl=env_int(env, "VERIFIER_SESSION_TTL", 30 * 24 * 3600, minimum=60),
             cache_size=env_int(env, "VERIFIER_CACHE_SIZE", 10_000, minimum=0),
             mirror_max_keys=env_int(env, "VERIFIER_MIRROR_MAX_KEYS", 1_000_000, minimum=0),
@@ -121,8 +129,20 @@ class VerifierSettings:
             raise ConfigError("VERIFIER_ESCAPE_CHARACTERS", "empty entries are not allowed")
         if self.jwks_url and not self.jwks_url.startswith(("http://", "https://")):
             raise ConfigError("VERIFIER_JWKS_URL", "expected an http:// or https:// URL")
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL", "expected a redis://, rediss:// or unix:// URL")
+        self.redis.check()
+
+    @property
+    def redis(self) -> RedisSettings:
+        """The Redis part of the configuration, as ``jwt-auth redis`` reads it too."""
+        return RedisSettings(
+            url=self.redis_url,
+            mode=self.redis_mode,
+            sentinel_master=self.redis_sentinel_master,
+            min_replicas=self.redis_min_replicas,
+            timeout_ms=self.redis_timeout_ms,
+            prefix=self.redis_prefix,
+            password=self.redis_password,
+        )
 
     @property
     def claim_rule(self) -> ClaimRule:

@@ -39,6 +39,8 @@ from typing import Any
 
 import redis
 
+from verifier.layout import glob_escape
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 0.1
@@ -80,17 +82,13 @@ def _key(raw: bytes | str) -> str:
     return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
 
 
-def _glob_escape(prefix: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in prefix)
-
-
 class Mirror:
     """Every revocation and cut-off under two key prefixes, or None when it cannot be sure."""
 
     def __init__(
         self,
         *,
-        url: str,
+        pool: Callable[[], redis.ConnectionPool | None],
         revoked_prefix: str,
         cutoff_prefix: str,
         timeout: float,
@@ -98,7 +96,7 @@ class Mirror:
         reader: Callable[[], redis.Redis],
         on_sync: Callable[[], None] = lambda: None,
     ) -> None:
-        self.url = url
+        self._pool = pool  # a RESP3 pool to the master, made anew for each sync
         self.revoked_prefix = revoked_prefix
         self.cutoff_prefix = cutoff_prefix
         self.timeout = timeout
@@ -125,8 +123,13 @@ class Mirror:
 
     # the hot path -----------------------------------------------------------------------------
 
-    def lookup(self, revocation_key: str, cutoff_key: str | None) -> Snapshot | None:
-        """The state of these keys as Redis holds it now, or None: read Redis instead."""
+    def lookup(
+        self, revocation_key: str, cutoff_key: str | None, legacy_key: str | None = None
+    ) -> Snapshot | None:
+        """The state of these keys as Redis holds it now, or None: read Redis instead.
+
+        ``legacy_key`` is a second name the token's revocation may have (migrated data).
+        """
         if self._pid != os.getpid():
             self._start()
         with self._lock:
@@ -137,8 +140,11 @@ class Mirror:
             unsettled = self._unsettled
             if revocation_key in unsettled or (cutoff_key is not None and cutoff_key in unsettled):
                 return None
+            if legacy_key is not None and legacy_key in unsettled:
+                return None
             return Snapshot(
-                revoked=revocation_key in self._revoked,
+                revoked=revocation_key in self._revoked
+                or (legacy_key is not None and legacy_key in self._revoked),
                 cutoff=self._cutoffs.get(cutoff_key) if cutoff_key is not None else None,
             )
 
@@ -312,10 +318,9 @@ class Mirror:
     def _sync(self, stop: threading.Event) -> None:
         """Track both prefixes, prove pushes arrive, then load; the mirror answers from then on."""
         started = time.monotonic()
-        pool = redis.ConnectionPool.from_url(
-            self.url, protocol=3, socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-        )
+        pool = self._pool()
+        if pool is None:
+            raise MirrorUnsupported("this Redis mode has no single master to track")
         conn: Any = pool.make_connection()
         try:
             conn.connect()
@@ -400,7 +405,7 @@ class Mirror:
             )
 
     def _scan(self, client: redis.Redis, prefix: str) -> Iterable[str]:
-        keys = client.scan_iter(match=_glob_escape(prefix) + "*", count=LOAD_BATCH)
+        keys = client.scan_iter(match=glob_escape(prefix) + "*", count=LOAD_BATCH)
         for loaded, raw in enumerate(keys, start=1):
             if loaded > self.max_keys:
                 raise _TooMany

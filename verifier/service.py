@@ -33,6 +33,7 @@ from verifier.errors import (
     TokenTooOld,
 )
 from verifier.keyset import KeySet
+from verifier.layout import SESSION_TAG_SEPARATOR, is_user_tag
 from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
 from verifier.mirror import Snapshot
 from verifier.store import REVOCATION_MARGIN, Store, revocation_id
@@ -191,7 +192,9 @@ class VerifierService:
             raise StoreUnavailable("Logging in needs Redis, which is unreachable.")
         verified = verdict.token
         now = self.clock()
-        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        session_id = self.store.new_session_id(
+            secrets.token_urlsafe(SESSION_ID_BYTES), verified.user_id
+        )
         session = {
             "userId": verified.user_id,
             "isAdmin": verified.is_admin,
@@ -247,7 +250,7 @@ class VerifierService:
         if verified.expires_at is not None:
             # past exp plus the largest leeway no verifier accepts it, whatever its settings
             ttl = max(1, math.ceil(float(verified.expires_at) - self.clock()) + REVOCATION_MARGIN)
-        self.store.revoke(revocation_id(verified.jti, digest), ttl)
+        self.store.revoke(revocation_id(verified.jti, digest), verified.user_id, ttl)
         self.local.discard(digest)
         log.info("token %s revoked", token_fingerprint(token))
 
@@ -292,10 +295,13 @@ def _refuse_if_revoked(verified: VerifiedToken, snapshot: Snapshot) -> None:
 
 
 def _session_id_shaped(session_id: str) -> bool:
-    # token_urlsafe(32) gives 43 characters; anything else cannot be one of ours
+    # token_urlsafe(32) gives 43 characters, followed by "~" and the user tag since layout 2
+    # (verifier.layout); anything else cannot be one of ours
+    secret, separator, tag = session_id.partition(SESSION_TAG_SEPARATOR)
     return (
-        len(session_id) == 43
-        and all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in session_id)
+        len(secret) == 43
+        and all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in secret)
+        and (not separator or is_user_tag(tag))
     )
 
 

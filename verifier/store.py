@@ -1,21 +1,15 @@
 """The verifier's Redis state: revocations, user cut-offs, sessions and user records.
 
-Key layout (``P`` is ``VERIFIER_REDIS_PREFIX``, default ``jwtauth:``); docs/verifier.md has the
-same table for operators:
+The key names are in ``verifier.layout`` (every key of a user in one hash slot, so each
+operation below runs on one node, atomically, in every mode); how the node is reached, in
+standalone, Sentinel or Cluster mode, is in ``verifier.redisconn``. Lifetimes:
 
-==============================  ==========================  ====================================
-key                             value                       lifetime
-==============================  ==========================  ====================================
-``P revoked:jti:<jti>``         ``1``                       until the token's ``exp`` plus the
-``P revoked:sha256:<hash>``     (token without a ``jti``)   largest leeway (1 h); permanent for
-                                                            a token without ``exp``
-``P cutoff:<userId>``           unix seconds (float)        permanent (one small key per user)
-``P session:<sha256(id)>``      session JSON                VERIFIER_SESSION_TTL
-``P user-sessions:<userId>``    set of session hashes       VERIFIER_SESSION_TTL from the
-                                                            user's latest login
-``P user:<userId>``             hash: the user record       permanent, like a user database
-``P revoked:probe:<random>``    ``1``, set by the mirror    2 s (proves Redis pushes changes)
-==============================  ==========================  ====================================
+- a revocation lives until the token's ``exp`` plus the largest leeway (1 h); permanent for a
+  token without ``exp``;
+- a cut-off is permanent (one small key per user), like the user record;
+- a session and its user's index live ``VERIFIER_SESSION_TTL`` (the index from the latest
+  login);
+- the mirror's probe key lives 2 s (it proves that Redis pushes changes).
 
 Session ids are stored hashed: read access to Redis does not hand out live sessions.
 
@@ -26,32 +20,47 @@ would save (docs/verifier.md); writing one per fresh token cut fresh-token throu
 260 requests/s. The verified results are cached in each process instead
 (``verifier.service.LocalCache``); the revocations and cut-offs each request must check come
 from the process's mirror of Redis (``verifier.mirror``), or from one MGET while the mirror is
-out of sync.
+out of sync or off (Redis Cluster).
 
-Connections: redis-py with short connect and socket timeouts, one immediate retry (a pooled
-connection left over from before a Redis restart fails once, and the retry reconnects), and a
-short circuit breaker so that a dead Redis costs a fast 503 instead of a timeout per request.
-The client is created lazily in the process that uses it, so nothing made in the gunicorn
-master (the app is preloaded before fork) carries a socket into a worker.
+Writes that take a token or a session away (revoke, logout, user-wide logout) are acknowledged
+only once ``VERIFIER_REDIS_MIN_REPLICAS`` replicas confirm them (``WAIT``); otherwise the caller
+gets 503 and may retry (each of them can be repeated harmlessly).
+
+Connections: short connect and socket timeouts, one immediate retry (a pooled connection left
+over from before a Redis restart fails once, and the retry reconnects), and a short circuit
+breaker per node so that a dead node costs a fast 503 instead of a timeout per request, with
+one probe at a time so that a node that came back is used again at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.commands.core import Script
+from redis.exceptions import AskError, MovedError, RedisClusterException
 
 from shared.digest import sha256_hex
+from shared.errors import StartupError
 from verifier.config import VerifierSettings
 from verifier.errors import StoreUnavailable
+from verifier.layout import (
+    SESSION_TAG_SEPARATOR,
+    V1_KINDS,
+    VERSION,
+    KeyLayout,
+    glob_escape,
+    session_id_tag,
+    user_tag,
+)
 from verifier.mirror import Mirror, Snapshot, read_cutoff
+from verifier.redisconn import Connector
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +69,15 @@ REVOCATION_MARGIN = 3600
 revocation never lapses while some verifier would still accept the token."""
 
 BREAKER_SECONDS = 0.5
-"""After a Redis failure, requests fail fast for this long (no retry storm against a dead
-Redis), except for one probe at a time, every ``PROBE_INTERVAL``: the first that succeeds closes
-the breaker, so a Redis that came back is used again within that interval, not the window."""
+"""After a Redis failure, requests to that node fail fast for this long (no retry storm against
+a dead Redis), except for one probe at a time, every ``PROBE_INTERVAL``: the first that succeeds
+closes the breaker, so a Redis that came back is used again within that interval."""
 
 PROBE_INTERVAL = 0.05
+
+REDIS_FAILURES = (redis.RedisError, RedisClusterException)
+"""What a failing Redis raises through redis-py (a cluster with no reachable node raises the
+second, which is not a RedisError)."""
 
 _LOGIN = """
 local cutoff = redis.call('GET', KEYS[1])
@@ -85,7 +98,8 @@ redis.call('HSET', KEYS[4], 'userId', ARGV[6], 'isAdmin', ARGV[7], 'provider', A
 return 1
 """
 # atomic with the cut-off script below: a login racing a user-wide logout either sees the
-# cut-off and is refused, or is registered in the index before the cut-off ends every session
+# cut-off and is refused, or is registered in the index before the cut-off ends every session.
+# The session keys it builds (ARGV[5] .. member) carry the user's tag: they are in this slot.
 
 _LOGOUT = """
 local raw = redis.call('GET', KEYS[1])
@@ -127,176 +141,318 @@ def revocation_id(jti: Any, token_hash: str) -> str:
     return f"sha256:{token_hash}"
 
 
+class LayoutError(StartupError):
+    """Raised when Redis holds keys this verifier must not ignore: an earlier or later layout."""
+
+
+class NotConfirmed(Exception):
+    """Raised when fewer replicas than required confirmed a write in time."""
+
+
+class _Breaker:
+    """Fail fast while a node is down; let one probe at a time through."""
+
+    def __init__(self) -> None:
+        self.down_until = 0.0
+        self.next_probe = 0.0
+        self.probe = threading.Lock()
+
+    def admit(self) -> bool:
+        """Whether the call may go ahead, and as the probe; raises while the node is down."""
+        now = time.monotonic()
+        if now >= self.down_until:
+            return False
+        if now < self.next_probe or not self.probe.acquire(blocking=False):
+            raise StoreUnavailable("Redis is unreachable; try again shortly.")
+        self.next_probe = now + PROBE_INTERVAL
+        return True
+
+    def open(self) -> None:
+        failed = time.monotonic()
+        self.down_until = failed + BREAKER_SECONDS
+        self.next_probe = failed + PROBE_INTERVAL
+
+    def close(self) -> None:
+        self.down_until = 0.0
+
+
 class Store:
-    """The verifier's Redis keys behind small methods; raises StoreUnavailable when Redis fails."""
+    """The verifier's keys behind small methods; raises StoreUnavailable when Redis fails."""
 
     def __init__(self, settings: VerifierSettings) -> None:
-        self.url = settings.redis_url
-        self.prefix = settings.redis_prefix
-        self.timeout = settings.redis_timeout_ms / 1000
+        self.redis_settings = settings.redis
+        self.connector = Connector(self.redis_settings)
+        self.keys = KeyLayout(settings.redis_prefix)
         self.session_ttl = settings.session_ttl
-        self._client: redis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
-        self._pid = 0
-        self._lock = threading.Lock()
-        self._down_until = 0.0
-        self._next_probe = 0.0
-        self._probe = threading.Lock()
+        self.replicas = self.redis_settings.replicas_to_confirm
+        # WAIT must give up before the socket does, or a slow confirmation reads as a dead node
+        self.wait_ms = max(1, settings.redis_timeout_ms * 3 // 5)
+        self._scripts = {
+            # bound to no client: each call names the node (or pipeline) it runs on
+            name: Script(None, source.encode())  # type: ignore[arg-type]
+            for name, source in (("login", _LOGIN), ("logout", _LOGOUT), ("end_user", _END_USER))
+        }
+        self._breakers: dict[str, _Breaker] = {}
+        self._layout_checked = False
+        self.legacy_revocations = False
+        tracking = settings.mirror_max_keys > 0 and self.connector.mode != "cluster"
         self.mirror = (
             Mirror(
-                url=self.url,
-                revoked_prefix=f"{self.prefix}revoked:",
-                cutoff_prefix=f"{self.prefix}cutoff:",
-                timeout=self.timeout,
+                pool=self.connector.tracking_pool,
+                revoked_prefix=self.keys.revoked_prefix,
+                cutoff_prefix=self.keys.cutoff_prefix,
+                timeout=self.redis_settings.timeout_ms / 1000,
                 max_keys=settings.mirror_max_keys,
-                reader=self._redis,
-                on_sync=self._close_breaker,
+                reader=self.connector.client,
+                on_sync=self._close_breakers,
             )
-            if settings.mirror_max_keys > 0
+            if tracking
             else None
         )
 
-    # keys -----------------------------------------------------------------------------------
+    @property
+    def mirror_off_reason(self) -> str | None:
+        """Why every verification reads Redis, when it does by configuration."""
+        if self.mirror is not None:
+            return None
+        if self.connector.mode == "cluster":
+            return ("Redis Cluster mode: the revocation mirror is not used; each verification "
+                    "reads its user's slot (one MGET)")
+        return "VERIFIER_MIRROR_MAX_KEYS=0: each verification reads Redis (one MGET)"
 
-    def revocation_key(self, rev_id: str) -> str:
-        return f"{self.prefix}revoked:{rev_id}"
+    # running commands -------------------------------------------------------------------------
 
-    def cutoff_key(self, user_id: str) -> str:
-        return f"{self.prefix}cutoff:{user_id}"
+    def _run(
+        self, what: str, key: str, action: Callable[[redis.Redis], Any], *, repeatable: bool = True
+    ) -> Any:
+        """``action`` on the node that holds ``key``; a failure is StoreUnavailable.
 
-    def session_key(self, session_hash: str) -> str:
-        return f"{self.prefix}session:{session_hash}"
-
-    def index_key(self, user_id: str) -> str:
-        return f"{self.prefix}user-sessions:{user_id}"
-
-    def user_key(self, user_id: str) -> str:
-        return f"{self.prefix}user:{user_id}"
-
-    # connection -----------------------------------------------------------------------------
-
-    def _redis(self) -> redis.Redis:
-        """This process's client; a forked worker makes its own instead of sharing the master's."""
-        pid = os.getpid()
-        if self._client is None or self._pid != pid:
-            with self._lock:
-                if self._client is None or self._pid != pid:
-                    client = redis.Redis.from_url(
-                        self.url,
-                        socket_connect_timeout=self.timeout,
-                        socket_timeout=self.timeout,
-                        # one immediate retry heals a connection Redis closed while it was away;
-                        # redis-py's default (10 retries with backoff) would be a retry storm
-                        retry=Retry(NoBackoff(), 1),
-                    )
-                    self._scripts = {
-                        "login": client.register_script(_LOGIN),
-                        "logout": client.register_script(_LOGOUT),
-                        "end_user": client.register_script(_END_USER),
-                    }
-                    self._client = client
-                    self._pid = pid
-                    self._down_until = 0.0
-        assert self._client is not None
-        return self._client
-
-    def _run(self, what: str, action: Any) -> Any:
-        """Call ``action(client)``; a Redis failure is StoreUnavailable and opens the breaker."""
-        probing = False
-        now = time.monotonic()
-        if now < self._down_until:
-            # open: fail fast, but let one request at a time try Redis every PROBE_INTERVAL
-            if now < self._next_probe or not self._probe.acquire(blocking=False):
-                raise StoreUnavailable("Redis is unreachable; try again shortly.")
-            probing = True
-            self._next_probe = now + PROBE_INTERVAL
-        try:
-            result = action(self._redis())
-        except redis.RedisError as exc:
-            failed = time.monotonic()
-            self._down_until = failed + BREAKER_SECONDS
-            self._next_probe = failed + PROBE_INTERVAL
-            log.warning("redis %s failed: %s", what, type(exc).__name__)
-            raise StoreUnavailable("Redis is unreachable; try again shortly.") from None
-        finally:
+        A failure to reach the node opens its breaker; a slot that moved (Cluster) refreshes
+        the map and is tried once more at once; too few replicas confirming a write is 503
+        without opening the breaker: the node answers, reads go on. ``repeatable`` says whether
+        the action may run twice (all but a login, which would open a second session).
+        """
+        if not self._layout_checked:
+            self._check_layout_lazily()
+        for attempt in (1, 2):
+            try:
+                name, node = self._node(key)
+            except REDIS_FAILURES as exc:
+                log.warning("redis %s failed: %s", what, type(exc).__name__)
+                raise StoreUnavailable("Redis is unreachable; try again shortly.") from None
+            breaker = self._breakers.setdefault(name, _Breaker())
+            probing = breaker.admit()
+            try:
+                result = action(node)
+            except (MovedError, AskError):
+                with contextlib.suppress(*REDIS_FAILURES):
+                    self.connector.forget_topology()
+                if attempt == 1:
+                    continue
+                raise StoreUnavailable("Redis Cluster is moving slots; try again shortly.") \
+                    from None
+            except NotConfirmed as exc:
+                log.warning("redis %s: %s", what, exc)
+                raise StoreUnavailable(
+                    f"Redis did not confirm the change on {self.replicas} replica(s) in time; "
+                    "it may not survive a failover. Send the request again."
+                ) from None
+            except redis.ConnectionError as exc:
+                if attempt == 1 and repeatable and not probing:
+                    # a connection Redis dropped (restart, CLIENT KILL, idle timeout) can fail
+                    # twice in redis-py: once in use, once more when the pool's stale-connection
+                    # check trips on its replacement (outside redis-py's own retry); a second
+                    # try on a fresh connection costs nothing when Redis is up, and one fast
+                    # failure more when it is down
+                    log.info("redis %s: %s; trying once more", what, exc)
+                    continue
+                self._failed(breaker, what, name, exc)
+            except REDIS_FAILURES as exc:
+                self._failed(breaker, what, name, exc)
+            finally:
+                if probing:
+                    breaker.probe.release()
             if probing:
-                self._probe.release()
-        if probing:
-            self._close_breaker()
-        return result
+                breaker.close()
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, breaker: _Breaker, what: str, name: str, exc: Exception) -> NoReturn:
+        breaker.open()
+        log.warning("redis %s failed on %s: %s: %s", what, name, type(exc).__name__, exc)
+        with contextlib.suppress(*REDIS_FAILURES):  # else the next request asks again
+            self.connector.forget_topology()
+        raise StoreUnavailable("Redis is unreachable; try again shortly.") from None
+
+    def _node(self, key: str) -> tuple[str, redis.Redis]:
+        node = self.connector.node_for(key)
+        if self.connector.mode != "cluster":
+            return "redis", node
+        kwargs = node.connection_pool.connection_kwargs
+        return f"{kwargs.get('host')}:{kwargs.get('port')}", node
+
+    def _confirmed(self, node: redis.Redis, write: Callable[[Any], Any]) -> Any:
+        """Run ``write`` and return its result once Redis has made it safe to acknowledge.
+
+        Safe means two things. Replicas: with ``VERIFIER_REDIS_MIN_REPLICAS`` > 0 the write
+        and a ``WAIT`` go down one connection, so the WAIT counts replicas that hold this very
+        write; fewer than required raise NotConfirmed. Mirrors: Redis writes a change's
+        invalidation pushes in the same pass over its clients as the writer's reply, and not
+        necessarily first (it serves the newest output first), so a mirror could answer "not
+        revoked" after the acknowledgement. A command answered in a later pass ends the write:
+        the WAIT blocks until a replica acknowledges, which is always a later pass; without
+        replicas a PING sent after the reply arrived does the same (never pipeline that PING:
+        it would be answered in the same pass). docs/verifier.md, "Consistency".
+        """
+        if self.replicas == 0:
+            result = write(node)
+            node.ping()
+            return result
+        pipe = node.pipeline(transaction=False)
+        write(pipe)
+        pipe.execute_command("WAIT", self.replicas, self.wait_ms)  # type: ignore[no-untyped-call]
+        *results, acknowledged = pipe.execute()
+        if int(acknowledged) < self.replicas:
+            raise NotConfirmed(
+                f"{acknowledged} of {self.replicas} replica(s) confirmed within {self.wait_ms} ms"
+            )
+        return results[-1]
+
+    def _script(self, name: str, client: Any, keys: list[str], args: list[Any]) -> Any:
+        return self._scripts[name](keys, args, client)
 
     def close(self) -> None:
         """Drop this process's connections (tests, shutdown)."""
         if self.mirror is not None:
             self.mirror.stop()
-        if self._client is not None and self._pid == os.getpid():
-            self._client.close()
-        self._client = None
+        self.connector.close()
 
-    def durability_warning(self) -> str | None:
-        """Why an acknowledged revocation could be lost in a Redis crash, or None.
+    def _close_breakers(self) -> None:
+        for breaker in self._breakers.values():
+            breaker.close()
+
+    def ping(self) -> bool:
+        """Whether every master answers right now (readiness); an answer closes the breakers.
+
+        A probe, not a request: it asks Redis even while a breaker is open, so readiness
+        reports a Redis that came back at once, and requests use it again from then on.
+        """
+        try:
+            answered = all(bool(master.ping()) for master in self.connector.masters())
+        except REDIS_FAILURES:
+            return False
+        if answered:
+            self._close_breakers()
+        return answered
+
+    # start-up checks --------------------------------------------------------------------------
+
+    def check_layout(self) -> None:
+        """Make sure Redis holds no keys this verifier would ignore; raises LayoutError.
+
+        The marker ``P layout`` says which layout the keys are in. Without it, Redis is either
+        new (then the marker is written) or holds layout-1 keys an earlier verifier wrote:
+        starting on those would ignore their revocations, so the verifier refuses to, until
+        ``jwt-auth redis migrate`` moved them.
+        """
+        marker_key = self.keys.marker
+        marker = self.connector.node_for(marker_key).hgetall(marker_key)
+        if not marker:
+            found = find_v1_key(self.connector, self.keys)
+            if found is not None:
+                raise LayoutError(
+                    f"Redis holds keys of an earlier verifier's layout (for example {found}); "
+                    "stop the old verifiers, run `jwt-auth redis migrate` once, then start"
+                )
+            node = self.connector.node_for(marker_key)
+            node.hsetnx(marker_key, "version", VERSION)
+            node.hsetnx(marker_key, "legacy-revocations", 0)
+            marker = node.hgetall(marker_key)
+        version = _text(marker.get(b"version", b"?"))
+        if version != str(VERSION):
+            raise LayoutError(
+                f"Redis holds keys in layout {version} ({marker_key}); this verifier reads "
+                f"layout {VERSION}: upgrade it, or point it at another Redis"
+            )
+        self.legacy_revocations = _text(marker.get(b"legacy-revocations", b"0")) == "1"
+        self._layout_checked = True
+
+    def _check_layout_lazily(self) -> None:
+        """The layout check of a process that could not reach Redis when it started."""
+        try:
+            self.check_layout()
+        except REDIS_FAILURES:
+            raise StoreUnavailable("Redis is unreachable; try again shortly.") from None
+        except LayoutError as exc:
+            log.error("%s", exc)
+            raise StoreUnavailable(str(exc)) from None
+
+    def durability_warnings(self) -> list[str]:
+        """Why an acknowledged revocation could be lost, one line per reason.
 
         Revocations are only as durable as Redis: without AOF and ``appendfsync always`` a
         crash forgets the last writes, and a revoked token becomes valid again. Managed Redis
         services often forbid CONFIG; then nothing can be said and nothing is reported.
         """
+        warnings = []
         try:
-            config = self._run(
-                "config", lambda client: client.config_get("appendonly", "appendfsync")
-            )
-        except (StoreUnavailable, redis.RedisError):
-            return None
-        settings = {_text(name): _text(value) for name, value in config.items()}
-        appendonly, appendfsync = settings.get("appendonly"), settings.get("appendfsync")
-        if appendonly == "yes" and appendfsync == "always":
-            return None
-        return (
-            f"Redis at {_without_password(self.url)} runs with appendonly={appendonly} "
-            f"appendfsync={appendfsync}: a Redis crash can lose acknowledged revocations and "
-            "logouts; configure appendonly yes and appendfsync always"
-        )
+            masters = self.connector.masters()
+        except REDIS_FAILURES:
+            return []
+        for master in masters:
+            where = _where(master)
+            try:
+                config = master.config_get("appendonly", "appendfsync")
+                replicas = int(master.info("replication").get("connected_slaves", 0))
+            except REDIS_FAILURES:
+                continue
+            settings = {_text(name): _text(value) for name, value in config.items()}
+            appendonly, appendfsync = settings.get("appendonly"), settings.get("appendfsync")
+            if appendonly != "yes" or appendfsync != "always":
+                warnings.append(
+                    f"Redis at {where} runs with appendonly={appendonly} "
+                    f"appendfsync={appendfsync}: a Redis crash can lose acknowledged "
+                    "revocations and logouts; configure appendonly yes and appendfsync always"
+                )
+            if replicas < self.replicas:
+                warnings.append(
+                    f"Redis at {where} has {replicas} connected replica(s) and "
+                    f"VERIFIER_REDIS_MIN_REPLICAS is {self.replicas}: revocations and logouts "
+                    "answer 503 until enough replicas confirm them"
+                )
+        return warnings
 
-    def ping(self) -> bool:
-        """Whether Redis answers right now (readiness); an answer closes the breaker.
+    # verification -----------------------------------------------------------------------------
 
-        A probe, not a request: it asks Redis even while the breaker is open, so readiness
-        reports a Redis that came back at once, and requests use it again from then on.
-        """
-        try:
-            answered = bool(self._redis().ping())
-        except redis.RedisError:
-            return False
-        if answered:
-            self._close_breaker()
-        return answered
-
-    def _close_breaker(self) -> None:
-        self._down_until = 0.0
-
-    # verification ---------------------------------------------------------------------------
-
-    def lookup(self, rev_id: str, user_id: str | None) -> Snapshot:
+    def lookup(self, rev_id: str, user_id: str) -> Snapshot:
         """Whether the token is revoked, and its user's cut-off: from the mirror when it is in
-        sync, else in one round trip (an MGET)."""
-        revocation_key = self.revocation_key(rev_id)
-        cutoff_key = self.cutoff_key(user_id) if user_id is not None else None
+        sync, else in one round trip to the user's slot (an MGET)."""
+        revocation_key = self.keys.revocation(user_id, rev_id)
+        cutoff_key = self.keys.cutoff(user_id)
+        legacy_key = self.keys.legacy_revocation(rev_id) if self.legacy_revocations else None
         if self.mirror is not None:
-            snapshot = self.mirror.lookup(revocation_key, cutoff_key)
+            snapshot = self.mirror.lookup(revocation_key, cutoff_key, legacy_key)
             if snapshot is not None:
                 return snapshot
-        keys = [revocation_key, cutoff_key or self.prefix + "cutoff:-"]
-        revoked, cutoff = self._run("lookup", lambda client: client.mget(keys))
-        return Snapshot(
-            revoked=revoked is not None,
-            cutoff=read_cutoff(cutoff) if cutoff_key is not None else None,
+        revoked, cutoff = self._run(
+            "lookup", revocation_key, lambda node: node.mget([revocation_key, cutoff_key])
         )
+        if legacy_key is not None and revoked is None:
+            # a revocation migrated from layout 1 names no user: it has a slot of its own
+            revoked = self._run("lookup", legacy_key, lambda node: node.get(legacy_key))
+        return Snapshot(revoked=revoked is not None, cutoff=read_cutoff(cutoff))
 
-    def revoke(self, rev_id: str, ttl: int | None) -> None:
+    def revoke(self, rev_id: str, user_id: str, ttl: int | None) -> None:
         """Refuse the token from now on; ``ttl`` None keeps the revocation (token without exp)."""
-        key = self.revocation_key(rev_id)
-        self._run("revoke", lambda client: _fenced(client, client.set(key, "1", ex=ttl)))
+        key = self.keys.revocation(user_id, rev_id)
+        self._run("revoke", key, lambda node: self._confirmed(
+            node, lambda client: client.set(key, "1", ex=ttl)))
 
-    # sessions and users ---------------------------------------------------------------------
+    # sessions and users -----------------------------------------------------------------------
+
+    def new_session_id(self, secret: str, user_id: str) -> str:
+        """A session id that routes to its user's slot (``verifier.layout``)."""
+        return f"{secret}{SESSION_TAG_SEPARATOR}{user_tag(user_id)}"
 
     def create_session(
         self,
@@ -309,30 +465,45 @@ class Store:
         """Store a session and update the user record; False when the user's cut-off refuses it."""
         user_id = session["userId"]
         session_hash = sha256_hex(session_id)
+        tag = user_tag(user_id)
         keys = [
-            self.cutoff_key(user_id),
-            self.session_key(session_hash),
-            self.index_key(user_id),
-            self.user_key(user_id),
+            self.keys.cutoff(user_id),
+            self.keys.session(tag, session_hash),
+            self.keys.sessions(user_id),
+            self.keys.user(user_id),
         ]
         args = [
             "" if issued_at is None else repr(float(issued_at)),
             json.dumps(session, separators=(",", ":")),
             self.session_ttl,
             session_hash,
-            self.prefix + "session:",
+            self.keys.session_prefix(tag),
             user_id,
             "true" if session["isAdmin"] else "false",
             session["provider"],
             repr(now),
         ]
-        created = self._run("login", lambda client: self._scripts["login"](keys, args, client))
+        created = self._run("login", keys[0], lambda node: self._script("login", node, keys, args),
+                            repeatable=False)
         return bool(created)
+
+    def _session_tag(self, session_hash: str, session_id: str) -> str | None:
+        """The user tag of a session: from its id, or for a layout-1 id from its pointer."""
+        tag = session_id_tag(session_id)
+        if tag is not None:
+            return tag
+        pointer = self.keys.legacy_session(session_hash)
+        raw = self._run("session", pointer, lambda node: node.get(pointer))
+        return None if raw is None else _text(raw)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
         """The live session with this id, or None."""
-        key = self.session_key(sha256_hex(session_id))
-        raw = self._run("session", lambda client: client.get(key))
+        session_hash = sha256_hex(session_id)
+        tag = self._session_tag(session_hash, session_id)
+        if tag is None:
+            return None
+        key = self.keys.session(tag, session_hash)
+        raw = self._run("session", key, lambda node: node.get(key))
         if raw is None:
             return None
         session: dict[str, Any] = json.loads(raw)
@@ -341,59 +512,60 @@ class Store:
     def delete_session(self, session_id: str) -> bool:
         """End one session; False when it did not exist."""
         session_hash = sha256_hex(session_id)
-        keys = [self.session_key(session_hash)]
-        args = [self.prefix + "user-sessions:", session_hash]
-        return bool(
-            self._run("logout", lambda client: self._scripts["logout"](keys, args, client))
-        )
+        tag = self._session_tag(session_hash, session_id)
+        if tag is None:
+            return False
+        keys = [self.keys.session(tag, session_hash)]
+        args = [f"{self.keys.prefix}v2:sessions:{{{tag}}}:", session_hash]
+        ended = bool(self._run("logout", keys[0], lambda node: self._confirmed(
+            node, lambda client: self._script("logout", client, keys, args))))
+        if session_id_tag(session_id) is None:
+            pointer = self.keys.legacy_session(session_hash)
+            self._run("logout", pointer, lambda node: node.delete(pointer))
+        return ended
 
     def end_user(self, user_id: str, now: float) -> tuple[float, int]:
         """Set the user's cut-off to ``now`` (never backwards) and end every session."""
-        keys = [self.cutoff_key(user_id), self.index_key(user_id)]
-        args = [repr(now), self.prefix + "session:"]
-        cutoff, ended = self._run(
-            "end_user",
-            lambda client: _fenced(client, self._scripts["end_user"](keys, args, client)),
-        )
+        keys = [self.keys.cutoff(user_id), self.keys.sessions(user_id)]
+        args = [repr(now), self.keys.session_prefix(user_tag(user_id))]
+        cutoff, ended = self._run("end_user", keys[0], lambda node: self._confirmed(
+            node, lambda client: self._script("end_user", client, keys, args)))
         return float(cutoff), int(ended)
 
     def get_user(self, user_id: str) -> tuple[dict[str, str] | None, float | None]:
         """The user record (None if never logged in) and the user's cut-off."""
+        user_key, cutoff_key = self.keys.user(user_id), self.keys.cutoff(user_id)
 
-        def read(client: redis.Redis) -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            pipe.hgetall(self.user_key(user_id))
-            pipe.get(self.cutoff_key(user_id))
+        def read(node: redis.Redis) -> list[Any]:
+            pipe = node.pipeline(transaction=False)
+            pipe.hgetall(user_key)
+            pipe.get(cutoff_key)
             result: list[Any] = pipe.execute()
             return result
 
-        record, cutoff = self._run("user", read)
+        record, cutoff = self._run("user", user_key, read)
         decoded = {k.decode(): v.decode() for k, v in record.items()} if record else None
         return decoded, read_cutoff(cutoff)
 
 
-def _fenced(client: redis.Redis, result: Any) -> Any:
-    """``result`` of a write the revocation mirrors must see, once Redis has sent it to them.
+def find_v1_key(connector: Connector, keys: KeyLayout) -> str | None:
+    """One layout-1 key, or None; scans every master once (the mirror's old probes excepted)."""
+    pattern = glob_escape(keys.prefix) + "*"
+    for master in connector.masters():
+        for raw in master.scan_iter(match=pattern, count=1000):
+            key = _text(raw)
+            rest = key[len(keys.prefix):]
+            if rest.startswith(V1_KINDS) and not rest.startswith("revoked:probe:"):
+                return key
+    return None
 
-    Redis writes a change's invalidation pushes in the same pass over its clients as the
-    writer's reply, and not necessarily first (it serves the newest output first): a mirror
-    could answer "not revoked" after the acknowledgement. A command sent after the write's reply
-    arrived is answered in a later pass, when the pushes of that pass have been written to every
-    mirror's socket; so the PING (on whichever pooled connection) ends the write. Never pipeline
-    the two: they would be answered in the same pass. If Redis fails the PING, the revocation
-    itself has happened; the caller's retry is harmless (docs/verifier.md, "Consistency").
-    """
-    client.ping()
-    return result
+
+def _where(node: redis.Redis) -> str:
+    kwargs = node.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"{kwargs.get('host')}:{kwargs.get('port')}"
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _without_password(url: str) -> str:
-    """The Redis URL as it may appear in a log line."""
-    scheme, separator, rest = url.partition("://")
-    if separator and "@" in rest:
-        rest = "***@" + rest.rsplit("@", 1)[1]
-    return f"{scheme}{separator}{rest}"

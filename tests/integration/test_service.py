@@ -20,6 +20,7 @@ import redis
 from shared.claims import USER_ID_MAX_LENGTH
 from shared.errors import Problem
 from tests.forge import fresh, sign
+from tests.integration.verifier_http import cutoff_key, revoked_key, session_key, user_tag
 from tests.keypairs import KeyPair
 from tests.procs import RedisServer, wait_until
 from verifier.config import VerifierSettings
@@ -70,7 +71,7 @@ def make_service(
 
 def _revocation_keys(db: redis.Redis) -> list[str]:
     # the mirror's own short-lived probe keys name no token
-    return sorted(key.decode() for key in db.keys(f"{P}revoked:*") if b":probe:" not in key)
+    return sorted(key.decode() for key in db.keys(f"{P}v2:revoked:*") if b":probe:" not in key)
 
 
 # verification and revocation -----------------------------------------------------------------
@@ -104,13 +105,13 @@ def test_a_revoked_token_is_refused_by_every_process_even_from_its_cache(
         with pytest.raises(TokenRevoked):
             service.verify(token)
     # kept until the token would expire, plus the largest leeway a verifier may use
-    assert _revocation_keys(db) == [f"{P}revoked:jti:j-frank"]
-    assert 600 + REVOCATION_MARGIN - 5 <= db.ttl(f"{P}revoked:jti:j-frank") <= (
+    assert _revocation_keys(db) == [revoked_key("frank", "jti:j-frank")]
+    assert 600 + REVOCATION_MARGIN - 5 <= db.ttl(revoked_key("frank", "jti:j-frank")) <= (
         600 + REVOCATION_MARGIN + 1
     )
     # revoking it again has nothing left to do
     first.revoke(token)
-    assert _revocation_keys(db) == [f"{P}revoked:jti:j-frank"]
+    assert _revocation_keys(db) == [revoked_key("frank", "jti:j-frank")]
 
 
 def test_a_token_without_exp_or_jti_is_revoked_by_its_hash_for_good(
@@ -120,7 +121,7 @@ def test_a_token_without_exp_or_jti_is_revoked_by_its_hash_for_good(
     seed_style = sign({"userId": "seed", "isAdmin": True, "iat": int(time.time())}, key_pair)
     assert service.verify(seed_style).token.expires_at is None
     service.revoke(seed_style)
-    key = f"{P}revoked:sha256:{hashlib.sha256(seed_style.encode()).hexdigest()}"
+    key = revoked_key("seed", f"sha256:{hashlib.sha256(seed_style.encode()).hexdigest()}")
     assert _revocation_keys(db) == [key]
     assert db.ttl(key) == -1
     with pytest.raises(TokenRevoked):
@@ -171,14 +172,16 @@ def test_login_opens_a_session_that_logout_ends(
     service, other = make_service(session_ttl=3600), make_service(session_ttl=3600)
     session = service.login(fresh(key_pair, "dave", isAdmin=True))
     session_id = session["sessionId"]
-    assert len(session_id) == 43
+    # 43 random characters, then "~" and the tag that routes the id to its user's keys
+    assert len(session_id) == 43 + 1 + 8
+    assert session_id.endswith("~" + user_tag("dave"))
     assert (session["userId"], session["isAdmin"], session["provider"]) == ("dave", True, "jwt")
     assert session["expiresAt"] - session["createdAt"] == 3600
     assert abs(session["createdAt"] - time.time()) < 60
 
     # any process finds it: it lives in Redis, under the hash of its id, for the session TTL
     assert other.session(session_id) == session
-    key = f"{P}session:{hashlib.sha256(session_id.encode()).hexdigest()}"
+    key = session_key("dave", hashlib.sha256(session_id.encode()).hexdigest())
     assert 3595 <= db.ttl(key) <= 3600
     record = other.user("dave")
     assert record is not None
@@ -201,7 +204,7 @@ def test_login_with_a_revoked_token_opens_no_session(
     service.revoke(token)
     with pytest.raises(TokenRevoked):
         service.login(token)
-    assert db.keys(f"{P}session:*") == []
+    assert db.keys(f"{P}v2:session:*") == []
     assert service.user("erin") is None
 
 
@@ -233,8 +236,8 @@ def test_ending_a_user_ends_sessions_and_refuses_tokens_issued_until_then(
         with pytest.raises(TokenRevoked):
             process.login(old)
         assert process.verify(bystander).token.user_id == "kim"
-    assert db.get(f"{P}cutoff:judy") == repr(start + 1.5).encode()
-    assert db.ttl(f"{P}cutoff:judy") == -1
+    assert db.get(cutoff_key("judy")) == repr(start + 1.5).encode()
+    assert db.ttl(cutoff_key("judy")) == -1
 
     # a token issued after the cut-off is accepted again, and may log in
     clock.now = start + 3

@@ -22,6 +22,14 @@ from typing import Any
 import pytest
 import redis
 
+from tests.integration.verifier_http import (
+    cutoff_key,
+    index_key,
+    revoked_key,
+    session_key,
+    user_key,
+    user_tag,
+)
 from tests.procs import wait_until
 from verifier.config import VerifierSettings
 from verifier.mirror import Snapshot
@@ -47,12 +55,34 @@ def _hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def _session_id() -> str:
-    return secrets.token_urlsafe(32)
+def _session_key(user: str, session_hash: str) -> str:
+    return session_key(user, session_hash, P)
+
+
+def _index_key(user: str) -> str:
+    return index_key(user, P)
+
+
+def _user_key(user: str) -> str:
+    return user_key(user, P)
+
+
+def _cutoff_key(user: str) -> str:
+    return cutoff_key(user, P)
+
+
+def _revoked_key(user: str, rev_id: str) -> str:
+    return revoked_key(user, rev_id, P)
+
+
+def _session_id(user: str = "alice") -> str:
+    """An id as the verifier makes them: 43 random characters, "~", the user's tag."""
+    return f"{secrets.token_urlsafe(32)}~{user_tag(user)}"
 
 
 def _keys(db: redis.Redis) -> set[str]:
-    return {key.decode() for key in db.keys("*")} - {FOREIGN.decode()}
+    # the layout marker is written once by the store's first command (test_store.py checks it)
+    return {key.decode() for key in db.keys("*")} - {FOREIGN.decode(), f"{P}layout"}
 
 
 def _dump(db: redis.Redis) -> dict[str, Any]:
@@ -97,7 +127,7 @@ def test_login_writes_the_session_its_user_index_and_the_user_record(
 
     digest = _hash(session_id)
     session_key, index_key, user_key = (
-        f"{P}session:{digest}", f"{P}user-sessions:alice", f"{P}user:alice"
+        _session_key("alice", digest), _index_key("alice"), _user_key("alice")
     )
     assert _keys(db) == {session_key, index_key, user_key}
     assert json.loads(db.get(session_key) or b"") == {
@@ -124,17 +154,17 @@ def test_a_second_login_keeps_created_at_updates_the_rest_and_extends_the_index(
 ) -> None:
     first, second = _session_id(), _session_id()
     assert _login(store, first, admin=True, now=1000.0)
-    db.expire(f"{P}user-sessions:alice", 60)
+    db.expire(_index_key("alice"), 60)
     assert _login(store, second, admin=False, provider="corp-sso", now=2000.0)
 
-    assert db.hgetall(f"{P}user:alice") == {
+    assert db.hgetall(_user_key("alice")) == {
         b"userId": b"alice", b"isAdmin": b"false", b"provider": b"corp-sso",
         b"createdAt": b"1000.0", b"lastLoginAt": b"2000.0",
     }
-    assert db.smembers(f"{P}user-sessions:alice") == {_hash(first).encode(),
+    assert db.smembers(_index_key("alice")) == {_hash(first).encode(),
                                                       _hash(second).encode()}
-    assert db.ttl(f"{P}user-sessions:alice") > SESSION_TTL - 5  # from the latest login
-    assert db.exists(f"{P}session:{_hash(first)}", f"{P}session:{_hash(second)}") == 2
+    assert db.ttl(_index_key("alice")) > SESSION_TTL - 5  # from the latest login
+    assert db.exists(_session_key("alice", _hash(first)), _session_key("alice", _hash(second))) == 2
 
 
 def test_login_drops_index_entries_of_sessions_that_expired(
@@ -143,24 +173,24 @@ def test_login_drops_index_entries_of_sessions_that_expired(
     gone, live, new = _session_id(), _session_id(), _session_id()
     assert _login(store, gone)
     assert _login(store, live)
-    _expire_now(db, f"{P}session:{_hash(gone)}")
+    _expire_now(db, _session_key("alice", _hash(gone)))
     assert _login(store, new)
-    assert db.smembers(f"{P}user-sessions:alice") == {_hash(live).encode(), _hash(new).encode()}
+    assert db.smembers(_index_key("alice")) == {_hash(live).encode(), _hash(new).encode()}
 
 
 def test_a_cutoff_refuses_logins_issued_up_to_it_and_they_write_nothing(
     store: Store, db: redis.Redis
 ) -> None:
-    db.set(f"{P}cutoff:alice", "1000.0")  # as a user-wide logout at t=1000 leaves it
+    db.set(_cutoff_key("alice"), "1000.0")  # as a user-wide logout at t=1000 leaves it
     before = _dump(db)
     # issued before or at the cut-off, or with no iat to prove otherwise
     for issued_at in (999.0, 1000.0, None):
         assert _login(store, _session_id(), issued_at=issued_at, now=1500.0) is False
         assert _dump(db) == before  # no session, no index, no user record
     assert _login(store, _session_id(), issued_at=1000.5, now=1500.0) is True
-    assert db.exists(f"{P}user:alice", f"{P}user-sessions:alice") == 2
+    assert db.exists(_user_key("alice"), _index_key("alice")) == 2
     # another user's logins are not affected by alice's cut-off
-    assert _login(store, _session_id(), "bob", issued_at=None) is True
+    assert _login(store, _session_id("bob"), "bob", issued_at=None) is True
 
 
 # logout --------------------------------------------------------------------------------------
@@ -169,7 +199,7 @@ def test_a_cutoff_refuses_logins_issued_up_to_it_and_they_write_nothing(
 def test_logout_deletes_that_session_and_its_index_entry_only(
     store: Store, db: redis.Redis
 ) -> None:
-    ended, kept, bobs = _session_id(), _session_id(), _session_id()
+    ended, kept, bobs = _session_id(), _session_id(), _session_id("bob")
     assert _login(store, ended)
     assert _login(store, kept)
     assert _login(store, bobs, "bob")
@@ -177,11 +207,11 @@ def test_logout_deletes_that_session_and_its_index_entry_only(
 
     assert store.delete_session(ended) is True
     after = _dump(db)
-    assert f"{P}session:{_hash(ended)}" not in after
-    assert after[f"{P}user-sessions:alice"] == {_hash(kept).encode()}
+    assert _session_key("alice", _hash(ended)) not in after
+    assert after[_index_key("alice")] == {_hash(kept).encode()}
     # everything else as it was: the other sessions, bob's index, both user records
-    del before[f"{P}session:{_hash(ended)}"]
-    before[f"{P}user-sessions:alice"] = {_hash(kept).encode()}
+    del before[_session_key("alice", _hash(ended))]
+    before[_index_key("alice")] = {_hash(kept).encode()}
     assert after == before
 
     # a second logout of the same session finds nothing and changes nothing
@@ -195,7 +225,7 @@ def test_logout_still_deletes_a_damaged_session(
     store: Store, db: redis.Redis, stored: bytes
 ) -> None:
     session_id = _session_id()
-    db.set(f"{P}session:{_hash(session_id)}", stored)
+    db.set(_session_key("alice", _hash(session_id)), stored)
     assert store.delete_session(session_id) is True
     assert _keys(db) == set()
 
@@ -207,18 +237,18 @@ def test_a_user_wide_logout_sets_a_permanent_cutoff_and_ends_every_session(
     store: Store, db: redis.Redis
 ) -> None:
     alices = [_session_id(), _session_id()]
-    bobs = _session_id()
+    bobs = _session_id("bob")
     for session_id in alices:
         assert _login(store, session_id, issued_at=900.0)
     assert _login(store, bobs, "bob")
 
     assert store.end_user("alice", 5000.25) == (5000.25, 2)
 
-    assert db.get(f"{P}cutoff:alice") == b"5000.25"
-    assert db.ttl(f"{P}cutoff:alice") == -1
+    assert db.get(_cutoff_key("alice")) == b"5000.25"
+    assert db.ttl(_cutoff_key("alice")) == -1
     assert _keys(db) == {
-        f"{P}cutoff:alice", f"{P}user:alice",  # the user record stays
-        f"{P}session:{_hash(bobs)}", f"{P}user-sessions:bob", f"{P}user:bob",
+        _cutoff_key("alice"), _user_key("alice"),  # the user record stays
+        _session_key("bob", _hash(bobs)), _index_key("bob"), _user_key("bob"),
     }
     assert store.lookup("jti:any", "alice") == Snapshot(False, 5000.25)
     assert store.lookup("jti:any", "bob") == Snapshot(False, None)
@@ -230,11 +260,11 @@ def test_the_cutoff_only_moves_forward_and_repeating_a_logout_changes_nothing(
     assert store.end_user("alice", 2000.0) == (2000.0, 0)
     # a later call with an earlier time (another verifier's clock) keeps the later cut-off
     assert store.end_user("alice", 1500.0) == (2000.0, 0)
-    assert db.get(f"{P}cutoff:alice") == b"2000.0"
+    assert db.get(_cutoff_key("alice")) == b"2000.0"
     assert store.end_user("alice", 2000.0) == (2000.0, 0)
-    assert _keys(db) == {f"{P}cutoff:alice"}
+    assert _keys(db) == {_cutoff_key("alice")}
     assert store.end_user("alice", 3000.5) == (3000.5, 0)
-    assert db.get(f"{P}cutoff:alice") == b"3000.5"
+    assert db.get(_cutoff_key("alice")) == b"3000.5"
 
 
 def test_a_user_wide_logout_counts_only_sessions_that_still_exist(
@@ -243,17 +273,17 @@ def test_a_user_wide_logout_counts_only_sessions_that_still_exist(
     expired, live = _session_id(), _session_id()
     assert _login(store, expired)
     assert _login(store, live)
-    _expire_now(db, f"{P}session:{_hash(expired)}")
+    _expire_now(db, _session_key("alice", _hash(expired)))
     assert store.end_user("alice", 3000.0) == (3000.0, 1)
-    assert not db.exists(f"{P}session:{_hash(live)}", f"{P}user-sessions:alice")
+    assert not db.exists(_session_key("alice", _hash(live)), _index_key("alice"))
 
 
 def test_a_user_wide_logout_replaces_a_damaged_cutoff(store: Store, db: redis.Redis) -> None:
-    db.set(f"{P}cutoff:alice", "garbage")
+    db.set(_cutoff_key("alice"), "garbage")
     # unreadable: every token of the user is refused, whatever its iat
     assert store.lookup("jti:any", "alice").cutoff == float("inf")
     assert store.end_user("alice", 3000.0) == (3000.0, 0)
-    assert db.get(f"{P}cutoff:alice") == b"3000.0"
+    assert db.get(_cutoff_key("alice")) == b"3000.0"
     assert _login(store, _session_id(), issued_at=3001.0, now=3002.0) is True
 
 
@@ -275,7 +305,7 @@ def test_logins_racing_user_wide_logouts_never_leave_a_session_behind(
     def log_in_repeatedly() -> None:
         while not stop.is_set():
             user = current[0]
-            outcomes.append((user, _login(other, _session_id(), user, issued_at=1000.0)))
+            outcomes.append((user, _login(other, _session_id(user), user, issued_at=1000.0)))
 
     rng = random.Random(20261129)  # noqa: S311 - reproducible timing, not a secret
     ended: dict[str, int] = {}
@@ -299,25 +329,28 @@ def test_logins_racing_user_wide_logouts_never_leave_a_session_behind(
     assert refused > RACE_ROUNDS // 4
     # every session opened before its user's cut-off was ended by it, and none remains
     assert ended == {user: accepted[user] for user in ended}
-    assert {key for key in _keys(db) if key.startswith(f"{P}session:")} == set()
-    assert {key for key in _keys(db) if key.startswith(f"{P}user-sessions:")} == set()
+    assert {key for key in _keys(db) if key.startswith(f"{P}v2:session:")} == set()
+    assert {key for key in _keys(db) if key.startswith(f"{P}v2:sessions:")} == set()
 
 
 # revocation (a plain SET with EX, not a script) ------------------------------------------------
 
 
 def test_a_revocation_lives_for_its_ttl_or_for_good(store: Store, db: redis.Redis) -> None:
-    store.revoke("jti:abc", 600)
-    store.revoke("sha256:" + "0" * 64, None)  # a token without exp
-    assert _keys(db) == {f"{P}revoked:jti:abc", f"{P}revoked:sha256:{'0' * 64}"}
-    assert db.get(f"{P}revoked:jti:abc") == b"1"
-    assert 595_000 < db.pttl(f"{P}revoked:jti:abc") <= 600_000
-    assert db.ttl(f"{P}revoked:sha256:{'0' * 64}") == -1
-    assert store.lookup("jti:abc", None) == Snapshot(True, None)
+    store.revoke("jti:abc", "alice", 600)
+    store.revoke("sha256:" + "0" * 64, "alice", None)  # a token without exp
+    by_jti, by_hash = _revoked_key("alice", "jti:abc"), _revoked_key("alice", "sha256:" + "0" * 64)
+    assert _keys(db) == {by_jti, by_hash}
+    assert db.get(by_jti) == b"1"
+    assert 595_000 < db.pttl(by_jti) <= 600_000
+    assert db.ttl(by_hash) == -1
+    assert store.lookup("jti:abc", "alice") == Snapshot(True, None)
     assert store.lookup("sha256:" + "0" * 64, "alice") == Snapshot(True, None)
-    assert store.lookup("jti:other", None) == Snapshot(False, None)
+    assert store.lookup("jti:other", "alice") == Snapshot(False, None)
+    # a revocation is filed under its token's user: another user's token of that jti is not it
+    assert store.lookup("jti:abc", "bob") == Snapshot(False, None)
 
     # revoking again leaves one key, still revoked
-    store.revoke("jti:abc", 600)
-    assert _keys(db) == {f"{P}revoked:jti:abc", f"{P}revoked:sha256:{'0' * 64}"}
-    assert store.lookup("jti:abc", None) == Snapshot(True, None)
+    store.revoke("jti:abc", "alice", 600)
+    assert _keys(db) == {by_jti, by_hash}
+    assert store.lookup("jti:abc", "alice") == Snapshot(True, None)

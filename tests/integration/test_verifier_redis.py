@@ -133,6 +133,6 @@ def test_a_durable_redis_and_an_absent_one_start_without_a_durability_warning(
     ("redis://cache:6379/0", "redis://cache:6379/0"),
 ])
 def test_redis_urls_in_logs_never_carry_the_password(url: str, shown: str) -> None:
-    from verifier.store import _without_password
+    from verifier.redisconn import without_password
 
-    assert _without_password(url) == shown
+    assert without_password(url) == shown

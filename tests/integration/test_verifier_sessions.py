@@ -16,7 +16,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.forge import fresh, sign
-from tests.integration.verifier_http import PREFIX, admin_headers, assert_problem
+from tests.integration.verifier_http import (
+    PREFIX,
+    admin_headers,
+    assert_problem,
+    index_key,
+    revoked_key,
+)
 from tests.keypairs import KeyPair
 from verifier.store import REVOCATION_MARGIN
 
@@ -36,7 +42,7 @@ def test_login_lookup_forward_auth_and_logout(
     # stored hashed and bounded: the id itself appears in no key
     keys = [key.decode() for key in db.keys("*")]
     assert not any(session_id in key for key in keys)
-    session_keys = [key for key in keys if key.startswith(PREFIX + "session:")]
+    session_keys = [key for key in keys if key.startswith(PREFIX + "v2:session:")]
     assert len(session_keys) == 1
     assert 0 < db.ttl(session_keys[0]) <= 30 * 24 * 3600
 
@@ -55,7 +61,7 @@ def test_login_lookup_forward_auth_and_logout(
     )
     # logging out again is still a success
     assert client.delete(f"/v1/sessions/{session_id}").status_code == 204
-    assert db.smembers(PREFIX + "user-sessions:dave") == set()
+    assert db.smembers(index_key("dave")) == set()
 
 
 def test_login_refuses_a_bad_token(client: FlaskClient, other_key_pair: KeyPair) -> None:
@@ -118,13 +124,13 @@ def test_a_revocation_lives_until_the_token_would_expire(
     now = int(time.time())
     token = sign({"userId": "gina", "iat": now, "exp": now + 600, "jti": "j-1"}, key_pair)
     assert client.post("/v1/revocations", json={"token": token}).status_code == 204
-    ttl = db.ttl(PREFIX + "revoked:jti:j-1")
+    ttl = db.ttl(revoked_key("gina", "jti:j-1"))
     assert 600 < ttl <= 600 + REVOCATION_MARGIN + 1
 
     # a seed-style token never expires, so neither does its revocation (keyed by its hash)
     seed = sign({"userId": "gina", "iat": now}, key_pair)
     assert client.post("/v1/revocations", json={"token": seed}).status_code == 204
-    by_hash = db.keys(PREFIX + "revoked:sha256:*")
+    by_hash = db.keys(revoked_key("gina", "sha256:*"))
     assert len(by_hash) == 1
     assert db.ttl(by_hash[0]) == -1
     assert_problem(client.post("/v1/verify", json={"token": seed}), 401, "token_revoked")
@@ -141,7 +147,7 @@ def test_revocation_needs_a_token_that_verifies(
     expired = sign({"userId": "h", "iat": now - 900, "exp": now - 600, "jti": "old"}, key_pair)
     assert client.post("/v1/revocations", json={"token": expired}).status_code == 204
     # (the mirror's short-lived probe key, revoked:probe:*, names no token)
-    assert [key for key in db.keys(PREFIX + "revoked:*") if b":probe:" not in key] == []
+    assert [key for key in db.keys(PREFIX + "v2:revoked:*") if b":probe:" not in key] == []
     assert_problem(client.post("/v1/revocations", json={}), 400, "request_invalid")
 
 

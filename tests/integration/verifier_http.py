@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 PREFIX = "jwtauth:"
 """The verifier's default Redis key prefix."""
+
+
+# the key layout as docs/verifier.md spells it: each user's keys share the hash tag {T}
+def user_tag(user: str) -> str:
+    return hashlib.sha256(user.encode()).hexdigest()[:8]
+
+
+def revoked_key(user: str, rev_id: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}v2:revoked:{{{user_tag(user)}}}:{rev_id}"
+
+
+def cutoff_key(user: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}v2:cutoff:{{{user_tag(user)}}}:{user}"
+
+
+def session_key(user: str, session_hash: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}v2:session:{{{user_tag(user)}}}:{session_hash}"
+
+
+def index_key(user: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}v2:sessions:{{{user_tag(user)}}}:{user}"
+
+
+def user_key(user: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}v2:user:{{{user_tag(user)}}}:{user}"
 
 
 def admin_headers(admin_keys: tuple[Path, str, str]) -> dict[str, str]:
