@@ -9,6 +9,7 @@ the services, wired only by what the compose file says, work together.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import signal
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 OWN_KEYS_FILE = REPO / "docs" / "compose.own-keys.yml"
+CLUSTER_FILE = REPO / "docs" / "compose.cluster.yml"
 REDIS_PORT = 6379
 # variables that would put a secret itself (not a file holding it) into the compose file
 INLINE_SECRETS = {"ISSUER_PRIVATE_KEY", "ISSUER_KEY_PASSPHRASE", "VERIFIER_PUBLIC_KEY"}
@@ -41,11 +43,15 @@ def _compose() -> dict[str, Any]:
     return document
 
 
-def _container_port(name: str, service: dict[str, Any]) -> int:
+def _is_redis(service: dict[str, Any]) -> bool:
+    return (service.get("command") or [None])[0] == "redis-server"
+
+
+def _container_port(service: dict[str, Any]) -> int:
     """The port a service listens on inside its container (``--bind 0.0.0.0:PORT``)."""
-    if name == "redis":
-        return REDIS_PORT
     command = service["command"]
+    if _is_redis(service):
+        return int(command[command.index("--port") + 1]) if "--port" in command else REDIS_PORT
     bind = command[command.index("--bind") + 1]
     return int(bind.rsplit(":", 1)[1])
 
@@ -57,15 +63,65 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(key): str(value) for key, value in environment.items()}
 
 
+def _dependencies(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    depends_on = service.get("depends_on") or {}
+    if isinstance(depends_on, list):
+        return {name: {"condition": "service_started"} for name in depends_on}
+    return {str(name): dict(rule) for name, rule in depends_on.items()}
+
+
 def _with_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``docker compose -f base -f override``, for the keys the override file uses."""
+    """``docker compose -f base -f override``, by Compose's merge rules for the keys these files
+    use: mappings merge (environment, each depends_on entry), secrets and volumes add up, any
+    other key (command, profiles) of the override replaces the base's; new services are added."""
     merged = copy.deepcopy(base)
     for name, extra in override.get("services", {}).items():
-        service = merged["services"][name]
-        service["environment"] = {**_environment(service), **_environment(extra)}
-        service["secrets"] = [*(service.get("secrets") or []), *(extra.get("secrets") or [])]
-    merged["secrets"] = {**(base.get("secrets") or {}), **(override.get("secrets") or {})}
+        service = merged["services"].setdefault(name, {})
+        for key, value in extra.items():
+            if key == "environment":
+                service[key] = {**_environment(service), **_environment(extra)}
+            elif key == "depends_on":
+                ours, theirs = _dependencies(service), _dependencies(extra)
+                service[key] = {dependency: {**ours.get(dependency, {}), **rule}
+                                for dependency, rule in {**ours, **theirs}.items()}
+            elif key in ("secrets", "volumes"):
+                service[key] = [*(service.get(key) or []), *copy.deepcopy(value)]
+            else:
+                service[key] = copy.deepcopy(value)
+    for section in ("secrets", "volumes"):
+        merged[section] = {**(base.get(section) or {}), **(override.get(section) or {})}
     return merged
+
+
+def _enabled(compose: dict[str, Any], profiles: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """What ``docker compose up`` runs: without the services of a profile that is not active.
+
+    Compose refuses a project in which a service depends on a disabled one, unless that
+    dependency says ``required: false``; then it is not waited for. So does this.
+    """
+    active = copy.deepcopy(compose)
+    services = active["services"]
+    disabled = {name for name, service in services.items()
+                if service.get("profiles") and not set(service["profiles"]) & profiles}
+    for name in disabled:
+        del services[name]
+    for name, service in services.items():
+        dependencies = _dependencies(service)
+        for dependency in disabled & set(dependencies):
+            assert dependencies[dependency].get("required") is False, (
+                f"{name} depends on {dependency}, which a profile disables: Compose refuses that"
+            )
+            del dependencies[dependency]
+        if "depends_on" in service:
+            service["depends_on"] = dependencies
+    return active
+
+
+def _interpolated(text: str) -> str:
+    """Compose's interpolation, for files that substitute no variable: ``$$`` is one ``$``."""
+    pieces = text.split("$$")
+    assert not any("$" in piece for piece in pieces), f"a variable Compose would fill in: {text}"
+    return "$".join(pieces)
 
 
 def _start_order(services: dict[str, Any]) -> list[str]:
@@ -95,12 +151,25 @@ class Machine:
         self.volumes = {name: root / "volumes" / name for name in compose.get("volumes") or {}}
         for folder in self.volumes.values():
             folder.mkdir(parents=True)
-        self.ports = {name: free_port() for name in self.services if self._listens(name)}
+        self._taken: set[int] = set()
+        self.ports = {name: self._free_port() for name in self.services if self._listens(name)}
+        # a cluster node's bus port, port + 10000 by default, may be above 65535 here
+        self.bus_ports = {name: self._free_port() for name in self.ports
+                          if "--cluster-enabled" in self.services[name]["command"]}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _free_port(self) -> int:
+        """A free port none of this machine's services got yet (free_port may repeat one)."""
+        for _ in range(100):
+            port = free_port()
+            if port not in self._taken:
+                self._taken.add(port)
+                return port
+        raise AssertionError("no distinct free port found")
 
     def _listens(self, name: str) -> bool:
         service = self.services[name]
-        return name == "redis" or "--bind" in (service.get("command") or [])
+        return _is_redis(service) or "--bind" in (service.get("command") or [])
 
     def mounts(self, name: str) -> dict[str, Path]:
         """Container path -> local path, for the service's named volumes and secrets."""
@@ -115,13 +184,14 @@ class Machine:
 
     def substitute(self, name: str, text: str) -> str:
         """Rewrite one string of service ``name`` as it must read on this machine."""
+        text = _interpolated(text)
         replacements: dict[str, str] = {}
         for other, port in self.ports.items():
-            replacements[f"{other}:{_container_port(other, self.services[other])}"] = (
+            replacements[f"{other}:{_container_port(self.services[other])}"] = (
                 f"127.0.0.1:{port}"
             )
         if name in self.ports:
-            own = _container_port(name, self.services[name])
+            own = _container_port(self.services[name])
             for host in ("0.0.0.0", "127.0.0.1", "localhost"):
                 replacements[f"{host}:{own}"] = f"127.0.0.1:{self.ports[name]}"
         for target, folder in self.mounts(name).items():
@@ -140,10 +210,14 @@ class Machine:
             return [sys.executable, "-P", *rest]
         if program == "redis-server":
             # the redis image runs in /data, its volume; the port is this test's
+            bus = ["--cluster-port", str(self.bus_ports[name])] if name in self.bus_ports else []
             return [program, *rest, "--port", str(self.ports[name]), "--bind", "127.0.0.1",
-                    "--dir", str(self.mounts(name)["/data"]), "--daemonize", "no"]
+                    "--dir", str(self.mounts(name)["/data"]), "--daemonize", "no", *bus]
         if program == "redis-cli":
             return [program, "-p", str(self.ports[name]), *rest]
+        if program == "sh":
+            # the redis image's sh is Debian's dash, as here
+            return [program, *rest]
         raise AssertionError(f"{name}: no local equivalent for {program!r}")
 
     def env(self, name: str) -> dict[str, str]:
@@ -179,7 +253,9 @@ class Machine:
             timeout=30, check=False,
         )
         # redis-cli exits 0 even on an error reply (LOADING): the answer must be PONG
-        return result.returncode == 0 and (name != "redis" or "PONG" in result.stdout)
+        return result.returncode == 0 and (
+            not _is_redis(self.services[name]) or "PONG" in result.stdout
+        )
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -210,14 +286,40 @@ def machine(tmp_path: Path) -> Iterator[Machine]:
     local.stop_all()
 
 
-@pytest.mark.parametrize("path", [COMPOSE_FILE, OWN_KEYS_FILE], ids=lambda path: path.name)
-def test_compose_files_match_the_compose_schema(path: Path) -> None:
+def _assert_compose_schema(path: Path) -> None:
     checker = Path(sys.executable).with_name("check-jsonschema")
     result = subprocess.run(
         [str(checker), "--builtin-schema", "vendor.compose-spec", str(path)],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _assert_dependencies_can_be_met(services: dict[str, Any]) -> None:
+    """Each depends_on waits for something that happens: a healthcheck, or a job's exit."""
+    for name, service in services.items():
+        for dependency, rule in _dependencies(service).items():
+            if rule["condition"] == "service_healthy":
+                assert "test" in services[dependency]["healthcheck"], (name, dependency)
+            else:
+                assert rule["condition"] == "service_completed_successfully", (name, dependency)
+                assert services[dependency].get("restart") == "no", dependency
+
+
+def _dev_client_key(keys_job: subprocess.CompletedProcess[str]) -> str:
+    """The dev client key the keys job prints once, as the line after its title."""
+    assert keys_job.returncode == 0, keys_job.stdout + keys_job.stderr
+    lines = keys_job.stdout.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("dev issuer client key"))
+    client_key = lines[title + 1].strip()
+    assert client_key.startswith("jwta_")
+    return client_key
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, OWN_KEYS_FILE, CLUSTER_FILE],
+                         ids=lambda path: path.name)
+def test_compose_files_match_the_compose_schema(path: Path) -> None:
+    _assert_compose_schema(path)
 
 
 def test_compose_file_keeps_secrets_in_files_and_redis_durable() -> None:
@@ -233,13 +335,7 @@ def test_compose_file_keeps_secrets_in_files_and_redis_durable() -> None:
     verifier_mounts = [volume.split(":")[0] for volume in services["verifier"]["volumes"]]
     issuer_mounts = [volume.split(":")[0] for volume in services["issuer"]["volumes"]]
     assert not set(verifier_mounts) & set(issuer_mounts)
-    for name, service in services.items():
-        for dependency, rule in (service.get("depends_on") or {}).items():
-            if rule["condition"] == "service_healthy":
-                assert "test" in services[dependency]["healthcheck"], (name, dependency)
-            else:
-                assert rule["condition"] == "service_completed_successfully", (name, dependency)
-                assert services[dependency].get("restart") == "no", dependency
+    _assert_dependencies_can_be_met(services)
 
 
 def test_each_service_runs_here_with_its_compose_command_and_environment(
@@ -250,12 +346,8 @@ def test_each_service_runs_here_with_its_compose_command_and_environment(
     assert jobs == ["keys"]
 
     first = machine.run_job("keys")
-    assert first.returncode == 0, first.stdout + first.stderr
-    # the dev client key is printed once (docker compose logs keys), as the line after its title
-    lines = first.stdout.splitlines()
-    title = next(i for i, line in enumerate(lines) if line.startswith("dev issuer client key"))
-    client_key = lines[title + 1].strip()
-    assert client_key.startswith("jwta_")
+    # the dev client key is printed once (docker compose logs keys)
+    client_key = _dev_client_key(first)
     issuer_volume = machine.mounts("issuer")["/secrets/issuer"]
     assert b"ENCRYPTED PRIVATE KEY" in (issuer_volume / "private.pem").read_bytes()
     assert (issuer_volume / "passphrase.txt").exists()
@@ -342,6 +434,186 @@ def test_own_keys_override_serves_with_the_users_key_and_clients(tmp_path: Path)
                                  json={"token": issued.json()["token"]}, timeout=10)
         assert verified.status_code == 200, verified.text
         assert verified.json()["userId"] == "42"
+    finally:
+        machine.stop_all()
+
+
+CLUSTER_INIT = "redis-cluster-init"
+
+
+def _cluster_merged() -> dict[str, Any]:
+    """``docker compose -f docker-compose.yml -f docs/compose.cluster.yml``, before profiles."""
+    return _with_override(_compose(), yaml.safe_load(CLUSTER_FILE.read_text()))
+
+
+def _cluster_nodes(services: dict[str, Any]) -> list[str]:
+    return [name for name, service in services.items()
+            if "--cluster-enabled" in (service.get("command") or [])]
+
+
+def test_cluster_override_keeps_each_node_durable_and_leaves_the_single_redis_out(
+    tmp_path: Path,
+) -> None:
+    merged = _cluster_merged()
+    # the project Compose builds from both files is a valid one too
+    (tmp_path / "merged.json").write_text(json.dumps(merged))
+    _assert_compose_schema(tmp_path / "merged.json")
+
+    services = _enabled(merged)["services"]
+    assert "redis" not in services
+    assert "redis" in _enabled(merged, frozenset({"standalone-redis"}))["services"]
+    nodes = _cluster_nodes(services)
+    assert nodes == [f"redis-{number}" for number in range(1, 7)]
+    data_volumes = set()
+    for name in nodes:
+        command = services[name]["command"]
+        assert command[command.index("--appendonly") + 1] == "yes"
+        assert command[command.index("--appendfsync") + 1] == "always"
+        assert command[command.index("--cluster-config-file") + 1] == "nodes.conf"
+        [volume] = [volume.split(":")[0] for volume in services[name]["volumes"]
+                    if volume.endswith(":/data")]
+        data_volumes.add(volume)
+    # a node's data and its identity (nodes.conf) are its own
+    assert len(data_volumes) == len(nodes)
+    assert set(_dependencies(services[CLUSTER_INIT])) == set(nodes)
+    environment = _environment(services["verifier"])
+    assert environment["VERIFIER_REDIS_MODE"] == "cluster"
+    assert environment["REDIS_URL"] == ",".join(f"redis://{name}:6379" for name in nodes)
+    assert _dependencies(services["verifier"])[CLUSTER_INIT]["condition"] == (
+        "service_completed_successfully"
+    )
+    _assert_dependencies_can_be_met(services)
+
+
+def _cluster_layout(machine: Machine, nodes: list[str]) -> dict[str, list[tuple[str, ...]]]:
+    """What each node says of the cluster: ids, roles, masters, config epochs and slots."""
+    layout = {}
+    for name in nodes:
+        client = redis.Redis(port=machine.ports[name], decode_responses=True, socket_timeout=5)
+        try:
+            text = client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+        # <id> <address> <flags> <master> <ping> <pong> <epoch> <link> <slot>...: the
+        # addresses, ping times and links are left out, they differ from run to run
+        layout[name] = sorted(
+            (fields[0], fields[2], fields[3], fields[6], *fields[8:])
+            for fields in (line.split() for line in text.splitlines() if line.strip())
+        )
+    return layout
+
+
+def _replication(machine: Machine, name: str) -> dict[str, Any]:
+    client = redis.Redis(port=machine.ports[name], decode_responses=True, socket_timeout=5)
+    try:
+        replication: dict[str, Any] = client.info("replication")
+    finally:
+        client.close()
+    return replication
+
+
+def _key_counts(machine: Machine, nodes: list[str]) -> dict[str, int]:
+    counts = {}
+    for name in nodes:
+        client = redis.Redis(port=machine.ports[name], socket_timeout=5)
+        try:
+            counts[name] = int(client.dbsize())
+        finally:
+            client.close()
+    return counts
+
+
+def _slot_count(ranges: tuple[str, ...]) -> int:
+    count = 0
+    for slots in ranges:
+        first, _, last = slots.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
+
+
+def test_cluster_override_runs_here_with_its_commands_and_environment(tmp_path: Path) -> None:
+    """docs/compose.cluster.yml over docker-compose.yml: six nodes, the init job (twice), the
+    keys job, the issuer and the verifier, each as the merged files say, then a round trip."""
+    machine = Machine(_enabled(_cluster_merged()), tmp_path)
+    nodes = _cluster_nodes(machine.services)
+    try:
+        order = _start_order(machine.services)
+        jobs = [name for name in order if name not in machine.ports]
+        assert sorted(jobs) == ["keys", CLUSTER_INIT]
+        client_key = ""
+        for name in order:
+            if name == "keys":
+                client_key = _dev_client_key(machine.run_job(name))
+            elif name == CLUSTER_INIT:
+                created = machine.run_job(name)
+                assert created.returncode == 0, created.stdout + created.stderr
+                assert "the cluster is ready" in created.stdout, created.stdout
+                layout = _cluster_layout(machine, nodes)
+                # every later `docker compose up` runs it again: it must change nothing
+                again = machine.run_job(name)
+                assert again.returncode == 0, again.stdout + again.stderr
+                assert again.stdout.strip() == "the cluster exists already: nothing to do"
+                assert _cluster_layout(machine, nodes) == layout
+            else:
+                machine.start(name)
+                wait_until(lambda name=name: machine.healthy(name), timeout=60,
+                           what=f"{name}'s compose healthcheck")
+
+        # 3 masters sharing the 16384 slots, each with one replica
+        view = layout[nodes[0]]
+        masters = {line[0]: line for line in view if "master" in line[1]}
+        replicas = [line for line in view if "slave" in line[1]]
+        assert len(masters) == 3
+        assert sum(_slot_count(line[4:]) for line in masters.values()) == 16384
+        assert sorted(line[2] for line in replicas) == sorted(masters)
+
+        verifier = machine.url("verifier")
+        issued = requests.post(
+            f"{machine.url('issuer')}/v1/tokens", json={"userId": "123"},
+            headers={"Authorization": f"Bearer {client_key}"}, timeout=10,
+        )
+        assert issued.status_code == 201, issued.text
+        token = issued.json()["token"]
+        verified = requests.post(f"{verifier}/v1/verify", json={"token": token}, timeout=10)
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["userId"] == "123"
+
+        login = requests.post(f"{verifier}/v1/sessions", json={"token": token}, timeout=10)
+        assert login.status_code == 201, login.text
+        session_id = login.json()["sessionId"]
+        forwarded = requests.get(f"{verifier}/v1/auth",
+                                 headers={"Authorization": f"Bearer {session_id}"}, timeout=10)
+        assert forwarded.status_code == 200, forwarded.text
+        assert forwarded.headers["X-Auth-User-Id"] == "123"
+
+        before = _key_counts(machine, nodes)
+        for _ in range(3):
+            revoked = requests.post(f"{verifier}/v1/revocations", json={"token": token},
+                                    timeout=10)
+            # 503 is the documented answer of a replica that did not confirm within 150 ms
+            # (a loaded machine): the revocation is sent again, as a client would
+            if revoked.status_code != 503:
+                break
+        assert revoked.status_code == 204, revoked.text
+        refused = requests.post(f"{verifier}/v1/verify", json={"token": token}, timeout=10)
+        assert (refused.status_code, refused.json()["code"]) == (401, "token_revoked")
+
+        # the revocation was acknowledged once a replica held it (WAIT 1, the cluster default):
+        # the master of its user's slot and that master's replica gained a key, no other node
+        after = _key_counts(machine, nodes)
+        holders = {name: _replication(machine, name) for name in nodes
+                   if after[name] > before[name]}
+        roles = sorted(replication["role"] for replication in holders.values())
+        assert roles == ["master", "slave"], holders
+        [replica] = [replication for replication in holders.values()
+                     if replication["role"] == "slave"]
+        [master] = [name for name, replication in holders.items()
+                    if replication["role"] == "master"]
+        assert replica["master_port"] == machine.ports[master]
+
+        log = (tmp_path / "verifier.log").read_text(errors="replace")
+        assert "Redis Cluster mode" in log
+        assert "connected replica(s)" not in log
     finally:
         machine.stop_all()
 
