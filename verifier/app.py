@@ -208,8 +208,9 @@ def logout(session_id: str) -> tuple[str, int]:
 
 @api.view(views, "/v1/revocations", ["POST"],
           "Revoke a token (holding it is the right to revoke it)",
-          description="The token must verify. An expired, too old or already revoked token is "
-          "already refused for good: 204 without a write.",
+          description="The token must verify. An expired or too old token is already refused "
+          "for good: 204 without a write. An already revoked token is written and confirmed "
+          "again (a retry after a 503).",
           body=TokenRequest, body_required=False, status=204,
           errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", ""))
 def revoke() -> tuple[str, int]:

@@ -232,16 +232,25 @@ class VerifierService:
     # revocation and users -------------------------------------------------------------------
 
     def revoke(self, token: str) -> None:
-        """Refuse this token from now on; a token that is already refused for good is a no-op.
+        """Refuse this token from now on; an expired or too old token is a no-op.
 
         The token must verify first (holding it is the right to revoke it). An expired or too
-        old token, whose signature was checked before its time, can never be accepted again,
-        and a revoked one is already refused: both succeed without writing anything.
+        old token, whose signature was checked before its time, can never be accepted again:
+        it succeeds without writing anything. A token refused as revoked is revoked again:
+        the write that refused it may be one answered 503 because too few replicas confirmed
+        it, and the retry that 503 asks for must not be acknowledged before they do.
         """
         try:
             verdict = self.verify(token)
-        except (TokenExpired, TokenTooOld, TokenRevoked):
+        except (TokenExpired, TokenTooOld):
             return
+        except TokenRevoked:
+            try:
+                verified = verify_token(token, keys=self.keyset, policy=self.policy,
+                                        now=self.clock())
+            except (TokenExpired, TokenTooOld):
+                return
+            verdict = Verdict(verified, True)
         if not verdict.revocation_checked:
             raise StoreUnavailable("Revoking needs Redis, which is unreachable.")
         verified = verdict.token

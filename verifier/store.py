@@ -263,8 +263,13 @@ class Store:
                     # twice in redis-py: once in use, once more when the pool's stale-connection
                     # check trips on its replacement (outside redis-py's own retry); a second
                     # try on a fresh connection costs nothing when Redis is up, and one fast
-                    # failure more when it is down
+                    # failure more when it is down. In Cluster mode the node may be a master
+                    # that failed over while this process sent it nothing (its map is as old
+                    # as its last failure): the second try asks the cluster again first, or
+                    # it would fail on the same dead node and answer 503 long after the failover
                     log.info("redis %s: %s; trying once more", what, exc)
+                    with contextlib.suppress(*REDIS_FAILURES):
+                        self.connector.forget_topology()
                     continue
                 self._failed(breaker, what, name, exc)
             except REDIS_FAILURES as exc:
