@@ -39,6 +39,7 @@ unmigrated data instead of ignoring revocations it cannot see.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from shared.digest import sha256_hex
@@ -51,6 +52,7 @@ V1_KINDS = ("revoked:", "cutoff:", "session:", "user-sessions:", "user:")
 """The first word after the prefix of every layout-1 key."""
 
 
+@functools.lru_cache(maxsize=4096)  # a verification names its user's keys twice
 def user_tag(user_id: str) -> str:
     """The hash-tag body shared by every key of this user."""
     return sha256_hex(user_id)[:TAG_LENGTH]
