@@ -27,6 +27,7 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
@@ -207,56 +208,38 @@ class Connector:
         if self.mode == "standalone":
             return redis.Redis.from_url(urls[0], **self._options())
         if self.mode == "cluster":
-            first = urllib.parse.urlparse(urls[0])
-            options = self._options()
-            if first.password and "password" not in options:
-                options["password"] = urllib.parse.unquote(first.password)
-            if first.username:
-                options["username"] = urllib.parse.unquote(first.username)
             return RedisCluster(
                 startup_nodes=[
                     ClusterNode(*_host_port(url))  # type: ignore[no-untyped-call]
                     for url in urls
                 ],
-                ssl=first.scheme == "rediss",
                 # a dead master costs one fast failure, not several: the store's breaker and
                 # the caller's retry do the rest, and the map is refreshed on the next request
                 cluster_error_retry_attempts=1,
-                **options,
+                **self._node_options(),
             )
         self._sentinel = self._make_sentinel()
         return self._sentinel.master_for(  # type: ignore[no-untyped-call]
-            self.settings.sentinel_master, **self._master_options()
+            self.settings.sentinel_master, **self._node_options()
         )
 
     def _make_sentinel(self) -> Sentinel:
-        urls = self.settings.urls
-        first = urllib.parse.urlparse(urls[0])
-        sentinel_options: dict[str, Any] = {
-            "socket_connect_timeout": self.timeout,
-            "socket_timeout": self.timeout,
-        }
-        if first.password:
-            sentinel_options["password"] = urllib.parse.unquote(first.password)
-        if first.scheme == "rediss":
-            sentinel_options["ssl"] = True
+        # the sentinels are asked with what their URLs say (password, TLS and its options)
+        sentinel_options = {**_url_options(self.settings.urls[0]),
+                            "socket_connect_timeout": self.timeout,
+                            "socket_timeout": self.timeout}
+        sentinel_options.pop("db", None)
         return Sentinel(  # type: ignore[no-untyped-call]
-            [_host_port(url) for url in urls],
+            [_host_port(url) for url in self.settings.urls],
             sentinel_kwargs=sentinel_options,
-            **self._master_options(),
+            **self._node_options(),
         )
 
-    def _master_options(self) -> dict[str, Any]:
-        first = urllib.parse.urlparse(self.settings.urls[0])
-        options = self._options()
-        if first.password and "password" not in options:
-            options["password"] = urllib.parse.unquote(first.password)
-        if first.scheme == "rediss":
-            options["ssl"] = True
-        database = first.path.strip("/")
-        if database:
-            options["db"] = int(database)
-        return options
+    def _node_options(self) -> dict[str, Any]:
+        """What every data node is connected with: the first URL's options (password, TLS and
+        its ``ssl_*`` query options, database), then the timeouts, retry and password file."""
+        return {**_url_options(self.settings.urls[0]), **self._options()}
+
 
     def node_for(self, key: str) -> redis.Redis:
         """A client of the one node that holds ``key`` (and every key of its hash slot)."""
@@ -302,7 +285,7 @@ class Connector:
             return redis.ConnectionPool.from_url(self.settings.urls[0], **options)
         self.client()  # makes the Sentinel manager of this process
         assert self._sentinel is not None
-        master = {**self._master_options(), **options}
+        master = {**self._node_options(), **options}
         master.pop("retry", None)
         return SentinelConnectionPool(  # type: ignore[no-untyped-call]
             self.settings.sentinel_master, self._sentinel, **master
@@ -314,6 +297,16 @@ class Connector:
             self._client.close()
         self._client = None
         self._sentinel = None
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    """The client options a URL carries, as redis-py reads them, without its address."""
+    options: dict[str, Any] = dict(parse_url(url))  # type: ignore[no-untyped-call]
+    for name in ("host", "port", "path", "connection_class"):
+        options.pop(name, None)
+    if url.startswith("rediss://"):
+        options["ssl"] = True  # what the Cluster and Sentinel clients take instead of a class
+    return options
 
 
 def _host_port(url: str) -> tuple[str, int]:
