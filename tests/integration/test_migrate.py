@@ -22,7 +22,7 @@ from flask import Flask
 from tests.forge import sign
 from tests.integration.verifier_http import admin_headers, assert_problem, cutoff_key
 from tests.keypairs import KeyPair
-from tests.procs import run_cli
+from tests.procs import assert_one_line_error, free_port, run_cli
 from verifier.store import LayoutError
 
 P = "jwtauth:"
@@ -173,3 +173,14 @@ def test_migrate_reports_an_unreachable_redis_in_one_line() -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "nothing is lost, run it again" in lines[0]
+
+
+def test_serve_on_layout_1_data_stops_with_one_line(
+    db: redis.Redis, key_pair: KeyPair, redis_url: str
+) -> None:
+    V1Data(db, key_pair)
+    result = run_cli("serve", "verifier", "--bind", f"127.0.0.1:{free_port()}", env={
+        "VERIFIER_PUBLIC_KEY_FILE": str(key_pair.public_path), "REDIS_URL": redis_url,
+    })
+    assert result.returncode == 3
+    assert_one_line_error(result, "run `jwt-auth redis migrate` once")
