@@ -28,6 +28,7 @@ key                                    value
 ``P v2:user:{T}:<userId>``             hash: the user record
 ``P v2:revoked:{legacy}:<rev id>``     a revocation migrated from layout 1 (no user known)
 ``P v2:legacy-session:<sha256(id)>``   the user tag of a session migrated from layout 1
+``P v2:fence:{T}``                     ``1`` for 1 s: what a confirmed write always writes
 ``P layout``                           hash: ``version`` 2, ``legacy-revocations`` 0/1
 =====================================  ====================================================
 
@@ -100,6 +101,17 @@ class KeyLayout:
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}v2:user:{{{user_tag(user_id)}}}:{user_id}"
+
+    def fence(self, key: str) -> str:
+        """A short-lived key in ``key``'s slot that a confirmed write always writes.
+
+        Since Redis 7.2, WAIT counts replicas up to the connection's own latest write: a retried
+        logout that finds nothing left to delete would be confirmed at once, while the deletion
+        the first try made may be on no replica. Writing this key makes every confirmed change
+        end at the master's current offset, which covers every earlier write.
+        """
+        tag = key[key.index("{") + 1:key.index("}")]
+        return f"{self.prefix}v2:fence:{{{tag}}}"
 
     def legacy_session(self, session_hash: str) -> str:
         return f"{self.prefix}v2:legacy-session:{session_hash}"

@@ -74,11 +74,8 @@ class Migration:
         if not self.dry_run:
             marker = self.keys.marker
             node = self.connector.node_for(marker)
-            node.hset(marker, "version", VERSION)
-            if self.legacy_revocations:
-                node.hset(marker, "legacy-revocations", 1)
-            else:
-                node.hsetnx(marker, "legacy-revocations", 0)
+            node.hsetnx(marker, "legacy-revocations", 0)  # 1 stays 1, from this run or another
+            node.hset(marker, "version", VERSION)  # last: from here on the data reads as layout 2
         return self.counts
 
     def _scan(self, kind: str) -> Iterator[str]:
@@ -101,6 +98,11 @@ class Migration:
             if value is None:
                 return  # expired meanwhile
             target = self.keys.legacy_revocation(rest)
+            if not self.dry_run and not self.legacy_revocations:
+                # flagged before the first one moves: a run that stops after moving them, or
+                # a verifier started before the marker's version is written, still checks them
+                marker = self.keys.marker
+                self.connector.node_for(marker).hset(marker, "legacy-revocations", 1)
             self.legacy_revocations = True
             if not self.dry_run:
                 node = self.connector.node_for(target)

@@ -126,7 +126,10 @@ class RedisSettings:
                     raise ConfigError("REDIS_URL", "every URL needs a host")
                 if self.mode == "cluster" and parsed.path.strip("/") not in ("", "0"):
                     raise ConfigError("REDIS_URL", "Redis Cluster has only database 0")
-        if self.password is not None and any(urllib.parse.urlparse(u).password for u in urls):
+        # in sentinel mode the URLs name the sentinels: their password may differ from the
+        # master's, which the file then gives
+        urls_with_password = any(urllib.parse.urlparse(u).password for u in urls)
+        if self.password is not None and urls_with_password and self.mode != "sentinel":
             raise ConfigError(
                 "REDIS_PASSWORD_FILE", "REDIS_URL carries a password too; give it in one place"
             )

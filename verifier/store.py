@@ -296,18 +296,19 @@ class Store:
         kwargs = node.connection_pool.connection_kwargs
         return f"{kwargs.get('host')}:{kwargs.get('port')}", node
 
-    def _confirmed(self, node: redis.Redis, write: Callable[[Any], Any]) -> Any:
+    def _confirmed(self, node: redis.Redis, slot_key: str, write: Callable[[Any], Any]) -> Any:
         """Run ``write`` and return its result once Redis has made it safe to acknowledge.
 
-        Safe means two things. Replicas: with ``VERIFIER_REDIS_MIN_REPLICAS`` > 0 the write
-        and a ``WAIT`` go down one connection, so the WAIT counts replicas that hold this very
-        write; fewer than required raise NotConfirmed. Mirrors: Redis writes a change's
-        invalidation pushes in the same pass over its clients as the writer's reply, and not
-        necessarily first (it serves the newest output first), so a mirror could answer "not
-        revoked" after the acknowledgement. A command answered in a later pass ends the write:
-        the WAIT blocks until a replica acknowledges, which is always a later pass; without
-        replicas a PING sent after the reply arrived does the same (never pipeline that PING:
-        it would be answered in the same pass). docs/verifier.md, "Consistency".
+        Safe means two things. Replicas: with ``VERIFIER_REDIS_MIN_REPLICAS`` > 0 the write, a
+        fence key in its slot (``KeyLayout.fence``: a write even when the change itself finds
+        nothing to do) and a ``WAIT`` go down one connection, so the WAIT counts replicas that
+        hold this write and every one before it; fewer than required raise NotConfirmed.
+        Mirrors: Redis writes a change's invalidation pushes in the same pass over its clients
+        as the writer's reply, and not necessarily first (it serves the newest output first), so
+        a mirror could answer "not revoked" after the acknowledgement. A command answered in a
+        later pass ends the write: the WAIT blocks until a replica acknowledges, which is always
+        a later pass; without replicas a PING sent after the reply arrived does the same (never
+        pipeline that PING: it would be answered in the same pass). docs/verifier.md, "Consistency".
         """
         if self.replicas == 0:
             result = write(node)
@@ -315,8 +316,9 @@ class Store:
             return result
         pipe = node.pipeline(transaction=False)
         write(pipe)
+        pipe.set(self.keys.fence(slot_key), "1", px=1000)  # verifier.layout.KeyLayout.fence
         pipe.execute_command("WAIT", self.replicas, self.wait_ms)  # type: ignore[no-untyped-call]
-        *results, acknowledged = pipe.execute()
+        *results, _, acknowledged = pipe.execute()
         if int(acknowledged) < self.replicas:
             raise NotConfirmed(
                 f"{acknowledged} of {self.replicas} replica(s) confirmed within {self.wait_ms} ms"
@@ -362,7 +364,8 @@ class Store:
         """
         marker_key = self.keys.marker
         marker = self.connector.node_for(marker_key).hgetall(marker_key)
-        if not marker:
+        if b"version" not in marker:
+            # new, or a migration that has not finished (it flags legacy revocations first)
             found = find_v1_key(self.connector, self.keys)
             if found is not None:
                 raise LayoutError(
@@ -432,6 +435,10 @@ class Store:
     def lookup(self, rev_id: str, user_id: str) -> Snapshot:
         """Whether the token is revoked, and its user's cut-off: from the mirror when it is in
         sync, else in one round trip to the user's slot (an MGET)."""
+        if not self._layout_checked:
+            # before the mirror too: a process that started without Redis must not answer
+            # from a mirror of keys it has not yet proven to be the layout it reads
+            self._check_layout_lazily()
         revocation_key = self.keys.revocation(user_id, rev_id)
         cutoff_key = self.keys.cutoff(user_id)
         legacy_key = self.keys.legacy_revocation(rev_id) if self.legacy_revocations else None
@@ -451,7 +458,7 @@ class Store:
         """Refuse the token from now on; ``ttl`` None keeps the revocation (token without exp)."""
         key = self.keys.revocation(user_id, rev_id)
         self._run("revoke", key, lambda node: self._confirmed(
-            node, lambda client: client.set(key, "1", ex=ttl)))
+            node, key, lambda client: client.set(key, "1", ex=ttl)))
 
     # sessions and users -----------------------------------------------------------------------
 
@@ -523,7 +530,7 @@ class Store:
         keys = [self.keys.session(tag, session_hash)]
         args = [f"{self.keys.prefix}v2:sessions:{{{tag}}}:", session_hash]
         ended = bool(self._run("logout", keys[0], lambda node: self._confirmed(
-            node, lambda client: self._script("logout", client, keys, args))))
+            node, keys[0], lambda client: self._script("logout", client, keys, args))))
         if session_id_tag(session_id) is None:
             pointer = self.keys.legacy_session(session_hash)
             self._run("logout", pointer, lambda node: node.delete(pointer))
@@ -534,7 +541,7 @@ class Store:
         keys = [self.keys.cutoff(user_id), self.keys.sessions(user_id)]
         args = [repr(now), self.keys.session_prefix(user_tag(user_id))]
         cutoff, ended = self._run("end_user", keys[0], lambda node: self._confirmed(
-            node, lambda client: self._script("end_user", client, keys, args)))
+            node, keys[0], lambda client: self._script("end_user", client, keys, args)))
         return float(cutoff), int(ended)
 
     def get_user(self, user_id: str) -> tuple[dict[str, str] | None, float | None]:

@@ -22,8 +22,13 @@ from flask import Flask
 from tests.forge import sign
 from tests.integration.verifier_http import admin_headers, assert_problem, cutoff_key
 from tests.keypairs import KeyPair
-from tests.procs import assert_one_line_error, free_port, run_cli
-from verifier.store import LayoutError
+from tests.procs import assert_one_line_error, free_port, run_cli, wait_until
+from verifier.config import VerifierSettings
+from verifier.errors import StoreUnavailable
+from verifier.layout import KeyLayout
+from verifier.migrate import Migration
+from verifier.redisconn import Connector, RedisSettings
+from verifier.store import LayoutError, Store
 
 P = "jwtauth:"
 DAY = 24 * 3600
@@ -184,3 +189,38 @@ def test_serve_on_layout_1_data_stops_with_one_line(
     })
     assert result.returncode == 3
     assert_one_line_error(result, "run `jwt-auth redis migrate` once")
+
+
+def test_a_migration_stopped_after_the_revocations_still_leaves_them_checked(
+    db: redis.Redis, key_pair: KeyPair, redis_url: str, make_app: Callable[..., Flask]
+) -> None:
+    """The run stops once the revocations moved (as a kill would); the next run finds none
+    left to move, yet the verifier must still look them up."""
+    v1 = V1Data(db, key_pair)
+    migration = Migration(Connector(RedisSettings(url=redis_url)), KeyLayout(P), dry_run=False)
+    for key in list(migration._scan("revoked:")):  # white box: the first kind of a run
+        migration._move("revoked:", key)
+    migration.connector.close()
+    assert _migrate(redis_url).startswith("layout 2: moved 1 cut-offs")  # no revocations left
+    assert db.hget(f"{P}layout", "legacy-revocations") == b"1"
+    client = make_app().test_client()
+    for token in (v1.revoked, v1.revoked_seed):
+        assert_problem(client.post("/v1/verify", json={"token": token}), 401, "token_revoked")
+
+
+def test_a_process_that_started_without_redis_checks_the_layout_before_its_mirror(
+    db: redis.Redis, key_pair: KeyPair, redis_url: str
+) -> None:
+    """A store whose start-up check could not run (Redis was away) meets layout-1 data: its
+    first lookup refuses to answer, from Redis or from its mirror, instead of ignoring it."""
+    V1Data(db, key_pair)
+    store = Store(VerifierSettings(public_key="unused", redis_url=redis_url))
+    mirror = store.mirror
+    assert mirror is not None
+    try:
+        mirror.lookup("any", None)  # starts its thread, as a worker's first request would
+        wait_until(lambda: mirror.synced, timeout=10, what="the mirror to sync")
+        with pytest.raises(StoreUnavailable, match="jwt-auth redis migrate"):
+            store.lookup("jti:j-rev", "alice")
+    finally:
+        store.close()

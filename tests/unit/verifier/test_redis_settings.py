@@ -76,6 +76,12 @@ def test_a_password_comes_from_the_url_or_a_file_never_both(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="carries a password too"):
         VerifierSettings.from_env({**KEY, "REDIS_PASSWORD_FILE": str(secret),
                                    "REDIS_URL": "redis://:other@cache:6379/0"})
+    # sentinel mode: the URLs' password is the sentinels', the file's the master's
+    sentinels = VerifierSettings.from_env({
+        **KEY, "VERIFIER_REDIS_MODE": "sentinel", "REDIS_PASSWORD_FILE": str(secret),
+        "REDIS_URL": "redis://:sentinel-pass@s1:26379,redis://:sentinel-pass@s2:26379",
+    })
+    assert sentinels.redis_password == "s3cret"
     described = RedisSettings(url="rediss://u:s3cret@a:7000,rediss://u:s3cret@b:7000",
                               mode="cluster").described()
     assert described == "rediss://***@a:7000,rediss://***@b:7000"
