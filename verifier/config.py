@@ -10,6 +10,7 @@ from typing import Any
 from shared.claimrule import ClaimRule
 from shared.config import env_bool, env_choice, env_int, env_json, env_list, env_str
 from shared.errors import ConfigError
+from verifier.claimheaders import parse_claim_headers
 from verifier.redisconn import DEFAULT_URL, RedisSettings
 
 # RSA signature algorithms only: the verifier holds RSA public keys, and an HMAC algorithm with
@@ -54,6 +55,9 @@ class VerifierSettings:
     # seconds a key that left the JWKS without being retired stays trusted
     jwks_grace: int = 3600
     admin_keys_file: str | None = None
+    client_keys_file: str | None = None
+    # (header, claim) pairs added to forward-auth answers (verifier.claimheaders)
+    claim_headers: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = 16 * 1024
     log_level: str = "INFO"
 
@@ -95,6 +99,8 @@ class VerifierSettings:
             jwks_min_refetch_interval=env_int(env, "VERIFIER_JWKS_MIN_REFETCH", 30, minimum=1),
             jwks_grace=env_int(env, "VERIFIER_JWKS_GRACE", 3600, minimum=0),
             admin_keys_file=env_str(env, "VERIFIER_ADMIN_KEYS_FILE"),
+            client_keys_file=env_str(env, "VERIFIER_CLIENT_KEYS_FILE"),
+            claim_headers=parse_claim_headers(env_json(env, "VERIFIER_CLAIM_HEADERS", {})),
             log_level=env_choice(env, "LOG_LEVEL", "info",
                                  ("debug", "info", "warning", "error")).upper(),
         )

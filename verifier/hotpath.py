@@ -25,6 +25,7 @@ from shared.hotroutes import (
     read_body,
 )
 from shared.metrics import HTTP_METHODS
+from verifier.claimheaders import claim_headers
 from verifier.errors import (
     FORWARD_AUTH_ONLY,
     TOKEN_ERRORS,
@@ -94,6 +95,7 @@ def header_safe(value: str) -> tuple[str, bool]:
 
 def hot_routes(api: Api, service: VerifierService, *, max_body_bytes: int) -> list[Route]:
     """The verifier's routes served in front of Flask, declared to ``api``."""
+    claim_mapping = service.settings.claim_headers
 
     def verify(environ: Environ, method: str) -> Answer:
         token = token_from_body(
@@ -110,12 +112,15 @@ def hot_routes(api: Api, service: VerifierService, *, max_body_bytes: int) -> li
         if credential is None:
             raise TokenMissing("Send Authorization: Bearer <jwt or session id>.")
         checked = True
+        extra: list[tuple[str, str]] = []
         if "." in credential:
             # a JWT always has dots; a session id never does
             verdict = service.verify(credential)
             token = verdict.token
             user_id, is_admin, provider = token.user_id, token.is_admin, token.provider
             checked = verdict.revocation_checked
+            if claim_mapping:  # VERIFIER_CLAIM_HEADERS; a session holds no claims
+                extra = claim_headers(claim_mapping, token.claims)
         else:
             session = service.session(credential)
             if session is None:
@@ -131,6 +136,7 @@ def hot_routes(api: Api, service: VerifierService, *, max_body_bytes: int) -> li
             ("X-Auth-Is-Admin", "true" if is_admin else "false"),
             ("X-Auth-Provider", provider),
             (REVOCATION_HEADER, "true" if checked else "false"),
+            *extra,
         ]
         return json_answer(200, {"userId": user_id, "isAdmin": is_admin, "provider": provider,
                                  "revocationChecked": checked}, headers)
@@ -140,7 +146,10 @@ def hot_routes(api: Api, service: VerifierService, *, max_body_bytes: int) -> li
         "anything else a session id. Every HTTP method is accepted, since proxies forward the "
         "original one.",
         "answer": AuthResult,
-        "answer_headers": AUTH_HEADERS,
+        "answer_headers": {**AUTH_HEADERS, **{
+            header: f"the token's {claim!r} claim (VERIFIER_CLAIM_HEADERS); absent when the "
+            f"token has none, or for a session id; {header}-Encoding: percent when encoded"
+            for header, claim in claim_mapping}},
         "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, StoreUnavailable),
         "security": ("bearerJwt", "session"),
     }
