@@ -76,6 +76,7 @@ class Operation:
     description: str | None = None
     body: type[Schema] | Schema | None = None
     body_required: bool = True
+    body_media_type: str = "application/json"  # of the request body
     status: int = 200
     answer: type[Schema] | None = None  # the JSON body of a success; None: no body
     media_type: str = "application/json"  # of a success with a body
@@ -189,7 +190,7 @@ class Api:
         if operation.body is not None and method not in ("GET", "HEAD"):
             document["requestBody"] = {
                 "required": operation.body_required,
-                "content": {"application/json": {"schema": operation.body}},
+                "content": {operation.body_media_type: {"schema": operation.body}},
             }
             errors += BODY_PROBLEMS
         if operation.security:

@@ -22,7 +22,7 @@ from werkzeug.routing import PathConverter
 from shared.api import Api, operation_id, serve_hot_routes, service_app
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
-from shared.errors import Forbidden, RequestInvalid, Unauthorized
+from shared.errors import Forbidden, RequestInvalid, Unauthorized, UnsupportedMediaType
 from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
@@ -31,7 +31,15 @@ from verifier.config import VerifierSettings
 from verifier.errors import TOKEN_ERRORS, SessionNotFound, StoreUnavailable, UserNotFound
 from verifier.hotpath import hot_routes, token_from_body
 from verifier.keyset import KeySet, check_published_rule
-from verifier.schemas import Session, TokenRequest, User, UserLogout, VerifierReady
+from verifier.schemas import (
+    Introspection,
+    IntrospectionRequest,
+    Session,
+    TokenRequest,
+    User,
+    UserLogout,
+    VerifierReady,
+)
 from verifier.service import VerifierService
 from verifier.store import REDIS_FAILURES, Store
 from verifier.verification import VerificationPolicy
@@ -49,6 +57,9 @@ api = Api(
                     "description": "A session id from POST /v1/sessions"},
         "adminKey": {"type": "http", "scheme": "bearer",
                      "description": "An admin key from VERIFIER_ADMIN_KEYS_FILE"},
+        "clientKey": {"type": "http", "scheme": "bearer",
+                      "description": "A key from VERIFIER_CLIENT_KEYS_FILE (or "
+                                     "VERIFIER_ADMIN_KEYS_FILE)"},
     },
 )
 views = Blueprint("verifier", __name__)
@@ -77,6 +88,8 @@ def _build(settings: VerifierSettings) -> Flask:
     # the app is built in the gunicorn master: no connection may be inherited by the workers
     store.close()
     admins = ApiKeyRegistry.load(settings.admin_keys_file, variable="VERIFIER_ADMIN_KEYS_FILE")
+    clients = ApiKeyRegistry.load(settings.client_keys_file,
+                                  variable="VERIFIER_CLIENT_KEYS_FILE")
     service = VerifierService(settings, keyset, policy, store)
 
     def readiness() -> tuple[bool, dict[str, Any]]:
@@ -90,9 +103,10 @@ def _build(settings: VerifierSettings) -> Flask:
                       max_body_bytes=settings.max_body_bytes)
     app.extensions["verifier"] = service
     app.extensions["verifier.admins"] = admins
+    app.extensions["verifier.clients"] = clients
     # the PEM keys and the admin keys file are read again when they change, and on SIGHUP,
     # which also refetches the JWKS and ends the grace of withdrawn keys (shared.reloading)
-    app.extensions[RELOADER_EXTENSION] = Reloader([keyset, admins])
+    app.extensions[RELOADER_EXTENSION] = Reloader([keyset, admins, clients])
     app.url_map.converters["user_id"] = UserIdConverter
     app.register_blueprint(views)
     serve_hot_routes(app, "verifier", hot_routes(api, service,
@@ -173,6 +187,45 @@ def _admin() -> ApiClient:
     if not client.admin:
         raise Forbidden(f"The key of {client.name!r} is not an admin key.")
     return client
+
+
+def _introspecting_client() -> ApiClient:
+    """The resource server calling introspection, or 401 (RFC 7662 section 2.1)."""
+    key = bearer_token(request.headers.get("Authorization"))
+    for name in ("verifier.clients", "verifier.admins"):
+        registry: ApiKeyRegistry = current_app.extensions[name]
+        client = registry.authenticate(key)
+        if client is not None:
+            return client
+    raise Unauthorized(
+        "Send a key from VERIFIER_CLIENT_KEYS_FILE (or VERIFIER_ADMIN_KEYS_FILE) as "
+        "Authorization: Bearer <key>.",
+        headers={"WWW-Authenticate": 'Bearer realm="jwt-auth-verifier-introspection"'},
+    )
+
+
+@api.view(views, "/v1/introspect", ["POST"], "Token introspection (RFC 7662)",
+          description="A form body token=<jwt> (token_type_hint is accepted and ignored), from "
+          "a resource server holding a key of VERIFIER_CLIENT_KEYS_FILE or "
+          "VERIFIER_ADMIN_KEYS_FILE. Any token that is not good is {\"active\": false}; a good "
+          "one has its identity and registered claims. The revocation check and the failure "
+          "modes are those of /v1/verify (503 store_unavailable in closed mode).",
+          body=IntrospectionRequest, body_media_type="application/x-www-form-urlencoded",
+          answer=Introspection, errors=(Unauthorized, RequestInvalid, StoreUnavailable),
+          security=("clientKey",))
+def introspect() -> Response:
+    _introspecting_client()
+    if request.get_data(cache=True) and request.mimetype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(
+            "Send the token as a form: Content-Type: application/x-www-form-urlencoded, "
+            "token=<jwt>.")
+    token = request.form.get("token", "")
+    if not token:
+        raise RequestInvalid("token: send token=<jwt> in the form body.",
+                             extra={"field": "token"})
+    response = jsonify(_service().introspect(token))
+    response.headers["Cache-Control"] = "no-store"  # RFC 7662 section 2.2 advice
+    return response
 
 
 @api.view(views, "/v1/sessions", ["POST"],

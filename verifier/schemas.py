@@ -78,3 +78,31 @@ class VerifierReady(Schema):
 
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.Boolean(), required=True)
+
+
+class IntrospectionRequest(Schema):
+    """RFC 7662 section 2.1, sent as application/x-www-form-urlencoded."""
+
+    token = fields.String(required=True, metadata={"description": "the JWT to look at"})
+    token_type_hint = fields.String(
+        metadata={"description": "accepted and ignored: the verifier knows one kind of token"})
+
+
+class Introspection(Schema):
+    """RFC 7662 section 2.2: ``{"active": false}`` alone for any token that is not good."""
+
+    active = fields.Boolean(required=True)
+    sub = fields.String(metadata={"description": "the user id"})
+    username = fields.String(metadata={"description": "the user id"})
+    userId = fields.String()
+    isAdmin = fields.Boolean()
+    provider = fields.String()
+    token_type = fields.String(metadata={"description": "Bearer"})
+    exp = fields.Raw(metadata={"description": "the token's exp, when it has one"})
+    iat = fields.Raw(metadata={"description": "the token's iat, when it has one"})
+    nbf = fields.Raw(metadata={"description": "the token's nbf, when it has one"})
+    jti = fields.Raw(metadata={"description": "the token's jti, when it has one"})
+    iss = fields.Raw(metadata={"description": "the token's iss, when it has one"})
+    aud = fields.Raw(metadata={"description": "the token's aud (a string or a list)"})
+    revocationChecked = fields.Boolean(
+        metadata={"description": "false: Redis unreachable in open mode, signature alone"})

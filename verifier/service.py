@@ -183,6 +183,32 @@ class VerifierService:
             limits.append(float(verified.issued_at) + self.settings.max_token_age)
         return min(limits)
 
+    def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662: the token's state; inactive for any refusal, 503 when Redis must answer.
+
+        The same pipeline as ``verify``: a refused token, whatever the reason, is only
+        ``{"active": false}`` (the RFC's answer, which tells a caller nothing it could probe).
+        """
+        try:
+            verdict = self.verify(token)
+        except TokenError:
+            return {"active": False}
+        verified = verdict.token
+        answer: dict[str, Any] = {
+            "active": True,
+            "sub": verified.user_id,
+            "username": verified.user_id,
+            "userId": verified.user_id,
+            "isAdmin": verified.is_admin,
+            "provider": verified.provider,
+            "token_type": "Bearer",
+            "revocationChecked": verdict.revocation_checked,
+        }
+        for claim in ("exp", "iat", "nbf", "jti", "iss", "aud"):
+            if claim in verified.claims:
+                answer[claim] = verified.claims[claim]
+        return answer
+
     # sessions -------------------------------------------------------------------------------
 
     def login(self, token: str) -> dict[str, Any]:
