@@ -109,7 +109,7 @@ def _build(settings: VerifierSettings) -> Flask:
     app.extensions[RELOADER_EXTENSION] = Reloader([keyset, admins, clients])
     app.url_map.converters["user_id"] = UserIdConverter
     app.register_blueprint(views)
-    serve_hot_routes(app, "verifier", hot_routes(api, service,
+    serve_hot_routes(app, "verifier", hot_routes(api, service, admins=admins,
                                                  max_body_bytes=settings.max_body_bytes))
     app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]  # WSGI wrapping
     return app

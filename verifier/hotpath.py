@@ -13,9 +13,9 @@ from typing import Any
 from marshmallow import ValidationError
 
 from shared.api import Api
-from shared.apikeys import bearer_token
+from shared.apikeys import ApiKeyRegistry, bearer_token
 from shared.claims import first_error
-from shared.errors import RequestInvalid
+from shared.errors import Forbidden, RequestInvalid, Unauthorized
 from shared.hotroutes import (
     Answer,
     Environ,
@@ -86,6 +86,15 @@ def verified_body(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def _explain_requested(query: str) -> bool:
+    values = urllib.parse.parse_qs(query).get("explain")
+    if not values:
+        return False
+    if values[-1] not in ("true", "false"):
+        raise RequestInvalid("explain: expected true or false.", extra={"field": "explain"})
+    return values[-1] == "true"
+
+
 def header_safe(value: str) -> tuple[str, bool]:
     """A header value for any user id: as is when printable ASCII, else percent-encoded UTF-8."""
     if value.isascii() and value.isprintable():
@@ -93,11 +102,32 @@ def header_safe(value: str) -> tuple[str, bool]:
     return urllib.parse.quote(value, safe=""), True
 
 
-def hot_routes(api: Api, service: VerifierService, *, max_body_bytes: int) -> list[Route]:
+def hot_routes(
+    api: Api, service: VerifierService, *, max_body_bytes: int, admins: ApiKeyRegistry
+) -> list[Route]:
     """The verifier's routes served in front of Flask, declared to ``api``."""
     claim_mapping = service.settings.claim_headers
 
+    def explain(environ: Environ) -> Answer:
+        """Every step of the pipeline for the body's token; the admin key in Authorization."""
+        client = admins.authenticate(bearer_token(environ.get("HTTP_AUTHORIZATION")))
+        if client is None:
+            raise Unauthorized(
+                "explain=true needs an admin key from VERIFIER_ADMIN_KEYS_FILE as "
+                'Authorization: Bearer <key>, and the token in the body {"token": "<jwt>"}.',
+                headers={"WWW-Authenticate": 'Bearer realm="jwt-auth-verifier-admin"'},
+            )
+        if not client.admin:
+            raise Forbidden(f"The key of {client.name!r} is not an admin key.")
+        # the token comes from the body only: Authorization carries the admin key
+        token = token_from_body(read_body(environ, max_body_bytes),
+                                environ.get("CONTENT_TYPE"), None)
+        return json_answer(200, service.explain(token), [("Cache-Control", "no-store")])
+
     def verify(environ: Environ, method: str) -> Answer:
+        query = environ.get("QUERY_STRING")
+        if query and _explain_requested(query):
+            return explain(environ)
         token = token_from_body(
             read_body(environ, max_body_bytes), environ.get("CONTENT_TYPE"),
             environ.get("HTTP_AUTHORIZATION"),
@@ -157,8 +187,16 @@ def hot_routes(api: Api, service: VerifierService, *, max_body_bytes: int) -> li
     return [
         api.hot("/v1/verify", ["POST"], verify, "Verify a token", body=TokenRequest,
                 body_required=False, answer=Verified,
+                description="With ?explain=true and an admin key in Authorization (the token "
+                "in the body), the answer is instead {\"verdict\": \"accepted\" or a code, "
+                "\"steps\": [{\"step\", \"outcome\", \"rule\", \"values\", \"code\", "
+                "\"detail\"}]}: every step of the pipeline, revocation included, never the "
+                "signature or a key.",
+                query={"explain": ("true: explain every step instead of answering (admin key)",
+                                   {"type": "string", "enum": ["true", "false"]})},
                 answer_headers={REVOCATION_HEADER: AUTH_HEADERS[REVOCATION_HEADER]},
-                errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", "")),
+                errors=(*TOKEN_ERRORS, StoreUnavailable, Unauthorized, Forbidden),
+                security=("bearerJwt", "")),
         api.hot("/v1/auth", FORWARD_AUTH_METHODS, forward_auth, summary, **forward_auth_doc),
         # Envoy ext_authz appends the original path
         api.hot("/v1/auth/<path:forwarded_path>", FORWARD_AUTH_METHODS, forward_auth, summary,

@@ -37,7 +37,13 @@ from verifier.layout import SESSION_TAG_SEPARATOR, is_user_tag
 from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
 from verifier.mirror import Snapshot
 from verifier.store import REVOCATION_MARGIN, Store, revocation_id
-from verifier.verification import VerificationPolicy, VerifiedToken, verify_token
+from verifier.verification import (
+    Step,
+    Trace,
+    VerificationPolicy,
+    VerifiedToken,
+    verify_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +189,11 @@ class VerifierService:
             limits.append(float(verified.issued_at) + self.settings.max_token_age)
         return min(limits)
 
+    def explain(self, token: str) -> dict[str, Any]:
+        """Every step of the pipeline for this token, revocation included (admin only)."""
+        return explain_token(token, keys=self.keyset, policy=self.policy, now=self.clock(),
+                             store=self.store)
+
     def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662: the token's state; inactive for any refusal, 503 when Redis must answer.
 
@@ -314,6 +325,43 @@ class VerifierService:
     def readiness(self) -> dict[str, bool]:
         """What /readyz reports: keys loaded, Redis reachable."""
         return {"keys": self.keyset.ready, "redis": self.store.ping()}
+
+
+REVOCATION_RULE = ("not revoked (by jti, or by hash without one), and issued after its "
+                   "user's cut-off (a token without iat never is)")
+
+
+def explain_token(
+    token: str, *, keys: KeySet, policy: VerificationPolicy, now: float, store: Store | None
+) -> dict[str, Any]:
+    """The verdict and every step that led to it, from the one pipeline (``Trace``).
+
+    No cache and no counters: an explanation is asked for, not traffic. Never holds the
+    signature, a key or a secret: steps show claims, header members and configuration only.
+    """
+    trace = Trace()
+    try:
+        verified = verify_token(token, keys=keys, policy=policy, now=now, trace=trace)
+    except TokenError as exc:
+        trace.add(Step("revocation", "not run", REVOCATION_RULE))
+        return {"verdict": exc.code, "steps": trace.as_json()}
+    verdict = "accepted"
+    if store is None:
+        trace.add(Step("revocation", "not run", REVOCATION_RULE,
+                       {"why": "no Redis configured (set REDIS_URL to check revocations)"}))
+    else:
+        rev_id = revocation_id(verified.jti, sha256_hex(token))
+        values: dict[str, Any] = {"revocation": rev_id, "iat": verified.issued_at}
+        try:
+            snapshot = store.lookup(rev_id, verified.user_id)
+            values.update(revoked=snapshot.revoked, cutoff=snapshot.cutoff)
+            _refuse_if_revoked(verified, snapshot)
+            trace.add(Step("revocation", "passed", REVOCATION_RULE, values))
+        except (TokenRevoked, StoreUnavailable) as exc:
+            trace.add(Step("revocation", "failed", REVOCATION_RULE, values, exc.code,
+                           exc.detail))
+            verdict = exc.code
+    return {"verdict": verdict, "steps": trace.as_json()}
 
 
 def _refuse_if_revoked(verified: VerifiedToken, snapshot: Snapshot) -> None:

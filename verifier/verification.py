@@ -343,16 +343,115 @@ def _escape(user_id: str, characters: tuple[str, ...]) -> str:
     return user_id
 
 
-def _verify(token: str, keys: KeySet, policy: VerificationPolicy, now: float) -> VerifiedToken:
-    parsed = _parse(token)
-    alg, kid = _check_header(parsed.header, policy)
-    key = keys.select(kid)
-    _verify_signature(parsed, alg, key.jwk)
-    payload = parsed.payload
-    _check_claims(payload, policy)
-    _check_time(payload, policy, now)
-    _check_registered(payload, policy)
-    _check_attributes(payload, policy)
+@dataclass(frozen=True)
+class Step:
+    """One step of the pipeline as ``--explain`` shows it: never a signature, key or secret."""
+
+    name: str
+    outcome: str  # "passed", "failed" or "not run"
+    rule: str
+    values: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None  # the refusal's code, when it failed
+    detail: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"step": self.name, "outcome": self.outcome, "rule": self.rule,
+                                  "values": self.values}
+        if self.code is not None:
+            answer.update(code=self.code, detail=self.detail)
+        return answer
+
+
+STEPS = (
+    ("structure", "three non-empty base64url segments (canonical), strict JSON objects, at most "
+                  f"{MAX_TOKEN_BYTES} bytes"),
+    ("header", "alg among VERIFIER_ALGORITHMS; typ JWT when present; no crit, zip, b64"),
+    ("key", "the configured key the kid names (the only key when there is no kid)"),
+    ("signature", "verifies with that key and the header's alg"),
+    ("claims", "the user id field present and valid; isAdmin a boolean; time claims numbers"),
+    ("time", "exp, nbf and iat against now with VERIFIER_LEEWAY; VERIFIER_REQUIRE_EXP and "
+             "VERIFIER_MAX_TOKEN_AGE"),
+    ("audience and issuer", "aud includes VERIFIER_AUDIENCE, iss equals VERIFIER_ISSUER, "
+                            "when set"),
+    ("attributes", "each VERIFIER_REQUIRED_ATTRIBUTES member equals the payload's exactly"),
+)
+RULES = dict(STEPS)
+
+
+class Trace:
+    """What each step saw, recorded by the one pipeline when asked to (``explain``)."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+
+    def passed(self, name: str, **values: Any) -> None:
+        self.steps.append(Step(name, "passed", RULES.get(name, ""), values))
+
+    def failed(self, name: str, error: TokenError, **values: Any) -> None:
+        self.steps.append(Step(name, "failed", RULES.get(name, ""), values, error.code,
+                               error.detail))
+
+    def add(self, step: Step) -> None:
+        self.steps.append(step)
+
+    def not_run(self, names: tuple[str, ...]) -> None:
+        self.steps += [Step(name, "not run", RULES.get(name, "")) for name in names]
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [step.as_json() for step in self.steps]
+
+
+def _seen(payload: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: payload.get(name) for name in names if name in payload}
+
+
+def _verify(
+    token: str, keys: KeySet, policy: VerificationPolicy, now: float, trace: Trace | None = None
+) -> VerifiedToken:
+    step = "structure"
+    try:
+        parsed = _parse(token)
+        if trace is not None:
+            trace.passed(step, bytes=len(token), header_members=sorted(parsed.header),
+                         payload_members=sorted(parsed.payload))
+        step = "header"
+        alg, kid = _check_header(parsed.header, policy)
+        if trace is not None:
+            trace.passed(step, alg=alg, kid=kid, typ=parsed.header.get("typ"),
+                         allowed=sorted(policy.algorithms))
+        step = "key"
+        key = keys.select(kid)
+        if trace is not None:
+            trace.passed(step, kid=key.kid)
+        step = "signature"
+        _verify_signature(parsed, alg, key.jwk)
+        if trace is not None:
+            trace.passed(step, alg=alg, kid=key.kid)
+        payload = parsed.payload
+        step = "claims"
+        _check_claims(payload, policy)
+        if trace is not None:
+            trace.passed(step, **{policy.user_id_field: payload.get(policy.user_id_field)},
+                         **_seen(payload, (policy.is_admin_field,)))
+        step = "time"
+        _check_time(payload, policy, now)
+        if trace is not None:
+            trace.passed(step, now=now, leeway=policy.leeway,
+                         **_seen(payload, ("exp", "nbf", "iat")))
+        step = "audience and issuer"
+        _check_registered(payload, policy)
+        if trace is not None:
+            trace.passed(step, audience=sorted(policy.audience) if policy.audience else None,
+                         issuer=policy.issuer, **_seen(payload, ("aud", "iss")))
+        step = "attributes"
+        _check_attributes(payload, policy)
+        if trace is not None:
+            trace.passed(step, required=dict(policy.required_attributes),
+                         **{"in the token": _seen(payload, tuple(policy.required_attributes))})
+    except TokenError as exc:
+        if trace is not None:
+            _record_failure(trace, step, exc, token, policy, now)
+        raise
     is_admin = json_equal(payload.get(policy.is_admin_field, _MISSING), policy.is_admin_value)
     iat = payload.get("iat")
     exp = payload.get("exp")
@@ -369,12 +468,48 @@ def _verify(token: str, keys: KeySet, policy: VerificationPolicy, now: float) ->
     )
 
 
-def verify_token(
-    token: str, *, keys: KeySet, policy: VerificationPolicy, now: float
-) -> VerifiedToken:
-    """Verify a compact JWS and its claims at time ``now``; raises only TokenError subclasses."""
+def _record_failure(
+    trace: Trace, step: str, error: TokenError, token: str, policy: VerificationPolicy,
+    now: float,
+) -> None:
+    """The failed step with what decided it, then the steps that did not run."""
+    values: dict[str, Any] = {}
     try:
-        return _verify(token, keys, policy, now)
+        parsed = _parse(token) if step != "structure" else None
+    except TokenError:
+        parsed = None
+    if parsed is not None:
+        payload = parsed.payload
+        if step == "header":
+            values = {"alg": parsed.header.get("alg"), "allowed": sorted(policy.algorithms)}
+        elif step in ("key", "signature"):
+            values = {"alg": parsed.header.get("alg"), "kid": parsed.header.get("kid")}
+        elif step == "claims":
+            values = _seen(payload, (policy.user_id_field, policy.is_admin_field))
+        elif step == "time":
+            values = {"now": now, "leeway": policy.leeway, **_seen(payload, ("exp", "nbf", "iat"))}
+        elif step == "audience and issuer":
+            values = {"audience": sorted(policy.audience) if policy.audience else None,
+                      "issuer": policy.issuer, **_seen(payload, ("aud", "iss"))}
+        elif step == "attributes":
+            values = {"required": dict(policy.required_attributes),
+                      "in the token": _seen(payload, tuple(policy.required_attributes))}
+    trace.failed(step, error, **values)
+    names = [name for name, _ in STEPS]
+    trace.not_run(tuple(names[names.index(step) + 1:]))
+
+
+def verify_token(
+    token: str, *, keys: KeySet, policy: VerificationPolicy, now: float,
+    trace: Trace | None = None,
+) -> VerifiedToken:
+    """Verify a compact JWS and its claims at time ``now``; raises only TokenError subclasses.
+
+    With ``trace``, each step records what it saw (``jwt-auth verify --explain``, ``POST
+    /v1/verify?explain=true``): the same pipeline, only observed.
+    """
+    try:
+        return _verify(token, keys, policy, now, trace)
     except TokenError:
         raise
     except Exception as exc:  # noqa: BLE001 - the contract: no input yields anything but a 401
