@@ -384,10 +384,11 @@ class Trace:
     def __init__(self) -> None:
         self.steps: list[Step] = []
 
-    def passed(self, name: str, **values: Any) -> None:
+    # values come as one dict: a claim name may be anything, "name" included
+    def passed(self, name: str, values: dict[str, Any]) -> None:
         self.steps.append(Step(name, "passed", RULES.get(name, ""), values))
 
-    def failed(self, name: str, error: TokenError, **values: Any) -> None:
+    def failed(self, name: str, error: TokenError, values: dict[str, Any]) -> None:
         self.steps.append(Step(name, "failed", RULES.get(name, ""), values, error.code,
                                error.detail))
 
@@ -412,42 +413,41 @@ def _verify(
     try:
         parsed = _parse(token)
         if trace is not None:
-            trace.passed(step, bytes=len(token), header_members=sorted(parsed.header),
-                         payload_members=sorted(parsed.payload))
+            trace.passed(step, {"bytes": len(token), "header_members": sorted(parsed.header),
+                                "payload_members": sorted(parsed.payload)})
         step = "header"
         alg, kid = _check_header(parsed.header, policy)
         if trace is not None:
-            trace.passed(step, alg=alg, kid=kid, typ=parsed.header.get("typ"),
-                         allowed=sorted(policy.algorithms))
+            trace.passed(step, {"alg": alg, "kid": kid, "typ": parsed.header.get("typ"),
+                                "allowed": sorted(policy.algorithms)})
         step = "key"
         key = keys.select(kid)
         if trace is not None:
-            trace.passed(step, kid=key.kid)
+            trace.passed(step, {"kid": key.kid})
         step = "signature"
         _verify_signature(parsed, alg, key.jwk)
         if trace is not None:
-            trace.passed(step, alg=alg, kid=key.kid)
+            trace.passed(step, {"alg": alg, "kid": key.kid})
         payload = parsed.payload
         step = "claims"
         _check_claims(payload, policy)
         if trace is not None:
-            trace.passed(step, **{policy.user_id_field: payload.get(policy.user_id_field)},
-                         **_seen(payload, (policy.is_admin_field,)))
+            trace.passed(step, _seen(payload, (policy.user_id_field, policy.is_admin_field)))
         step = "time"
         _check_time(payload, policy, now)
         if trace is not None:
-            trace.passed(step, now=now, leeway=policy.leeway,
-                         **_seen(payload, ("exp", "nbf", "iat")))
+            trace.passed(step, {"now": now, "leeway": policy.leeway,
+                                **_seen(payload, ("exp", "nbf", "iat"))})
         step = "audience and issuer"
         _check_registered(payload, policy)
         if trace is not None:
-            trace.passed(step, audience=sorted(policy.audience) if policy.audience else None,
-                         issuer=policy.issuer, **_seen(payload, ("aud", "iss")))
+            trace.passed(step, {"audience": sorted(policy.audience) if policy.audience else None,
+                                "issuer": policy.issuer, **_seen(payload, ("aud", "iss"))})
         step = "attributes"
         _check_attributes(payload, policy)
         if trace is not None:
-            trace.passed(step, required=dict(policy.required_attributes),
-                         **{"in the token": _seen(payload, tuple(policy.required_attributes))})
+            trace.passed(step, {"required": dict(policy.required_attributes),
+                                "in the token": _seen(payload, tuple(policy.required_attributes))})
     except TokenError as exc:
         if trace is not None:
             _record_failure(trace, step, exc, token, policy, now)
@@ -494,7 +494,7 @@ def _record_failure(
         elif step == "attributes":
             values = {"required": dict(policy.required_attributes),
                       "in the token": _seen(payload, tuple(policy.required_attributes))}
-    trace.failed(step, error, **values)
+    trace.failed(step, error, values)
     names = [name for name, _ in STEPS]
     trace.not_run(tuple(names[names.index(step) + 1:]))
 
