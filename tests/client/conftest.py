@@ -1,0 +1,47 @@
+"""A real verifier (gunicorn) on the session's real Redis, for every client test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from jwt_auth_client import VerifierClient
+from shared.apikeys import add_client
+from tests.client.clientnet import Verifier
+from tests.keypairs import KeyPair
+from tests.procs import RedisServer, ServiceProcess, verifier_env
+
+
+@pytest.fixture(scope="module")
+def verifier(
+    key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Verifier]:
+    folder = tmp_path_factory.mktemp("client-verifier")
+    admins = folder / "verifier-admins.json"
+    admin_key = add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    db = redis.Redis.from_url(redis_server.url)
+    db.flushdb()
+    db.close()
+    service = ServiceProcess(
+        "verifier",
+        # no revocation mirror: every verification reads Redis, so a Redis outage is a 503 at
+        # once (the retry tests rely on it)
+        verifier_env(key_pair, redis_server.url, admins, VERIFIER_MIRROR_MAX_KEYS="0"),
+        folder / "verifier.log",
+        workers=1,
+    )
+    service.start()
+    try:
+        yield Verifier(service, admin_key)
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def client(verifier: Verifier) -> Iterator[VerifierClient]:
+    with VerifierClient(verifier.url, timeout=5, retries=2, backoff=0.05) as made:
+        yield made

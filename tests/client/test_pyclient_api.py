@@ -1,0 +1,146 @@
+"""jwt_auth_client.VerifierClient against a real verifier: identities, refusals, sessions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import jwt_auth_client
+import shared.errors
+import verifier.errors
+from jwt_auth_client import (
+    ERRORS_BY_CODE,
+    Identity,
+    InvalidToken,
+    KeyUnknown,
+    SessionNotFound,
+    SignatureInvalid,
+    TokenExpired,
+    TokenMalformed,
+    TokenRevoked,
+    VerifierClient,
+    VerifierError,
+)
+from jwt_auth_client.errors import error_for
+from tests.forge import fresh, sign
+from tests.keypairs import KeyPair
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_good_token_is_a_typed_identity(client: VerifierClient, key_pair: KeyPair) -> None:
+    token = fresh(key_pair, "alice", isAdmin=True, plan="gold")
+    identity = client.verify(token)
+    assert isinstance(identity, Identity)
+    assert (identity.user_id, identity.is_admin, identity.provider) == ("alice", True, "jwt")
+    assert identity.claims["plan"] == "gold"
+    assert identity.expires_at == identity.claims["exp"]
+    assert identity.issued_at == identity.claims["iat"]
+    assert identity.revocation_checked is True
+    assert client.verify(fresh(key_pair, "bob")).is_admin is False
+
+
+@pytest.mark.parametrize(
+    ("make", "expected", "code"),
+    [
+        (lambda pair, other: fresh(pair, lifetime=-3600), TokenExpired, "token_expired"),
+        (lambda pair, other: fresh(other), SignatureInvalid, "signature_invalid"),
+        (lambda pair, other: sign({"userId": "1"}, pair, kid="nobody"), KeyUnknown,
+         "key_unknown"),
+        (lambda pair, other: "not-a-token", TokenMalformed, "token_malformed"),
+    ],
+    ids=["expired", "bad-signature", "unknown-kid", "malformed"],
+)
+def test_each_refusal_is_its_own_exception(
+    client: VerifierClient, key_pair: KeyPair, other_key_pair: KeyPair,
+    make: object, expected: type[VerifierError], code: str,
+) -> None:
+    token = make(key_pair, other_key_pair)  # type: ignore[operator]
+    with pytest.raises(expected) as raised:
+        client.verify(token)
+    error = raised.value
+    assert isinstance(error, InvalidToken)
+    assert isinstance(error, VerifierError)
+    assert (error.status, error.code) == (401, code)
+    assert error.detail
+    assert error.problem["code"] == code
+
+
+def test_revoke_then_verify_is_token_revoked(client: VerifierClient, key_pair: KeyPair) -> None:
+    token = fresh(key_pair, "carol")
+    client.verify(token)
+    assert client.revoke(token) is None
+    with pytest.raises(TokenRevoked) as raised:
+        client.verify(token)
+    assert (raised.value.status, raised.value.code) == (401, "token_revoked")
+    # revoking again is harmless (the verifier answers 204 again)
+    client.revoke(token)
+
+
+def test_login_session_logout(client: VerifierClient, key_pair: KeyPair) -> None:
+    token = fresh(key_pair, "dave", isAdmin=True)
+    session = client.login(token)
+    assert (session.user_id, session.is_admin, session.provider) == ("dave", True, "jwt")
+    assert session.expires_at > session.created_at
+    assert session.session_id not in repr(session)
+
+    looked_up = client.session(session.session_id)
+    assert looked_up == session
+
+    client.logout(session.session_id)
+    with pytest.raises(SessionNotFound) as raised:
+        client.session(session.session_id)
+    assert (raised.value.status, raised.value.code) == (404, "session_not_found")
+    client.logout(session.session_id)  # idempotent
+
+    with pytest.raises(TokenExpired):
+        client.login(fresh(key_pair, "dave", lifetime=-3600))
+
+
+def test_every_code_of_the_verifier_has_its_exception() -> None:
+    """Read from the verifier's own error classes, so a new code there fails here."""
+
+    def subclasses(base: type) -> list[type]:
+        found: list[type] = []
+        for sub in base.__subclasses__():
+            found += [sub, *subclasses(sub)]
+        return found
+
+    codes = {error.code for error in subclasses(shared.errors.Problem)
+             if error.__module__ in ("verifier.errors", "shared.errors")}
+    assert "token_revoked" in codes
+    missing = sorted(code for code in codes if code not in ERRORS_BY_CODE)
+    assert not missing, f"no client exception for {missing}"
+    for error in subclasses(verifier.errors.TokenError):
+        if error.status == 401 and error.code != "session_not_found":
+            assert issubclass(ERRORS_BY_CODE[error.code], InvalidToken), error.code
+    # one class per code, each exported from the package
+    assert len(set(ERRORS_BY_CODE.values())) == len(ERRORS_BY_CODE)
+    for cls in ERRORS_BY_CODE.values():
+        assert getattr(jwt_auth_client, cls.__name__) is cls
+
+
+def test_an_unknown_code_is_the_base_class() -> None:
+    error = error_for(418, "brand_new_code", "something new")
+    assert type(error) is VerifierError
+    assert (error.status, error.code, error.detail) == (418, "brand_new_code", "something new")
+
+
+def test_importing_the_client_imports_no_server_library() -> None:
+    heavy = {"flask", "werkzeug", "starlette", "fastapi", "redis", "jwcrypto", "gunicorn",
+             "urllib3", "requests"}
+    script = (
+        "import jwt_auth_client, sys; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(heavy)!r}))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_package_is_typed() -> None:
+    from importlib.resources import files
+
+    assert files("jwt_auth_client").joinpath("py.typed").is_file()
