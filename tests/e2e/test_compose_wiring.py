@@ -33,6 +33,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 OWN_KEYS_FILE = REPO / "docs" / "compose.own-keys.yml"
 CLUSTER_FILE = REPO / "docs" / "compose.cluster.yml"
+TRAEFIK_FILE = REPO / "docs" / "compose.traefik.yml"
+DEMO = frozenset({"demo"})
 REDIS_PORT = 6379
 # variables that would put a secret itself (not a file holding it) into the compose file
 INLINE_SECRETS = {"ISSUER_PRIVATE_KEY", "ISSUER_KEY_PASSPHRASE", "VERIFIER_PUBLIC_KEY"}
@@ -143,6 +145,7 @@ class Machine:
     def __init__(self, compose: dict[str, Any], root: Path, project: Path = REPO) -> None:
         self.services: dict[str, Any] = compose["services"]
         self.root = root
+        self.project = project
         # file-based Compose secrets appear in the container as /run/secrets/NAME
         self.secrets = {
             f"/run/secrets/{name}": project / definition["file"]
@@ -172,10 +175,14 @@ class Machine:
         return _is_redis(service) or "--bind" in (service.get("command") or [])
 
     def mounts(self, name: str) -> dict[str, Path]:
-        """Container path -> local path, for the service's named volumes and secrets."""
+        """Container path -> local path, for the service's volumes and secrets."""
         mounts: dict[str, Path] = {}
         for volume in self.services[name].get("volumes") or []:
             source, target = volume.split(":")[:2]
+            if source.startswith("./"):
+                # a bind mount of a file or folder of the project (relative to it)
+                mounts[target] = self.project / source
+                continue
             assert source in self.volumes, f"{name}: {source} is not a named volume"
             mounts[target] = self.volumes[source]
         for secret in self.services[name].get("secrets") or []:
@@ -281,7 +288,8 @@ def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 @pytest.fixture
 def machine(tmp_path: Path) -> Iterator[Machine]:
-    local = Machine(_compose(), tmp_path)
+    # what `docker compose up` starts: the demo profile's services stay off
+    local = Machine(_enabled(_compose()), tmp_path)
     yield local
     local.stop_all()
 
@@ -316,7 +324,7 @@ def _dev_client_key(keys_job: subprocess.CompletedProcess[str]) -> str:
     return client_key
 
 
-@pytest.mark.parametrize("path", [COMPOSE_FILE, OWN_KEYS_FILE, CLUSTER_FILE],
+@pytest.mark.parametrize("path", [COMPOSE_FILE, OWN_KEYS_FILE, CLUSTER_FILE, TRAEFIK_FILE],
                          ids=lambda path: path.name)
 def test_compose_files_match_the_compose_schema(path: Path) -> None:
     _assert_compose_schema(path)
@@ -414,7 +422,7 @@ def test_own_keys_override_serves_with_the_users_key_and_clients(tmp_path: Path)
     _last_line(run("clients", "add", "ops", "--admin", "--file", "secrets/admin-keys.json"))
     [own_key] = load_public_keys((secrets / "public.pem").read_bytes(), source="test")
 
-    compose = _with_override(_compose(), yaml.safe_load(OWN_KEYS_FILE.read_text()))
+    compose = _enabled(_with_override(_compose(), yaml.safe_load(OWN_KEYS_FILE.read_text())))
     machine = Machine(compose, tmp_path / "machine", project)
     try:
         for name in _start_order(machine.services):
@@ -635,3 +643,108 @@ def test_image_ships_every_package_and_runs_unprivileged() -> None:
     # the services' healthchecks use the same module the image ships
     for name in ("issuer", "verifier"):
         assert "jwt_auth.healthcheck" in _compose()["services"][name]["healthcheck"]["test"]
+
+
+def _nginx_text_here(machine: Machine, text: str, listen: dict[int, int]) -> str:
+    """An nginx file of demo-proxy as it must read here: service host:port addresses become
+    this machine's (as ``Machine.substitute`` does for commands), ``listen`` ports free ones."""
+    for other, port in machine.ports.items():
+        text = text.replace(f"{other}:{_container_port(machine.services[other])}",
+                            f"127.0.0.1:{port}")
+    for inside, here in listen.items():
+        text = re.sub(rf"^(\s*)listen {inside};", rf"\g<1>listen 127.0.0.1:{here};", text,
+                      flags=re.MULTILINE)
+    return text
+
+
+def _demo_proxy_etc(machine: Machine, listen: dict[int, int]) -> Path:
+    """The nginx image's /etc/nginx as demo-proxy's mounts make it, here: mounted folders are
+    the project's own (linked, as they are), mounted files are copied with addresses here."""
+    etc = machine.root / "demo-proxy"
+    for target, source in machine.mounts("demo-proxy").items():
+        assert target.startswith("/etc/nginx/"), target
+        local = etc / target.removeprefix("/etc/nginx/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            local.symlink_to(source, target_is_directory=True)
+        else:
+            local.write_text(_nginx_text_here(machine, source.read_text(), listen))
+    return etc
+
+
+def test_demo_profile_is_off_by_default_and_publishes_nginx_on_8080() -> None:
+    compose = _compose()
+    assert not {"demo-app", "demo-proxy"} & set(_enabled(compose)["services"])
+    services = _enabled(compose, DEMO)["services"]
+    proxy = services["demo-proxy"]
+    assert proxy["image"].startswith("nginx:")
+    assert proxy["ports"] == ["127.0.0.1:8080:8080"]
+    assert all(volume.endswith(":ro") for volume in proxy["volumes"])
+    # demo.conf listens where the port is published, and sends to the services' own ports
+    demo = (REPO / "docs" / "nginx" / "demo.conf").read_text()
+    assert re.search(r"^\s*listen 8080;", demo, flags=re.MULTILINE)
+    assert f"server demo-app:{_container_port(services['demo-app'])};" in demo
+    assert f"server verifier:{_container_port(services['verifier'])};" in demo
+    _assert_dependencies_can_be_met(services)
+
+
+def test_demo_profile_runs_here_nginx_protecting_the_demo_app(tmp_path: Path) -> None:
+    """`docker compose --profile demo up`: every service as the file says, demo-proxy as a local
+    nginx on the files the compose file mounts; then one request through it, with a token."""
+    from tests.e2e.test_nginx_forward_auth import Nginx
+
+    machine = Machine(_enabled(_compose(), DEMO), tmp_path)
+    proxy_port = machine._free_port()
+    nginx = Nginx(_demo_proxy_etc(machine, {8080: proxy_port}),
+                  # what the nginx image's /etc/nginx/nginx.conf includes
+                  "    include conf.d/*.conf;", proxy_port)
+    try:
+        client_key = ""
+        for name in _start_order(machine.services):
+            if name == "demo-proxy":
+                nginx.start()
+            elif name not in machine.ports:
+                client_key = _dev_client_key(machine.run_job(name))
+            else:
+                machine.start(name)
+                wait_until(lambda name=name: machine.healthy(name), timeout=60,
+                           what=f"{name}'s compose healthcheck")
+        issued = requests.post(
+            f"{machine.url('issuer')}/v1/tokens", json={"userId": "123", "isAdmin": True},
+            headers={"Authorization": f"Bearer {client_key}"}, timeout=10,
+        )
+        assert issued.status_code == 201, issued.text
+        token = issued.json()["token"]
+
+        shown = requests.get(f"{nginx.url}/hello", headers={"Authorization": f"Bearer {token}"},
+                             timeout=10)
+        assert shown.status_code == 200, shown.text + nginx.log()
+        assert shown.json()["path"] == "/hello"
+        assert shown.json()["headers"] == {"X-Auth-User-Id": "123", "X-Auth-Is-Admin": "true",
+                                           "X-Auth-Provider": "jwt"}
+        refused = requests.get(f"{nginx.url}/hello", timeout=10)
+        assert refused.status_code == 401
+        assert refused.headers["Content-Type"] == "application/problem+json"
+    finally:
+        nginx.stop()
+        machine.stop_all()
+
+
+def test_traefik_override_forwards_auth_to_the_verifier_for_the_demo_app(tmp_path: Path) -> None:
+    """docs/compose.traefik.yml: schema only (no Traefik here), and its labels name the
+    verifier's forward-auth endpoint and the demo app's port as docker-compose.yml has them."""
+    merged = _with_override(_compose(), yaml.safe_load(TRAEFIK_FILE.read_text()))
+    (tmp_path / "merged.json").write_text(json.dumps(merged))
+    _assert_compose_schema(tmp_path / "merged.json")
+    assert "traefik" not in _enabled(merged)["services"]
+    services = _enabled(merged, DEMO)["services"]
+    labels = services["demo-app"]["labels"]
+    middleware = "traefik.http.middlewares.jwt-auth.forwardauth"
+    verifier_port = _container_port(services["verifier"])
+    assert labels[f"{middleware}.address"] == f"http://verifier:{verifier_port}/v1/auth"
+    assert set(labels[f"{middleware}.authResponseHeaders"].split(",")) == {
+        "X-Auth-User-Id", "X-Auth-User-Id-Encoding", "X-Auth-Is-Admin", "X-Auth-Provider"}
+    assert labels["traefik.http.services.demo.loadbalancer.server.port"] == str(
+        _container_port(services["demo-app"]))
+    assert labels["traefik.http.routers.demo.middlewares"] == "jwt-auth"
+    _assert_dependencies_can_be_met(services)

@@ -1,0 +1,302 @@
+"""docs/nginx/protect-app.conf, run by a real nginx in front of a real verifier and a small app.
+
+The docs file is included as it is; the test supplies only what a site supplies: a main
+nginx.conf (pid and log paths here, the two upstreams ``jwt_auth_verifier`` and
+``protected_app``, and a server block with a free port that includes the docs file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import redis
+import requests
+
+from shared.apikeys import add_client
+from tests.forge import fresh
+from tests.keypairs import KeyPair
+from tests.procs import REPO, RedisServer, ServiceProcess, free_port, verifier_env, wait_until
+
+pytestmark = pytest.mark.e2e
+
+NGINX_DOCS = REPO / "docs" / "nginx"
+PROTECT_APP = NGINX_DOCS / "protect-app.conf"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Nginx:
+    """nginx as this user, in the foreground, on a folder of its own (``-p``), stopped by stop().
+
+    ``http`` is the body of the http block; the main file around it holds only what running
+    outside /etc/nginx needs (pid, logs and temp folders here).
+    """
+
+    def __init__(self, root: Path, http: str, port: int) -> None:
+        binary = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+        )
+        if binary is None:
+            raise RuntimeError("nginx is not installed; run scripts/bootstrap (it installs it)")
+        self.binary = binary
+        self.root = root
+        self.port = port
+        root.mkdir(parents=True, exist_ok=True)
+        temp = "\n".join(f"    {kind}_temp_path {root / kind};"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        self.conf = root / "nginx.conf"
+        self.conf.write_text(
+            f"pid {root / 'nginx.pid'};\n"
+            f"error_log {root / 'error.log'} notice;\n"
+            "worker_processes 1;\n"
+            "events { worker_connections 256; }\n"
+            "http {\n"
+            f"    access_log {root / 'access.log'};\n"
+            f"{temp}\n"
+            f"{http}\n"
+            "}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _command(self, *extra: str) -> list[str]:
+        return [self.binary, "-p", str(self.root), "-c", str(self.conf), "-e",
+                str(self.root / "error.log"), *extra]
+
+    def start(self) -> None:
+        checked = subprocess.run(self._command("-t"), capture_output=True, text=True,
+                                 timeout=30, check=False)
+        assert checked.returncode == 0, checked.stderr
+        self.process = subprocess.Popen(
+            self._command("-g", "daemon off;"), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+
+        def up() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"nginx exited ({self.process.returncode}):\n{self.log()}")
+            return _listening(self.port)
+
+        wait_until(up, timeout=15, what=f"nginx on port {self.port}")
+
+    def log(self) -> str:
+        path = self.root / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            # SIGQUIT: graceful shutdown of the master and its workers
+            os.killpg(self.process.pid, signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+
+def upstreams(verifier: str, app: str) -> str:
+    """The two upstreams protect-app.conf names, at these host:port addresses."""
+    return (f"    upstream jwt_auth_verifier {{ server {verifier}; }}\n"
+            f"    upstream protected_app {{ server {app}; }}\n")
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """The protected app: answers what it received, as JSON, so the test sees it."""
+
+    seen: ClassVar[list[str]] = []
+
+    def _answer(self) -> None:
+        self.seen.append(self.requestline)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.dumps({
+            "path": self.path,
+            "method": self.command,
+            "body": self.rfile.read(length).decode() if length else "",
+            "headers": {name.lower(): value for name, value in self.headers.items()},
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@dataclass
+class Site:
+    nginx: Nginx
+    verifier: ServiceProcess
+    app_requests: list[str]
+
+
+@pytest.fixture(scope="module")
+def site(
+    key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("nginx-forward-auth")
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    client.close()
+    admins = folder / "admins.json"
+    add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
+    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins),
+                              folder / "verifier.log", workers=1)
+    app_requests: list[str] = []
+    app = ThreadingHTTPServer(("127.0.0.1", 0), type("Echo", (_Echo,), {"seen": app_requests}))
+    thread = threading.Thread(target=app.serve_forever, daemon=True)
+    thread.start()
+    port = free_port()
+    nginx = Nginx(
+        folder / "nginx",
+        upstreams(f"127.0.0.1:{verifier.port}", f"127.0.0.1:{app.server_address[1]}")
+        + f"    server {{\n        listen 127.0.0.1:{port};\n        include {PROTECT_APP};\n"
+          "    }",
+        port,
+    )
+    try:
+        verifier.start()
+        nginx.start()
+        yield Site(nginx, verifier, app_requests)
+    finally:
+        nginx.stop()
+        verifier.stop()
+        app.shutdown()
+        app.server_close()
+
+
+def _get(site: Site, credential: str | None, path: str = "/orders/7?x=1",
+         **headers: str) -> requests.Response:
+    if credential is not None:
+        headers["Authorization"] = f"Bearer {credential}"
+    return requests.get(f"{site.nginx.url}{path}", headers=headers, timeout=10)
+
+
+def _assert_refused(response: requests.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    body = response.json()
+    assert (body["status"], body["code"]) == (401, "authentication_required")
+
+
+def test_good_token_reaches_the_app_with_the_users_identity(
+    site: Site, key_pair: KeyPair
+) -> None:
+    token = fresh(key_pair, "alice", isAdmin=True)
+    # a client's own identity headers never reach the app: the verifier's replace them
+    response = _get(site, token, **{"X-Auth-User-Id": "mallory", "X-Auth-Is-Admin": "true",
+                                    "X-Auth-User-Id-Encoding": "percent"})
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["path"] == "/orders/7?x=1"
+    assert seen["headers"]["x-auth-user-id"] == "alice"
+    assert seen["headers"]["x-auth-is-admin"] == "true"
+    assert seen["headers"]["x-auth-provider"] == "jwt"
+    assert "x-auth-user-id-encoding" not in seen["headers"]
+    assert seen["headers"]["authorization"] == f"Bearer {token}"
+
+    # the body reaches the app (only the check goes without it), and so does the method
+    posted = requests.post(f"{site.nginx.url}/orders", data="hello",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert posted.status_code == 200, posted.text
+    assert (posted.json()["method"], posted.json()["body"]) == ("POST", "hello")
+
+    # an id that cannot travel as is arrives percent-encoded, and says so
+    odd = _get(site, fresh(key_pair, "zoë", isAdmin=False)).json()["headers"]
+    assert (odd["x-auth-user-id"], odd["x-auth-user-id-encoding"]) == ("zo%C3%AB", "percent")
+    assert odd["x-auth-is-admin"] == "false"
+
+
+def test_bad_or_missing_credentials_get_a_401_problem_and_never_reach_the_app(
+    site: Site, key_pair: KeyPair, other_key_pair: KeyPair
+) -> None:
+    before = len(site.app_requests)
+    for credential in (None, "not.a.jwt", fresh(other_key_pair, "alice"),
+                       fresh(key_pair, "alice", lifetime=-120), "no-such-session"):
+        _assert_refused(_get(site, credential))
+    assert len(site.app_requests) == before
+
+
+def test_session_id_works_and_logout_and_revocation_apply_at_once(
+    site: Site, key_pair: KeyPair
+) -> None:
+    token = fresh(key_pair, "bob")
+    login = requests.post(f"{site.verifier.url}/v1/sessions", json={"token": token}, timeout=10)
+    assert login.status_code == 201, login.text
+    session_id = login.json()["sessionId"]
+    by_session = _get(site, session_id)
+    assert by_session.status_code == 200, by_session.text
+    assert by_session.json()["headers"]["x-auth-user-id"] == "bob"
+
+    # revoked: the very next request through nginx is refused (no cache in between)
+    assert _get(site, token).status_code == 200
+    revoked = requests.post(f"{site.verifier.url}/v1/revocations", json={"token": token},
+                            timeout=10)
+    assert revoked.status_code == 204, revoked.text
+    _assert_refused(_get(site, token))
+
+    ended = requests.delete(f"{site.verifier.url}/v1/sessions/{session_id}", timeout=10)
+    assert ended.status_code == 204
+    _assert_refused(_get(site, session_id))
+
+
+def _assert_unavailable(response: requests.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.headers["Retry-After"] == "5"
+    body = response.json()
+    assert (body["status"], body["code"]) == (503, "auth_unavailable")
+
+
+def test_verifier_down_or_without_redis_gives_503_problem_with_retry_after(
+    site: Site, key_pair: KeyPair, redis_server: RedisServer
+) -> None:
+    token = fresh(key_pair, "carol")
+    assert _get(site, token).status_code == 200
+    before = len(site.app_requests)
+
+    # the verifier cannot decide (its Redis is gone: 503 store_unavailable)
+    redis_server.kill()
+    try:
+        _assert_unavailable(_get(site, fresh(key_pair, "carol")))
+    finally:
+        redis_server.start()
+
+    # the verifier itself is gone
+    site.verifier.stop()
+    try:
+        _assert_unavailable(_get(site, token))
+    finally:
+        site.verifier.start()
+    # fail closed: nothing reached the app meanwhile
+    assert len(site.app_requests) == before
+    assert _get(site, token).status_code == 200
