@@ -251,6 +251,7 @@ class RedisClusterSet:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
         self.data_dir = data_dir
+        self.master_count = masters
         self.replicas_per_master = replicas_per_master
         self.node_timeout_ms = node_timeout_ms
         count = masters * (1 + replicas_per_master)
@@ -294,9 +295,24 @@ class RedisClusterSet:
                     f"{result.stdout}\n{result.stderr}"
                 )
             self.wait_healthy(timeout=30)
+            # redis-cli makes the replicas with CLUSTER REPLICATE, and the other nodes learn it
+            # by gossip: until then a node can still see six masters (seen once in CI)
+            _wait_for(self._layout_problem, timeout=30, what="the replicas to be known",
+                      processes=self._live_nodes())
         except BaseException:
             self.stop()
             raise
+
+    def _layout_problem(self) -> str | None:
+        for node in self._live_nodes():
+            try:
+                view = self._view(node)
+            except redis.RedisError as error:
+                return f"{node.name}: {error}"
+            masters = [entry.port for entry in view if entry.is_master]
+            if len(masters) != self.master_count:
+                return f"{node.name} sees {len(masters)} masters: {sorted(masters)}"
+        return None
 
     def _start_node(self, port: int) -> None:
         node = self._nodes[port]
@@ -396,6 +412,7 @@ class RedisClusterSet:
             return "no cluster node is running"
         live_ports = {node.port for node in live}
         slot_owners: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {}
+        masters_seen: dict[str, list[int]] = {}
         for node in live:
             try:
                 info = _fields(node.command("CLUSTER", "INFO"))
@@ -419,10 +436,16 @@ class RedisClusterSet:
             if problem is not None:
                 return problem
             slot_owners[node.name] = {entry.port: entry.slots for entry in view if entry.slots}
+            masters_seen[node.name] = sorted(
+                entry.port for entry in view if entry.is_master and entry.port in live_ports)
         # a restarted master claims its old slots until gossip tells it they moved
         first, *others = slot_owners.values()
         if any(owners != first for owners in others):
             return f"the nodes disagree on who serves which slots: {slot_owners}"
+        # a role change (a new replica, a promotion) reaches the other nodes by gossip
+        first_masters, *other_masters = masters_seen.values()
+        if any(seen != first_masters for seen in other_masters):
+            return f"the nodes disagree on which are masters: {masters_seen}"
         return None
 
     def stop(self) -> None:
