@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import multiprocessing
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,11 +50,11 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
+from bench.processes import SERVER_CPU, Processes, answers, free_port, log_tail  # noqa: E402
 from tests.redis_topologies import RedisClusterSet  # noqa: E402 - after making the repo importable
 
 LUA_SCRIPT = BENCH / "side_by_side.lua"
 PASSPHRASE = "bench passphrase"
-SERVER_CPU = "0"
 LOAD_CPU = "1"
 PROCESS_COUNTS = (1, 2, 4)
 SETUPS = ("standalone", "cluster")
@@ -69,7 +67,6 @@ SIGN_CHUNK = 200
 START_TIMEOUT = 90.0
 # a 1-minute load average above this before the run means other work is on the machine
 BUSY_LOAD = 0.5
-STOP_TIMEOUT = 15.0
 RESULT_LINE = re.compile(r"^SBS_RESULT (\{.*\})$", re.MULTILINE)
 # lines of a verifier's log worth showing: not access-log lines of 2xx answers
 PROBLEM_LINE = re.compile(r"error|exception|traceback|unavailable|timeout|\" 5\d\d |warning",
@@ -77,69 +74,6 @@ PROBLEM_LINE = re.compile(r"error|exception|traceback|unavailable|timeout|\" 5\d
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-class Processes:
-    """Every process this script starts itself, each in its own group, stopped whole."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], env: dict[str, str], log: Path,
-              cpu: str) -> subprocess.Popen[bytes]:
-        with log.open("ab") as output:
-            process = subprocess.Popen(["taskset", "-c", cpu, *argv], env=env, cwd=REPO,
-                                       stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        self.running.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-        if process in self.running:
-            self.running.remove(process)
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self.running)):
-            self.stop(process)
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def answers(port: int, path: str) -> bool:
-    # http.client, not urllib: no proxy variable can send this anywhere but 127.0.0.1
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
-def log_tail(path: Path, lines: int = 6) -> str:
-    if not path.exists():
-        return "(no output)"
-    text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    return " | ".join(text[-lines:]) or "(no output)"
 
 
 def problem_lines(path: Path, limit: int = 8) -> list[str]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hmac
-import http.client
 import importlib.metadata
 import json
 import math
@@ -55,10 +54,11 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
+from bench.processes import SERVER_CPU, Processes, answers, free_port, log_tail  # noqa: E402
+
 NODE_DIR = BENCH / "node"
 LUA_SCRIPT = BENCH / "side_by_side.lua"
 PASSPHRASE = "bench passphrase"
-SERVER_CPU = "0"
 LOAD_CPU = "1"
 WORKERS, THREADS = 1, 2  # one worker, and jwt-auth serve's default threads
 WARM_UP_SECONDS = 1
@@ -70,7 +70,6 @@ SIGN_CHUNK = 200
 # a 1-minute load average above this before the run means other work is on the machine
 BUSY_LOAD = 0.5
 START_TIMEOUT = 90.0
-STOP_TIMEOUT = 15.0
 # what ``done()`` in the Lua script prints: exact figures instead of wrk's rounded ones
 RESULT_LINE = re.compile(r"^SBS_RESULT (\{.*\})$", re.MULTILINE)
 RAW_LINE = re.compile(r"^SBS_RAW (\{.*\})$", re.MULTILINE)
@@ -259,62 +258,6 @@ def sign_token_files(private_pem: bytes, files: list[Path], per_file: int) -> No
 # --- processes ------------------------------------------------------------------------------
 
 
-class Processes:
-    """Every process this run starts, each in its own group, so each can be stopped whole."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-        # the whole group runs on the server core: gunicorn's master and worker, node, redis
-        with log.open("ab") as output:
-            process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], env=env, cwd=REPO,
-                                       stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        self.running.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-        if process in self.running:
-            self.running.remove(process)
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self.running)):
-            self.stop(process)
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def answers(port: int, path: str) -> bool:
-    # http.client, not urllib: no proxy variable can send this anywhere but 127.0.0.1
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", path)
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
 def redis_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
@@ -322,13 +265,6 @@ def redis_answers(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def log_tail(path: Path, lines: int = 6) -> str:
-    if not path.exists():
-        return "(no output)"
-    text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    return " | ".join(text[-lines:]) or "(no output)"
 
 
 @dataclass

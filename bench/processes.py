@@ -1,0 +1,84 @@
+"""What the benchmark scripts share: their processes, pinned and stopped whole, and probes.
+
+Imported by ``side_by_side.py`` and ``scaleout.py`` (both put the repository on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+SERVER_CPU = "0"
+"""The core every server runs on; the load generator gets the other one."""
+
+STOP_TIMEOUT = 15.0
+
+
+class Processes:
+    """Every process a run starts, each in its own group, so each can be stopped whole."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path,
+              cpu: str = SERVER_CPU) -> subprocess.Popen[bytes]:
+        # the whole group runs on that core: gunicorn's master and worker, node, redis
+        with log.open("ab") as output:
+            process = subprocess.Popen(["taskset", "-c", cpu, *argv], env=env,
+                                       cwd=Path(__file__).resolve().parent.parent,
+                                       stdin=subprocess.DEVNULL, stdout=output,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in reversed(list(self.running)):
+            self.stop(process)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def answers(port: int, path: str) -> bool:
+    # http.client, not urllib: no proxy variable can send this anywhere but 127.0.0.1
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def log_tail(path: Path, lines: int = 6) -> str:
+    if not path.exists():
+        return "(no output)"
+    text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:]) or "(no output)"
