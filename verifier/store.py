@@ -44,7 +44,15 @@ from typing import Any, NoReturn
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import AskError, MovedError, RedisClusterException
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 
 from shared.digest import sha256_hex
 from shared.errors import StartupError
@@ -272,6 +280,14 @@ class Store:
                         self.connector.forget_topology()
                     continue
                 self._failed(breaker, what, name, exc)
+            except (ClusterDownError, TryAgainError) as exc:
+                self._failed(breaker, what, name, exc)
+            except redis.ResponseError as exc:
+                # Redis answered: it refused this command (full under maxmemory noeviction, a
+                # disk it cannot write to); reads may still work, so the breaker stays closed
+                refusal = _refusal(exc)
+                log.warning("redis %s refused on %s: %s", what, name, refusal)
+                raise StoreUnavailable(f"{refusal}; try again later.") from None
             except REDIS_FAILURES as exc:
                 self._failed(breaker, what, name, exc)
             finally:
@@ -558,6 +574,22 @@ class Store:
         record, cutoff = self._run("user", user_key, read)
         decoded = {k.decode(): v.decode() for k, v in record.items()} if record else None
         return decoded, read_cutoff(cutoff)
+
+
+def _refusal(error: redis.ResponseError) -> str:
+    """What Redis's refusal means, in words a caller can act on (never the command).
+
+    redis-py strips the code of the errors it has a class for (OOM, READONLY); a script's
+    error carries it inside its message.
+    """
+    text = str(error)
+    if isinstance(error, OutOfMemoryError) or "OOM " in text:
+        return "Redis is full (maxmemory reached) and refused the change"
+    if isinstance(error, ReadOnlyError) or "READONLY " in text:
+        return "Redis is a read-only replica and refused the change"
+    if "MISCONF " in text:
+        return "Redis cannot persist to disk and refused the change"
+    return "Redis refused the command"
 
 
 def find_v1_key(connector: Connector, keys: KeyLayout) -> str | None:

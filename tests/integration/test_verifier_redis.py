@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 
 from tests.forge import fresh
@@ -136,3 +137,35 @@ def test_redis_urls_in_logs_never_carry_the_password(url: str, shown: str) -> No
     from verifier.redisconn import without_password
 
     assert without_password(url) == shown
+
+
+def _fill(db: redis.Redis) -> None:
+    """Write until Redis refuses (bounded: 1024 x 4 KiB)."""
+    for n in range(1024):
+        db.set(f"filler:{n}", "x" * 4096)
+
+
+def test_a_full_redis_refuses_writes_but_keeps_serving_reads(
+    make_app: Callable[..., Flask], key_pair: KeyPair, db: redis.Redis
+) -> None:
+    """maxmemory reached under noeviction: a login is refused as Redis being full (not
+    unreachable), and the verification right after it still reads Redis and answers 200."""
+    app = make_app(mirror_max_keys=0)  # every verification reads Redis
+    client = app.test_client()
+    token = fresh(key_pair, "fay")
+    assert client.post("/v1/verify", json={"token": token}).status_code == 200
+    used = int(db.info("memory")["used_memory"])
+    db.config_set("maxmemory-policy", "noeviction")
+    db.config_set("maxmemory", str(used + 256 * 1024))
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            _fill(db)
+        for _ in range(3):
+            refused = client.post("/v1/sessions", json={"token": token})
+            body = assert_problem(refused, 503, "store_unavailable")
+            assert "Redis is full" in body["detail"]
+            assert client.post("/v1/verify", json={"token": token}).status_code == 200
+        assert client.get("/readyz").status_code == 200
+    finally:
+        db.config_set("maxmemory", "0")
+    assert client.post("/v1/sessions", json={"token": token}).status_code == 201
