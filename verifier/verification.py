@@ -410,6 +410,7 @@ def _verify(
     token: str, keys: KeySet, policy: VerificationPolicy, now: float, trace: Trace | None = None
 ) -> VerifiedToken:
     step = "structure"
+    parsed: _Parsed | None = None
     try:
         parsed = _parse(token)
         if trace is not None:
@@ -450,7 +451,7 @@ def _verify(
                                 "in the token": _seen(payload, tuple(policy.required_attributes))})
     except TokenError as exc:
         if trace is not None:
-            _record_failure(trace, step, exc, token, policy, now)
+            _record_failure(trace, step, exc, parsed, policy, now)
         raise
     is_admin = json_equal(payload.get(policy.is_admin_field, _MISSING), policy.is_admin_value)
     iat = payload.get("iat")
@@ -469,15 +470,12 @@ def _verify(
 
 
 def _record_failure(
-    trace: Trace, step: str, error: TokenError, token: str, policy: VerificationPolicy,
-    now: float,
+    trace: Trace, step: str, error: TokenError, parsed: _Parsed | None,
+    policy: VerificationPolicy, now: float,
 ) -> None:
-    """The failed step with what decided it, then the steps that did not run."""
+    """The failed step with what decided it (from the token as parsed, when it got that far),
+    then the steps that did not run."""
     values: dict[str, Any] = {}
-    try:
-        parsed = _parse(token) if step != "structure" else None
-    except TokenError:
-        parsed = None
     if parsed is not None:
         payload = parsed.payload
         if step == "header":
