@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: their processes, pinned and stopped whole, and probes.
+"""What the benchmark scripts share: their processes, pinned and stopped whole, probes, and the
+pool initializer that signs tokens on every core.
 
 Imported by ``side_by_side.py`` and ``scaleout.py`` (both put the repository on ``sys.path``).
 """
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 SERVER_CPU = "0"
 """The core every server runs on; the load generator gets the other one."""
@@ -82,3 +84,19 @@ def log_tail(path: Path, lines: int = 6) -> str:
         return "(no output)"
     text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
     return " | ".join(text[-lines:]) or "(no output)"
+
+
+signing_key: Any = None
+"""The private key in a signing pool's worker, set by ``load_signing_key``."""
+
+
+def load_signing_key(private_pem: bytes, passphrase: bytes) -> None:
+    """Pool initializer: decrypt the key once per process, not once per chunk."""
+    from cryptography.hazmat.primitives import serialization
+
+    # the parent handles Ctrl-C and a kill and then terminates the pool: a worker that raised
+    # too (it inherits the parent's handler) would only print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    global signing_key
+    signing_key = serialization.load_pem_private_key(private_pem, passphrase)

@@ -50,7 +50,15 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from bench.processes import SERVER_CPU, Processes, answers, free_port, log_tail  # noqa: E402
+import bench.processes as bench_processes  # noqa: E402
+from bench.processes import (  # noqa: E402
+    SERVER_CPU,
+    Processes,
+    answers,
+    free_port,
+    load_signing_key,
+    log_tail,
+)
 from tests.redis_topologies import RedisClusterSet  # noqa: E402 - after making the repo importable
 
 LUA_SCRIPT = BENCH / "side_by_side.lua"
@@ -85,19 +93,6 @@ def problem_lines(path: Path, limit: int = 8) -> list[str]:
 
 # --- tokens ---------------------------------------------------------------------------------
 
-_signing_key: Any = None
-
-
-def _load_signing_key(private_pem: bytes) -> None:
-    """Pool initializer: decrypt the key once per process; Ctrl-C is the parent's to handle."""
-    from cryptography.hazmat.primitives import serialization
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    global _signing_key
-    _signing_key = serialization.load_pem_private_key(private_pem, PASSPHRASE.encode())
-
-
 def _sign_chunk(job: tuple[str, int, int, int]) -> list[str]:
     import jwt
 
@@ -106,7 +101,7 @@ def _sign_chunk(job: tuple[str, int, int, int]) -> list[str]:
     return [
         jwt.encode({"userId": f"{prefix}-user-{number % users}", "iat": now,
                     "exp": now + 6 * 3600, "jti": f"scaleout-{prefix}-{number}"},
-                   _signing_key, algorithm="RS256")
+                   bench_processes.signing_key, algorithm="RS256")
         for number in range(first, last)
     ]
 
@@ -115,7 +110,8 @@ def sign_tokens(private_pem: bytes, prefix: str, count: int, users: int) -> list
     jobs = [(prefix, start, min(start + SIGN_CHUNK, count), users)
             for start in range(0, count, SIGN_CHUNK)]
     with multiprocessing.get_context("fork").Pool(
-        len(os.sched_getaffinity(0)), initializer=_load_signing_key, initargs=(private_pem,)
+        len(os.sched_getaffinity(0)), initializer=load_signing_key,
+        initargs=(private_pem, PASSPHRASE.encode()),
     ) as pool:
         return [token for chunk in pool.map(_sign_chunk, jobs) for token in chunk]
 

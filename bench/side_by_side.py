@@ -54,7 +54,15 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from bench.processes import SERVER_CPU, Processes, answers, free_port, log_tail  # noqa: E402
+import bench.processes as bench_processes  # noqa: E402
+from bench.processes import (  # noqa: E402
+    SERVER_CPU,
+    Processes,
+    answers,
+    free_port,
+    load_signing_key,
+    log_tail,
+)
 
 NODE_DIR = BENCH / "node"
 LUA_SCRIPT = BENCH / "side_by_side.lua"
@@ -202,21 +210,6 @@ def print_raw_signing_rate(directory: Path, seconds: float) -> None:
 
 # --- fresh tokens ---------------------------------------------------------------------------
 
-_signing_key: Any = None
-
-
-def _load_signing_key(private_pem: bytes) -> None:
-    """Pool initializer: decrypt the key once per process, not once per chunk."""
-    from cryptography.hazmat.primitives import serialization
-
-    # the parent handles Ctrl-C and a kill and then terminates the pool: a worker that raised
-    # too (it inherits the parent's handler) would only print a traceback
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    global _signing_key
-    _signing_key = serialization.load_pem_private_key(private_pem, PASSPHRASE.encode())
-
-
 def _sign_chunk(job: tuple[int, int, int]) -> tuple[int, list[str]]:
     import jwt
 
@@ -224,7 +217,7 @@ def _sign_chunk(job: tuple[int, int, int]) -> tuple[int, list[str]]:
     now = int(time.time())
     tokens = [
         jwt.encode({"userId": f"user-{number % USERS}", "iat": now, "exp": now + 3600,
-                    "jti": f"sbs-{number}"}, _signing_key, algorithm="RS256")
+                    "jti": f"sbs-{number}"}, bench_processes.signing_key, algorithm="RS256")
         for number in range(first, last)
     ]
     return file_index, tokens
@@ -241,7 +234,8 @@ def sign_token_files(private_pem: bytes, files: list[Path], per_file: int) -> No
     handles = [path.open("w", encoding="ascii") for path in files]
     try:
         with multiprocessing.get_context("fork").Pool(
-            len(os.sched_getaffinity(0)), initializer=_load_signing_key, initargs=(private_pem,)
+            len(os.sched_getaffinity(0)), initializer=load_signing_key,
+            initargs=(private_pem, PASSPHRASE.encode()),
         ) as pool:
             for index, tokens in pool.imap_unordered(_sign_chunk, jobs):
                 handles[index].write("\n".join(tokens) + "\n")
