@@ -162,11 +162,13 @@ def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> Si
         )
     try:
         key = serialization.load_pem_private_key(pem, password=passphrase)
-    except ValueError:
+    except (ValueError, TypeError):
         if encrypted and _armor_intact(pem):
             # a wrong passphrase decrypts to noise, and about one time in 256 the noise ends in
             # valid padding: the library then says "could not deserialize" instead of
             # "incorrect password". Either way the passphrase (or the ciphertext) is at fault.
+            # An empty passphrase is a wrong one too (the library raises TypeError for it, as
+            # if none had been given, on a PKCS#8 key).
             raise PassphraseWrong(
                 f"{source}: the passphrase does not decrypt the private key "
                 "(or the key file is damaged)"
