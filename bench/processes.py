@@ -100,3 +100,80 @@ def load_signing_key(private_pem: bytes, passphrase: bytes) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     global signing_key
     signing_key = serialization.load_pem_private_key(private_pem, passphrase)
+
+
+# --- added for bench/soak.py: a redis-server, readiness waits, and /proc figures ------------
+
+
+def redis_answers(port: int) -> bool:
+    """PING on a raw socket (no client library needed): True when redis-server says PONG."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis_server(processes: Processes, data: Path, port: int,
+                       cpu: str = SERVER_CPU, timeout: float = 20.0) -> subprocess.Popen[bytes]:
+    """A redis-server of its own, durable as production asks (AOF, fsync on every write)."""
+    import time
+
+    data.mkdir(parents=True, exist_ok=True)
+    log = processes.logs / "redis.log"
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+    process = processes.start(argv, dict(os.environ), log, cpu=cpu)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"redis-server exited: {log_tail(log)}")
+        if redis_answers(port):
+            return process
+        time.sleep(0.05)
+    processes.stop(process)
+    raise SystemExit(f"redis-server did not answer PING in {timeout:.0f} s")
+
+
+def wait_answering(process: subprocess.Popen[bytes], port: int, path: str, log: Path,
+                   what: str, timeout: float = 90.0) -> None:
+    """Poll ``path`` until it answers 200; stop with the log's tail if the process dies first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with status {process.returncode}: {log_tail(log)}")
+        if answers(port, path):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"{what} not ready after {timeout:.0f} s: {log_tail(log)}")
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of ``pid`` (gunicorn's workers, for its master), from /proc."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(word) for word in children.read_text().split()]
+    return sorted(set(found))
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident memory (VmRSS) of a process in KiB, or None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def open_fds(pid: int) -> int | None:
+    """How many file descriptors a process holds open, or None when it is gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
