@@ -16,6 +16,8 @@ T = TypeVar("T")
 # gunicorn's arbiter stops (instead of respawning forever) when a worker exits with this status
 STARTUP_FAILED = 3
 
+BUFFERING_WORKER = "shared.worker.BufferingThreadWorker"
+
 
 def exit_on_startup_error(service: str, build: Callable[[], T]) -> T:
     """Run ``build``; on a StartupError print one line naming the problem and exit 3.
@@ -67,7 +69,13 @@ def _reload_in_master(arbiter: Any) -> None:
 
 
 def run_gunicorn(
-    factory: Callable[[], Any], *, bind: str, workers: int, threads: int, access_log: bool = True
+    factory: Callable[[], Any],
+    *,
+    bind: str,
+    workers: int,
+    threads: int,
+    access_log: bool = True,
+    worker_class: str = BUFFERING_WORKER,
 ) -> None:
     """Serve the WSGI app made by ``factory`` under gunicorn until a signal stops it.
 
@@ -85,7 +93,8 @@ def run_gunicorn(
         "bind": bind,
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        # gthread whose event loop reads each request whole first: slow clients hold no thread
+        "worker_class": worker_class,
         "preload_app": True,
         "keepalive": 5,
         "timeout": 30,

@@ -1,0 +1,184 @@
+"""Slow and odd clients against the real gunicorn services (``shared.worker``).
+
+Each service runs with 1 worker x 2 threads, so a handful of connections that never finish
+their request would hold every thread of stock gthread. The figures under a 200-connection
+attack come from ``bench/slow_clients.py``; here the service must simply keep answering.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from shared.apikeys import add_client
+from shared.worker import REQUEST_READ_TIMEOUT
+from tests.forge import fresh
+from tests.keypairs import KeyPair
+from tests.procs import RedisServer, ServiceProcess, verifier_env
+
+pytestmark = pytest.mark.e2e
+
+TRICKLERS = 60  # per service: 30 times its threads
+
+
+@dataclass
+class Services:
+    issuer: ServiceProcess
+    verifier: ServiceProcess
+    client_key: str
+    token: str
+
+
+@pytest.fixture(scope="module")
+def services(
+    key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    folder = tmp_path_factory.mktemp("slow-clients")
+    clients = folder / "clients.json"
+    client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
+    admins = folder / "admins.json"
+    admins.write_text('{"clients": []}')
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    issuer = ServiceProcess("issuer", {
+        "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
+        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
+        "ISSUER_CLIENTS_FILE": str(clients),
+        "ISSUER_RATE_LIMIT": "0",
+    }, folder / "issuer.log", workers=1, threads=2)
+    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins),
+                              folder / "verifier.log", workers=1, threads=2)
+    started: list[ServiceProcess] = []
+    try:
+        for service in (issuer, verifier):
+            service.start()
+            started.append(service)
+        yield Services(issuer, verifier, client_key, fresh(key_pair, "alice"))
+    finally:
+        for service in started:
+            service.stop()
+
+
+def _connect(service: ServiceProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", service.port), timeout=5)
+
+
+class Responses:
+    """Reads HTTP/1.1 responses with a Content-Length off one connection, in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.received = sock, b""
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"connection closed after {self.received!r}"
+        self.received += chunk
+
+    def next(self) -> tuple[int, bytes]:
+        while b"\r\n\r\n" not in self.received:
+            self._more()
+        head, _, rest = self.received.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                      if line.lower().startswith(b"content-length:"))
+        while len(rest) < length:
+            self._more()
+            head, _, rest = self.received.partition(b"\r\n\r\n")
+        self.received = rest[length:]
+        return int(head.split(b" ", 2)[1]), rest[:length]
+
+
+def _verify_request(token: str) -> bytes:
+    body = json.dumps({"token": token}).encode()
+    return (b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def test_connections_that_never_finish_their_request_hold_no_thread(services: Services) -> None:
+    # 60 connections per service sit mid-head (stock gthread gives each a thread that waits)
+    tricklers = [_connect(service) for service in (services.issuer, services.verifier)
+                 for _ in range(TRICKLERS)]
+    try:
+        for sock in tricklers:
+            sock.sendall(b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        for _ in range(10):
+            verified = requests.post(f"{services.verifier.url}/v1/verify",
+                                     json={"token": services.token}, timeout=3)
+            assert verified.status_code == 200, verified.text
+            issued = requests.post(f"{services.issuer.url}/v1/tokens", json={"userId": "123"},
+                                   headers={"Authorization": f"Bearer {services.client_key}"},
+                                   timeout=3)
+            assert issued.status_code == 201, issued.text
+            for sock in tricklers:
+                sock.sendall(b"a")
+    finally:
+        for sock in tricklers:
+            sock.close()
+
+
+def test_a_request_arriving_in_pieces_is_answered(services: Services) -> None:
+    request = _verify_request(services.token)
+    with _connect(services.verifier) as sock:
+        for start in range(0, len(request), 97):  # the head and the body both split
+            sock.sendall(request[start:start + 97])
+            time.sleep(0.02)
+        status, body = Responses(sock).next()
+    assert status == 200
+    assert json.loads(body)["claims"]["userId"] == "alice"
+
+
+def test_pipelined_requests_are_answered_in_order(services: Services) -> None:
+    request = _verify_request(services.token)
+    bad = _verify_request("not.a.token")
+    with _connect(services.verifier) as sock:
+        # two whole requests and the start of a third in one segment, its rest later
+        sock.sendall(request + bad + request[:40])
+        time.sleep(0.3)
+        sock.sendall(request[40:])
+        responses = Responses(sock)
+        answers = [responses.next()[0] for _ in range(3)]
+    assert answers == [200, 401, 200]
+
+
+def test_expect_100_continue_gets_its_interim_answer_before_the_body(
+    services: Services
+) -> None:
+    request = _verify_request(services.token)
+    head, _, body = request.partition(b"\r\n\r\n")
+    with _connect(services.verifier) as sock:
+        sock.sendall(head + b"\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(1024)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        received = b""
+        while b'"claims"' not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    # a second interim 100 may come first (gunicorn's own): HTTP clients skip 1xx answers
+    final = received.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b"")
+    assert final.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_head_that_never_ends_is_refused_with_431(services: Services) -> None:
+    with _connect(services.verifier) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000)
+        answer = sock.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 431 ")
+        assert sock.recv(1024) == b""  # and closed
+    assert requests.get(f"{services.verifier.url}/healthz", timeout=3).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_request_still_unfinished_after_the_read_timeout_is_closed(
+    services: Services
+) -> None:
+    with _connect(services.verifier) as sock:
+        sock.settimeout(REQUEST_READ_TIMEOUT + 10)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        assert sock.recv(1024) == b""  # closed without an answer, not left open forever
