@@ -54,7 +54,7 @@ def create_app(settings: IssuerSettings | None = None) -> Flask:
 
 
 def _build(settings: IssuerSettings) -> Flask:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     keys = SigningKeys(settings)
     clients = ApiKeyRegistry.load(settings.clients_file, variable=CLIENTS_FILE_VARIABLE)
     if not clients.clients:

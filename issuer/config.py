@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.claimrule import ClaimRule
-from shared.config import env_choice, env_int, env_str
+from shared.config import env_choice, env_int, env_str, log_format_from_env
 from shared.errors import ConfigError
 
 CLIENTS_FILE_VARIABLE = "ISSUER_CLIENTS_FILE"
@@ -41,6 +41,7 @@ class IssuerSettings:
     # Cache-Control max-age of the JWKS; a next key waits at least this long before promotion
     jwks_max_age: int = 300
     log_level: str = "INFO"
+    log_format: str = "text"  # LOG_FORMAT: text or json (shared.logs)
     # who a payload names and what makes it admin: the verifier reads the same variables
     claim_rule: ClaimRule = field(default_factory=ClaimRule)
 
@@ -67,6 +68,7 @@ class IssuerSettings:
             log_level=env_choice(
                 env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ).upper(),
+            log_format=log_format_from_env(env),
             claim_rule=ClaimRule.from_env(env),
         )
         settings.check()

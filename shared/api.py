@@ -37,6 +37,7 @@ from shared.errors import (
 from shared.hotroutes import PROBLEM_MIMETYPE, Handler, HotRoutes, Route
 from shared.http import install_problem_handlers
 from shared.metrics import install_request_metrics, metrics_response
+from shared.requestid import HEADER as REQUEST_ID_HEADER
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -47,6 +48,10 @@ _RULE_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 BODY_PROBLEMS: tuple[type[Problem], ...] = (RequestInvalid, PayloadTooLarge, UnsupportedMediaType)
 """What any route with a JSON body may answer before its own rules run."""
+
+REQUEST_ID = {REQUEST_ID_HEADER: "this request's id, on each of its log lines: the caller's "
+              "X-Request-Id when it is 1 to 128 of A-Z a-z 0-9 - _ . : / + = @, else a new one"}
+"""A header of every answer (``shared.requestid``)."""
 
 
 class ProblemSchema(Schema):
@@ -218,11 +223,10 @@ def _success(operation: Operation) -> dict[str, Any]:
         response["content"] = {operation.media_type: {"schema": {"type": "string"}}}
     if operation.links:
         response["links"] = {name: dict(link) for name, link in operation.links.items()}
-    if operation.answer_headers:
-        response["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}}
-            for name, text in operation.answer_headers.items()
-        }
+    response["headers"] = {
+        name: {"description": text, "schema": {"type": "string"}}
+        for name, text in {**operation.answer_headers, **REQUEST_ID}.items()
+    }
     return response
 
 
@@ -250,11 +254,10 @@ def _problems(problems: list[type[Problem]]) -> dict[str, Any]:
     headers: dict[str, str] = {}
     for problem in problems:
         headers.update(problem.documented_headers)
-    if headers:
-        response["headers"] = {
-            name: {"description": text, "schema": {"type": "string"}}
-            for name, text in headers.items()
-        }
+    response["headers"] = {
+        name: {"description": text, "schema": {"type": "string"}}
+        for name, text in {**headers, **REQUEST_ID}.items()
+    }
     return response
 
 

@@ -92,3 +92,12 @@ def env_list(environ: Mapping[str, str], name: str, default: list[str]) -> list[
             raise ConfigError(name, "expected a JSON array of strings")
         return value
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+LOG_FORMAT_VARIABLE = "LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
+
+
+def log_format_from_env(environ: Mapping[str, str]) -> str:
+    """``LOG_FORMAT``: ``text`` (the default) or ``json`` (``shared.logs``), both services."""
+    return env_choice(environ, LOG_FORMAT_VARIABLE, "text", LOG_FORMATS)

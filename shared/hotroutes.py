@@ -6,6 +6,9 @@ response objects cost more than a cached verification, and a quarter of what sep
 issuer from its raw signing rate. Every other route stays a Flask view. Both paths share
 ``parse_json`` and ``Problem``, so they answer alike: problem+json for every error, the same
 codes, the same body limit, the same ``http_requests_total`` labels.
+
+Being the outermost layer that sees every request, ``HotRoutes`` also gives each one its request
+id (``shared.requestid``) and answers it in ``X-Request-Id``, for Flask's answers as well.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from shared.errors import (
     UnsupportedMediaType,
 )
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, method_label
+from shared.requestid import HEADER as REQUEST_ID_HEADER
+from shared.requestid import begin as begin_request
+from shared.requestid import end as end_request
 from shared.strictjson import StrictJSONError, loads_strict
 
 log = logging.getLogger(__name__)
@@ -154,28 +160,44 @@ class HotRoutes:
         return route
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        route = self._route(environ.get("PATH_INFO", ""))
-        if route is None:
-            return self.app(environ, start_response)
-        started = time.perf_counter()
-        method = environ.get("REQUEST_METHOD", "GET")
+        request_id, context = begin_request(environ)
         try:
-            if method not in route.methods:
-                # also keeps the metrics' method label to the few a route accepts
-                allowed = ", ".join(sorted(route.methods))
-                raise MethodNotAllowed(f"Use {allowed}.", headers={"Allow": allowed})
-            answer = route.handler(environ, method)
-        except Problem as problem:
-            answer = problem_answer(problem)
-        except Exception:
-            # the traceback goes to the log for operators; the client learns nothing more
-            log.exception("unhandled error on %s", route.label)
-            answer = problem_answer(InternalError("The server could not complete the request."))
-        answer.headers.append(("Content-Length", str(len(answer.body))))
-        start_response(f"{answer.status} {_REASONS.get(answer.status, '')}", answer.headers)
-        self._count(method_label(method), route.label, answer.status,
-                    time.perf_counter() - started)
-        return [b"" if method == "HEAD" else answer.body]
+            route = self._route(environ.get("PATH_INFO", ""))
+            if route is None:
+                return self._flask(environ, start_response, request_id)
+            started = time.perf_counter()
+            method = environ.get("REQUEST_METHOD", "GET")
+            try:
+                if method not in route.methods:
+                    # also keeps the metrics' method label to the few a route accepts
+                    allowed = ", ".join(sorted(route.methods))
+                    raise MethodNotAllowed(f"Use {allowed}.", headers={"Allow": allowed})
+                answer = route.handler(environ, method)
+            except Problem as problem:
+                answer = problem_answer(problem)
+            except Exception:
+                # the traceback goes to the log for operators; the client learns nothing more
+                log.exception("unhandled error on %s", route.label)
+                answer = problem_answer(
+                    InternalError("The server could not complete the request."))
+            answer.headers.append(("Content-Length", str(len(answer.body))))
+            answer.headers.append((REQUEST_ID_HEADER, request_id))
+            start_response(f"{answer.status} {_REASONS.get(answer.status, '')}", answer.headers)
+            self._count(method_label(method), route.label, answer.status,
+                        time.perf_counter() - started)
+            return [b"" if method == "HEAD" else answer.body]
+        finally:
+            end_request(context)
+
+    def _flask(self, environ: Environ, start_response: StartResponse,
+               request_id: str) -> Iterable[bytes]:
+        """Flask answers; every answer of its, errors included, gets the id header here."""
+        def start_with_id(status: str, headers: list[tuple[str, str]],
+                          exc_info: Any = None) -> Any:
+            headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start_with_id)
 
     def _count(self, method: str, label: str, status: int, seconds: float) -> None:
         key = (method, label, status)

@@ -78,7 +78,7 @@ def create_app(settings: VerifierSettings | None = None) -> Flask:
 
 
 def _build(settings: VerifierSettings) -> Flask:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     keyset = KeySet.from_settings(settings)
     if settings.jwks_url:
         check_published_rule(settings.jwks_url, settings.claim_rule)

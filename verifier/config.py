@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.claimrule import ClaimRule
-from shared.config import env_bool, env_choice, env_int, env_json, env_list, env_str
+from shared.config import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_json,
+    env_list,
+    env_str,
+    log_format_from_env,
+)
 from shared.errors import ConfigError
 from verifier.claimheaders import parse_claim_headers
 from verifier.redisconn import DEFAULT_URL, RedisSettings
@@ -60,6 +68,7 @@ class VerifierSettings:
     claim_headers: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = 16 * 1024
     log_level: str = "INFO"
+    log_format: str = "text"  # LOG_FORMAT: text or json (shared.logs)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> VerifierSettings:
@@ -103,6 +112,7 @@ class VerifierSettings:
             claim_headers=parse_claim_headers(env_json(env, "VERIFIER_CLAIM_HEADERS", {})),
             log_level=env_choice(env, "LOG_LEVEL", "info",
                                  ("debug", "info", "warning", "error")).upper(),
+            log_format=log_format_from_env(env),
         )
         settings.check()
         return settings
