@@ -28,7 +28,13 @@ from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
 from shared.serving import exit_on_startup_error
 from verifier.config import VerifierSettings
-from verifier.errors import TOKEN_ERRORS, SessionNotFound, StoreUnavailable, UserNotFound
+from verifier.errors import (
+    TOKEN_ERRORS,
+    LoginRateExceeded,
+    SessionNotFound,
+    StoreUnavailable,
+    UserNotFound,
+)
 from verifier.hotpath import hot_routes, token_from_body
 from verifier.keyset import KeySet, check_published_rule
 from verifier.schemas import (
@@ -230,8 +236,12 @@ def introspect() -> Response:
 
 @api.view(views, "/v1/sessions", ["POST"],
           "Log in: verify the token, update the user record, open a session",
+          description="Over VERIFIER_LOGIN_RATE logins of the user in the last minute: 429 "
+          "login_rate_exceeded with Retry-After, and nothing written. At "
+          "VERIFIER_MAX_SESSIONS_PER_USER live sessions, the user's oldest are ended first.",
           body=TokenRequest, body_required=False, status=201, answer=Session,
-          errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", ""),
+          errors=(*TOKEN_ERRORS, LoginRateExceeded, StoreUnavailable),
+          security=("bearerJwt", ""),
           links={
               name: {"operationId": operation_id(method, "/v1/sessions/{session_id}"),
                      "parameters": {"session_id": "$response.body#/sessionId"}}

@@ -25,6 +25,11 @@ from verifier.redisconn import DEFAULT_URL, RedisSettings
 # a public key as its secret is the classic forgery
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 
+# each login walks its user's session index, and the rate keeps one entry per login of the
+# last minute: the upper bounds keep both, and the keys, small
+MAX_SESSIONS_LIMIT = 10_000
+MAX_LOGIN_RATE = 10_000
+
 
 @dataclass(frozen=True)
 class VerifierSettings:
@@ -57,6 +62,10 @@ class VerifierSettings:
     redis_timeout_ms: int = 250
     redis_prefix: str = "jwtauth:"
     session_ttl: int = 30 * 24 * 3600
+    # login limits, enforced in the login script (verifier.store): the oldest sessions of a
+    # user over the first are ended; logins over the second per minute answer 429 (0 = off)
+    max_sessions_per_user: int = 100
+    login_rate: int = 30
     cache_size: int = 10_000
     mirror_max_keys: int = 1_000_000
     jwks_min_refetch_interval: int = 30
@@ -103,6 +112,10 @@ class VerifierSettings:
             redis_timeout_ms=redis_settings.timeout_ms,
             redis_prefix=redis_settings.prefix,
             session_ttl=env_int(env, "VERIFIER_SESSION_TTL", 30 * 24 * 3600, minimum=60),
+            max_sessions_per_user=env_int(env, "VERIFIER_MAX_SESSIONS_PER_USER", 100,
+                                          minimum=1, maximum=MAX_SESSIONS_LIMIT),
+            login_rate=env_int(env, "VERIFIER_LOGIN_RATE", 30, minimum=0,
+                               maximum=MAX_LOGIN_RATE),
             cache_size=env_int(env, "VERIFIER_CACHE_SIZE", 10_000, minimum=0),
             mirror_max_keys=env_int(env, "VERIFIER_MIRROR_MAX_KEYS", 1_000_000, minimum=0),
             jwks_min_refetch_interval=env_int(env, "VERIFIER_JWKS_MIN_REFETCH", 30, minimum=1),

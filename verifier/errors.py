@@ -113,6 +113,21 @@ class StoreUnavailable(Problem):
     title = "Session store unavailable"
 
 
+class LoginRateExceeded(Problem):
+    """Raised when a user logged in VERIFIER_LOGIN_RATE times in the last minute already."""
+
+    status = 429
+    code = "login_rate_exceeded"
+    title = "Too many logins"
+    documented_headers: ClassVar[dict[str, str]] = {
+        "Retry-After": "whole seconds until the user's oldest login of the last minute leaves it"
+    }
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
 class SessionNotFound(Problem):
     """Raised when a session id names no live session."""
 

@@ -24,7 +24,12 @@ key                                    value
                                        place of ``jti:`` for a token without one)
 ``P v2:cutoff:{T}:<userId>``           unix seconds: tokens issued up to then are refused
 ``P v2:session:{T}:<sha256(id)>``      the session, JSON
-``P v2:sessions:{T}:<userId>``         set of the user's session hashes
+``P v2:sessions:{T}:<userId>``         sorted set of the user's session hashes, scored by
+                                       creation time (a set in data from before: the
+                                       next login converts it)
+``P v2:logins:{T}:<userId>``           sorted set of the user's logins of the last minute
+                                       (session hash, scored by time), for
+                                       ``VERIFIER_LOGIN_RATE``; lives 60 s
 ``P v2:user:{T}:<userId>``             hash: the user record
 ``P v2:revoked:{legacy}:<rev id>``     a revocation migrated from layout 1 (no user known)
 ``P v2:legacy-session:<sha256(id)>``   the user tag of a session migrated from layout 1
@@ -98,6 +103,10 @@ class KeyLayout:
 
     def sessions(self, user_id: str) -> str:
         return f"{self.prefix}v2:sessions:{{{user_tag(user_id)}}}:{user_id}"
+
+    def logins(self, user_id: str) -> str:
+        """The user's logins of the last minute (``VERIFIER_LOGIN_RATE``)."""
+        return f"{self.prefix}v2:logins:{{{user_tag(user_id)}}}:{user_id}"
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}v2:user:{{{user_tag(user_id)}}}:{user_id}"

@@ -57,7 +57,7 @@ from redis.exceptions import (
 from shared.digest import sha256_hex
 from shared.errors import StartupError
 from verifier.config import VerifierSettings
-from verifier.errors import StoreUnavailable
+from verifier.errors import LoginRateExceeded, StoreUnavailable
 from verifier.layout import (
     SESSION_TAG_SEPARATOR,
     V1_KINDS,
@@ -67,6 +67,7 @@ from verifier.layout import (
     session_id_tag,
     user_tag,
 )
+from verifier.metrics import SESSIONS
 from verifier.mirror import Mirror, Snapshot, read_cutoff
 from verifier.redisconn import Connector
 
@@ -87,27 +88,90 @@ REDIS_FAILURES = (redis.RedisError, RedisClusterException)
 """What a failing Redis raises through redis-py (a cluster with no reachable node raises the
 second, which is not a RedisError)."""
 
-_LOGIN = """
+LOGIN_WINDOW = 60
+"""Seconds over which ``VERIFIER_LOGIN_RATE`` counts a user's logins (a sliding window)."""
+
+_INDEX_MEMBERS = """
+local function index_members(index)
+  local kind = redis.call('TYPE', index).ok
+  if kind == 'zset' then return redis.call('ZRANGE', index, 0, -1) end
+  if kind == 'set' then return redis.call('SMEMBERS', index) end
+  return {}
+end
+"""
+# the session index is a sorted set scored by creation time; layout-2 data written before the
+# login limits (and ``jwt-auth redis migrate``) holds a plain set, which the next login converts:
+# every script reads both
+
+_LOGIN = _INDEX_MEMBERS + """
 local cutoff = redis.call('GET', KEYS[1])
 if cutoff and (ARGV[1] == '' or tonumber(ARGV[1]) <= tonumber(cutoff)) then
-  return 0
+  return {0}
 end
+local now = tonumber(ARGV[9])
+local rate, window = tonumber(ARGV[11]), tonumber(ARGV[12])
+local since = '(' .. tostring(now - window)
+if rate > 0 and redis.call('ZCOUNT', KEYS[5], since, '+inf') >= rate then
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[5], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  local wait = math.ceil(tonumber(oldest[2]) + window - now)
+  if wait < 1 then wait = 1 end
+  if wait > window then wait = window end
+  return {2, wait}
+end
+-- the first write may grow memory: under maxmemory Redis refuses it, and with it the script,
+-- before anything changed (it refuses only a script's first write: never write before it)
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  if redis.call('EXISTS', ARGV[5] .. member) == 0 then
-    redis.call('SREM', KEYS[3], member)
+if redis.call('TYPE', KEYS[3]).ok == 'set' then
+  local scored = {}
+  for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    local raw = redis.call('GET', ARGV[5] .. member)
+    if raw then
+      local ok, session = pcall(cjson.decode, raw)
+      local created = 0
+      if ok and type(session) == 'table' and type(session.createdAt) == 'number' then
+        created = session.createdAt
+      end
+      table.insert(scored, {created, member})
+    end
+  end
+  redis.call('DEL', KEYS[3])
+  for _, entry in ipairs(scored) do
+    redis.call('ZADD', KEYS[3], entry[1], entry[2])
   end
 end
-redis.call('SADD', KEYS[3], ARGV[4])
+for _, member in ipairs(index_members(KEYS[3])) do
+  if redis.call('EXISTS', ARGV[5] .. member) == 0 then
+    redis.call('ZREM', KEYS[3], member)
+  end
+end
+local reply = {1}
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[10]) + 1
+if excess > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, excess - 1)) do
+    redis.call('DEL', ARGV[5] .. member)
+    redis.call('ZREM', KEYS[3], member)
+    table.insert(reply, member)
+  end
+end
+redis.call('ZADD', KEYS[3], ARGV[9], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
+if rate > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tostring(now - window))
+  redis.call('ZADD', KEYS[5], ARGV[9], ARGV[4])
+  redis.call('EXPIRE', KEYS[5], window)
+end
 redis.call('HSETNX', KEYS[4], 'createdAt', ARGV[9])
 redis.call('HSET', KEYS[4], 'userId', ARGV[6], 'isAdmin', ARGV[7], 'provider', ARGV[8],
            'lastLoginAt', ARGV[9])
-return 1
+return reply
 """
 # atomic with the cut-off script below: a login racing a user-wide logout either sees the
 # cut-off and is refused, or is registered in the index before the cut-off ends every session.
 # The session keys it builds (ARGV[5] .. member) carry the user's tag: they are in this slot.
+# The limits are checked in the same step: a login over VERIFIER_LOGIN_RATE writes nothing
+# ({2, seconds until the oldest login of the window leaves it}); one that would put the user
+# over VERIFIER_MAX_SESSIONS_PER_USER ends the oldest sessions first, as their logouts would
+# (session key and index entry), and returns their hashes after the 1.
 
 _LOGOUT = """
 local raw = redis.call('GET', KEYS[1])
@@ -115,12 +179,18 @@ if not raw then return 0 end
 redis.call('DEL', KEYS[1])
 local ok, session = pcall(cjson.decode, raw)
 if ok and type(session) == 'table' and type(session.userId) == 'string' then
-  redis.call('SREM', ARGV[1] .. session.userId, ARGV[2])
+  local index = ARGV[1] .. session.userId
+  local kind = redis.call('TYPE', index).ok
+  if kind == 'zset' then
+    redis.call('ZREM', index, ARGV[2])
+  elseif kind == 'set' then
+    redis.call('SREM', index, ARGV[2])
+  end
 end
 return 1
 """
 
-_END_USER = """
+_END_USER = _INDEX_MEMBERS + """
 local current = redis.call('GET', KEYS[1])
 local cutoff = ARGV[1]
 if current and tonumber(current) and tonumber(current) > tonumber(ARGV[1]) then
@@ -129,7 +199,7 @@ else
   redis.call('SET', KEYS[1], ARGV[1])
 end
 local ended = 0
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+for _, member in ipairs(index_members(KEYS[2])) do
   ended = ended + redis.call('DEL', ARGV[2] .. member)
 end
 redis.call('DEL', KEYS[2])
@@ -192,6 +262,8 @@ class Store:
         self.connector = Connector(self.redis_settings)
         self.keys = KeyLayout(settings.redis_prefix)
         self.session_ttl = settings.session_ttl
+        self.max_sessions = settings.max_sessions_per_user
+        self.login_rate = settings.login_rate
         self.replicas = self.redis_settings.replicas_to_confirm
         # WAIT must give up before the socket does, or a slow confirmation reads as a dead node
         self.wait_ms = max(1, settings.redis_timeout_ms * 3 // 5)
@@ -490,7 +562,13 @@ class Store:
         issued_at: float | None,
         now: float,
     ) -> bool:
-        """Store a session and update the user record; False when the user's cut-off refuses it."""
+        """Store a session and update the user record; False when the user's cut-off refuses it.
+
+        In the same step, the login limits: over ``VERIFIER_LOGIN_RATE`` logins of the user in
+        the last minute it raises LoginRateExceeded and writes nothing; at
+        ``VERIFIER_MAX_SESSIONS_PER_USER`` live sessions the user's oldest are ended first,
+        exactly as their logouts would end them.
+        """
         user_id = session["userId"]
         session_hash = sha256_hex(session_id)
         tag = user_tag(user_id)
@@ -499,6 +577,7 @@ class Store:
             self.keys.session(tag, session_hash),
             self.keys.sessions(user_id),
             self.keys.user(user_id),
+            self.keys.logins(user_id),
         ]
         args = [
             "" if issued_at is None else repr(float(issued_at)),
@@ -510,10 +589,43 @@ class Store:
             "true" if session["isAdmin"] else "false",
             session["provider"],
             repr(now),
+            self.max_sessions,
+            self.login_rate,
+            LOGIN_WINDOW,
         ]
-        created = self._run("login", keys[0], lambda node: self._script("login", node, keys, args),
-                            repeatable=False)
-        return bool(created)
+        reply = self._run("login", keys[0], lambda node: self._script("login", node, keys, args),
+                          repeatable=False)
+        outcome = int(reply[0])
+        if outcome == 2:
+            raise LoginRateExceeded(
+                f"This user logged in {self.login_rate} times in the last {LOGIN_WINDOW} "
+                "seconds (VERIFIER_LOGIN_RATE); try again after Retry-After seconds.",
+                retry_after=int(reply[1]),
+            )
+        ended = [_text(member) for member in reply[1:]]
+        if ended:
+            self._forget_legacy_pointers(ended)
+            SESSIONS.labels("ended_by_limit").inc(len(ended))
+            log.info("login ended the %d oldest session(s) of a user at "
+                     "VERIFIER_MAX_SESSIONS_PER_USER=%d", len(ended), self.max_sessions)
+        return outcome == 1
+
+    def _forget_legacy_pointers(self, session_hashes: list[str]) -> None:
+        """What a logout of a layout-1 session id also deletes: its pointer (another slot).
+
+        The session itself is gone already; a pointer left behind names no session and expires
+        with it, so a failure here is logged, not answered: the login did succeed.
+        """
+        for session_hash in session_hashes:
+            pointer = self.keys.legacy_session(session_hash)
+
+            def forget(node: redis.Redis, key: str = pointer) -> Any:
+                return node.delete(key)
+
+            try:
+                self._run("login", pointer, forget)
+            except StoreUnavailable:
+                log.warning("a session pointer was left to expire on its own")
 
     def _session_tag(self, session_hash: str, session_id: str) -> str | None:
         """The user tag of a session: from its id, or for a layout-1 id from its pointer."""

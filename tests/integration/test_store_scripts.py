@@ -5,6 +5,7 @@
 holds: their names, values and lifetimes (``TTL``/``PTTL``), what a repeated call changes, and
 that what one script does happens as a whole. The mirror is off, so the only keys in Redis are
 the ones the store wrote; an unrelated key shows that nothing outside the prefix is touched.
+The login limits the login script enforces have tests of their own (test_login_limits.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import redis
 from tests.integration.verifier_http import (
     cutoff_key,
     index_key,
+    logins_key,
     revoked_key,
     session_key,
     user_key,
@@ -63,6 +65,10 @@ def _index_key(user: str) -> str:
     return index_key(user, P)
 
 
+def _logins_key(user: str) -> str:
+    return logins_key(user, P)
+
+
 def _user_key(user: str) -> str:
     return user_key(user, P)
 
@@ -92,8 +98,8 @@ def _dump(db: redis.Redis) -> dict[str, Any]:
         kind = db.type(key)
         if kind == b"string":
             state[key] = db.get(key)
-        elif kind == b"set":
-            state[key] = db.smembers(key)
+        elif kind in (b"set", b"zset"):  # the session index was a set before the login limits
+            state[key] = db.smembers(key) if kind == b"set" else set(db.zrange(key, 0, -1))
         elif kind == b"hash":
             state[key] = db.hgetall(key)
         else:
@@ -126,15 +132,18 @@ def test_login_writes_the_session_its_user_index_and_the_user_record(
     assert _login(store, session_id, "alice", admin=True, issued_at=990.0, now=1000.0) is True
 
     digest = _hash(session_id)
-    session_key, index_key, user_key = (
-        _session_key("alice", digest), _index_key("alice"), _user_key("alice")
+    session_key, index_key, user_key, logins_key = (
+        _session_key("alice", digest), _index_key("alice"), _user_key("alice"),
+        _logins_key("alice"),
     )
-    assert _keys(db) == {session_key, index_key, user_key}
+    assert _keys(db) == {session_key, index_key, user_key, logins_key}
     assert json.loads(db.get(session_key) or b"") == {
         "userId": "alice", "isAdmin": True, "provider": "jwt",
         "createdAt": 1000, "expiresAt": 1000 + SESSION_TTL,
     }
-    assert db.smembers(index_key) == {digest.encode()}
+    # the index and the login rate's window: the session hash, scored by its creation time
+    assert db.zrange(index_key, 0, -1, withscores=True) == [(digest.encode(), 1000.0)]
+    assert db.zrange(logins_key, 0, -1, withscores=True) == [(digest.encode(), 1000.0)]
     assert db.hgetall(user_key) == {
         b"userId": b"alice", b"isAdmin": b"true", b"provider": b"jwt",
         b"createdAt": b"1000.0", b"lastLoginAt": b"1000.0",
@@ -143,6 +152,7 @@ def test_login_writes_the_session_its_user_index_and_the_user_record(
     assert SESSION_TTL - 5 <= db.ttl(session_key) <= SESSION_TTL
     assert SESSION_TTL - 5 <= db.ttl(index_key) <= SESSION_TTL
     assert db.ttl(user_key) == -1
+    assert 0 < db.ttl(logins_key) <= 60
     # the session id is a bearer credential: Redis holds only its hash
     for key, value in _dump(db).items():
         assert session_id not in key
@@ -161,8 +171,8 @@ def test_a_second_login_keeps_created_at_updates_the_rest_and_extends_the_index(
         b"userId": b"alice", b"isAdmin": b"false", b"provider": b"corp-sso",
         b"createdAt": b"1000.0", b"lastLoginAt": b"2000.0",
     }
-    assert db.smembers(_index_key("alice")) == {_hash(first).encode(),
-                                                      _hash(second).encode()}
+    assert set(db.zrange(_index_key("alice"), 0, -1)) == {_hash(first).encode(),
+                                                          _hash(second).encode()}
     assert db.ttl(_index_key("alice")) > SESSION_TTL - 5  # from the latest login
     assert db.exists(_session_key("alice", _hash(first)), _session_key("alice", _hash(second))) == 2
 
@@ -175,7 +185,8 @@ def test_login_drops_index_entries_of_sessions_that_expired(
     assert _login(store, live)
     _expire_now(db, _session_key("alice", _hash(gone)))
     assert _login(store, new)
-    assert db.smembers(_index_key("alice")) == {_hash(live).encode(), _hash(new).encode()}
+    assert set(db.zrange(_index_key("alice"), 0, -1)) == {_hash(live).encode(),
+                                                          _hash(new).encode()}
 
 
 def test_a_cutoff_refuses_logins_issued_up_to_it_and_they_write_nothing(
@@ -249,6 +260,7 @@ def test_a_user_wide_logout_sets_a_permanent_cutoff_and_ends_every_session(
     assert _keys(db) == {
         _cutoff_key("alice"), _user_key("alice"),  # the user record stays
         _session_key("bob", _hash(bobs)), _index_key("bob"), _user_key("bob"),
+        _logins_key("alice"), _logins_key("bob"),  # the login rate's windows end by themselves
     }
     assert store.lookup("jti:any", "alice") == Snapshot(False, 5000.25)
     assert store.lookup("jti:any", "bob") == Snapshot(False, None)
@@ -297,7 +309,9 @@ def test_logins_racing_user_wide_logouts_never_leave_a_session_behind(
     each user's sessions at a random moment, a couple of hundred times over.
     """
     other = Store(VerifierSettings(public_key_file="unused", redis_url=redis_url,
-                                   redis_prefix=P, session_ttl=SESSION_TTL, mirror_max_keys=0))
+                                   redis_prefix=P, session_ttl=SESSION_TTL, mirror_max_keys=0,
+                                   login_rate=0, max_sessions_per_user=10_000))
+    # logins without pause: neither login limit may end or refuse one
     current = ["user-0"]
     outcomes: list[tuple[str, bool]] = []
     stop = threading.Event()

@@ -31,6 +31,10 @@ def index_key(user: str, prefix: str = PREFIX) -> str:
     return f"{prefix}v2:sessions:{{{user_tag(user)}}}:{user}"
 
 
+def logins_key(user: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}v2:logins:{{{user_tag(user)}}}:{user}"
+
+
 def user_key(user: str, prefix: str = PREFIX) -> str:
     return f"{prefix}v2:user:{{{user_tag(user)}}}:{user}"
 
