@@ -34,7 +34,7 @@ class AccessLogger(Logger):  # type: ignore[misc]  # gunicorn has no types: Logg
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        # gunicorn makes its handlers again on SIGHUP: keep its lines in our format
+        # gunicorn makes its handlers again on SIGHUP: keep its lines JSON with LOG_FORMAT=json
         format_gunicorn_lines("json" if json_lines() else "text")
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:

@@ -88,15 +88,22 @@ def formatter(log_format: str) -> logging.Formatter:
 
 
 def format_gunicorn_lines(log_format: str) -> None:
-    """Write gunicorn's own lines (not the access line) in ``log_format`` too.
+    """With ``json``, write gunicorn's own lines (not the access line) as JSON objects too.
 
-    Only the handlers gunicorn set up (``_gunicorn``): an operator's ``--log-config`` stays.
+    In ``text`` they keep gunicorn's form. Only the handlers gunicorn set up (``_gunicorn``):
+    an operator's ``--log-config`` stays as it is.
     """
     for handler in logging.getLogger(GUNICORN_ERROR_LOGGER).handlers:
-        if getattr(handler, "_gunicorn", False):
-            handler.setFormatter(formatter(log_format))
+        if not getattr(handler, "_gunicorn", False):
+            continue
+        if log_format == "json":
+            if not hasattr(handler, "_jwt_auth_text"):
+                handler._jwt_auth_text = handler.formatter  # type: ignore[attr-defined]  # kept
+            handler.setFormatter(JsonFormatter())
             if not any(isinstance(known, RequestIdFilter) for known in handler.filters):
                 handler.addFilter(RequestIdFilter())
+        elif hasattr(handler, "_jwt_auth_text"):
+            handler.setFormatter(handler._jwt_auth_text)
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
