@@ -70,6 +70,10 @@ def _verify(url: str, token: str, timeout: float = 10) -> requests.Response:
     return requests.post(f"{url}/v1/verify", json={"token": token}, timeout=timeout)
 
 
+def _login(url: str, token: str) -> requests.Response:
+    return requests.post(f"{url}/v1/sessions", json={"token": token}, timeout=10)
+
+
 def _no_traceback(service: ServiceProcess) -> None:
     assert "Traceback" not in service.output(), service.output()
 
@@ -107,7 +111,7 @@ def test_redis_refused_at_start_serves_then_recovers_without_restart(
     # a bad token is refused for what it is, Redis or not
     bad = _verify(service.url, token[:-4] + "AAAA")
     assert (bad.status_code, bad.json()["code"]) == (401, "signature_invalid")
-    login = requests.post(f"{service.url}/v1/sessions", json={"token": token}, timeout=10)
+    login = _login(service.url, token)
     assert (login.status_code, login.json()["code"]) == (503, "store_unavailable")
 
     own_redis.start()
@@ -118,8 +122,8 @@ def test_redis_refused_at_start_serves_then_recovers_without_restart(
 
     wait_until(checked_by_every_worker, timeout=15, what="the verifier to use the new Redis")
     assert requests.get(f"{service.url}/readyz", timeout=10).status_code == 200
-    login = requests.post(f"{service.url}/v1/sessions", json={"token": token}, timeout=10)
-    assert login.status_code == 201
+    wait_until(lambda: _login(service.url, token).status_code == 201, timeout=15,
+               what="logins to work once Redis is there")
     _no_traceback(service)
 
 
@@ -154,8 +158,7 @@ def test_redis_hung_answers_503_within_the_timeout_then_200_after_sigcont(
         # (docs/verifier.md); then every verification reads the hung Redis
         sends: list[tuple[str, Callable[[], requests.Response]]] = [
             ("verify", lambda: _verify(service.url, token)),
-            ("login", lambda: requests.post(f"{service.url}/v1/sessions",
-                                            json={"token": token}, timeout=10)),
+            ("login", lambda: _login(service.url, token)),
             ("readyz", lambda: requests.get(f"{service.url}/readyz", timeout=10)),
         ]
         deadline = time.monotonic() + 2.0
@@ -191,8 +194,9 @@ def test_redis_hung_answers_503_within_the_timeout_then_200_after_sigcont(
 
     wait_until(lambda: _verify(service.url, token).status_code == 200, timeout=15,
                what="the verifier to answer 200 after SIGCONT")
-    login = requests.post(f"{service.url}/v1/sessions", json={"token": token}, timeout=10)
-    assert login.status_code == 201
+    # the other worker may still be between two probes of its breaker (50 ms apart)
+    wait_until(lambda: _login(service.url, token).status_code == 201, timeout=15,
+               what="logins to work again after SIGCONT")
     _no_traceback(service)
 
 
