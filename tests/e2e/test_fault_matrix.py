@@ -292,6 +292,42 @@ def test_redis_killed_and_restarted_under_load_503s_stop_within_150_ms(
     _no_traceback(service)
 
 
+# 5. Redis full ---------------------------------------------------------------------------------
+
+
+def test_redis_full_refuses_writes_and_keeps_verifying(
+    key_pair: KeyPair, own_redis: RedisServer, admins: Path, tmp_path: Path,
+    services: list[ServiceProcess],
+) -> None:
+    """maxmemory reached under noeviction (the in-process variant, with every verification
+    reading Redis, is tests/integration/test_verifier_redis.py): writes answer 503 saying Redis
+    is full, verifications go on, and writes work again once there is room."""
+    own_redis.start()
+    service = _verifier(verifier_env(key_pair, own_redis.url, admins), tmp_path / "verifier.log")
+    service.start()
+    services.append(service)
+    token = fresh(key_pair, "full-user")
+    wait_until(lambda: _verify(service.url, token).status_code == 200, timeout=15,
+               what="the verifier to answer 200")
+    db = redis.Redis(port=own_redis.port, socket_timeout=5)
+    db.config_set("maxmemory-policy", "noeviction")
+    db.config_set("maxmemory", "1")  # always over it: every write that may grow memory is refused
+    try:
+        for _ in range(4):  # both workers, likely
+            for refused in (_login(service.url, token),
+                            requests.post(f"{service.url}/v1/revocations",
+                                          json={"token": token}, timeout=10)):
+                assert (refused.status_code, refused.json()["code"]) == (503, "store_unavailable")
+                assert "Redis is full" in refused.json()["detail"]
+            assert _verify(service.url, token).status_code == 200
+        assert requests.get(f"{service.url}/readyz", timeout=10).status_code == 200
+    finally:
+        db.config_set("maxmemory", "0")
+        db.close()
+    assert _login(service.url, token).status_code == 201
+    _no_traceback(service)
+
+
 # 6. The issuer's JWKS: down, hung, garbage ----------------------------------------------------
 
 
