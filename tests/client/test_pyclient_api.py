@@ -15,6 +15,7 @@ from jwt_auth_client import (
     Identity,
     InvalidToken,
     KeyUnknown,
+    LoginRateExceeded,
     SessionNotFound,
     SignatureInvalid,
     TokenExpired,
@@ -97,6 +98,19 @@ def test_login_session_logout(client: VerifierClient, key_pair: KeyPair) -> None
 
     with pytest.raises(TokenExpired):
         client.login(fresh(key_pair, "dave", lifetime=-3600))
+
+
+def test_too_many_logins_say_when_to_come_back(client: VerifierClient, key_pair: KeyPair) -> None:
+    token = fresh(key_pair, "erin")
+    # VERIFIER_LOGIN_RATE as shipped: 30 logins a minute for one user
+    sessions = [client.login(token) for _ in range(30)]
+    with pytest.raises(LoginRateExceeded) as raised:
+        client.login(token)
+    assert raised.value.status == 429
+    assert raised.value.retry_after is not None
+    assert 1 <= raised.value.retry_after <= 60
+    for session in sessions:
+        client.logout(session.session_id)
 
 
 def test_every_code_of_the_verifier_has_its_exception() -> None:

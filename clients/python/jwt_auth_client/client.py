@@ -20,7 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jwt_auth_client.errors import VerifierError, VerifierUnavailable, error_for
+from jwt_auth_client.errors import (
+    LoginRateExceeded,
+    VerifierError,
+    VerifierUnavailable,
+    error_for,
+)
 
 __all__ = ["Identity", "Session", "VerifierClient"]
 
@@ -297,7 +302,11 @@ def _problem(answer: _Answer, *, attempts: int = 1) -> VerifierError:
     code = document.get("code")
     detail = document.get("detail") or answer.body.decode("utf-8", "replace")[:200] or (
         f"HTTP {answer.status}")
-    return error_for(
+    error = error_for(
         answer.status, code if isinstance(code, str) else None, str(detail), document,
         attempts=attempts,
     )
+    if isinstance(error, LoginRateExceeded):
+        retry_after = answer.headers.get("Retry-After", "")
+        error.retry_after = int(retry_after) if retry_after.isdigit() else None
+    return error

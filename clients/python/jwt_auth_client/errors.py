@@ -120,6 +120,16 @@ class UserNotFound(VerifierError):
     code = "user_not_found"
 
 
+class LoginRateExceeded(VerifierError):
+    """429: the user logged in more than ``VERIFIER_LOGIN_RATE`` times in a minute.
+
+    ``retry_after`` is the verifier's ``Retry-After``, in seconds (None if it sent none).
+    """
+
+    code = "login_rate_exceeded"
+    retry_after: int | None = None
+
+
 class RequestInvalid(VerifierError):
     code = "request_invalid"
 
