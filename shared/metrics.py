@@ -7,7 +7,6 @@ them in shared files so ``/metrics`` reports the whole service, whichever worker
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Flask, Response, g, request
@@ -20,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+
+from shared.metricsfiles import multiproc_dir, reading
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
@@ -44,12 +45,15 @@ def method_label(method: str) -> str:
 def metrics_response() -> Response:
     """The Prometheus text exposition for this service (all workers when multiprocess)."""
     # prometheus_client itself decides multiprocess mode from this variable
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped
-    else:
-        registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    folder = multiproc_dir()
+    if folder is None:
+        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+    registry = CollectorRegistry()
+    prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped
+    # the master folds a dead worker's files into the archives under the same lock
+    with reading(folder):
+        body = generate_latest(registry)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def install_request_metrics(app: Flask, service: str) -> None:

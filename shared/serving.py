@@ -6,6 +6,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.errors import StartupError
@@ -40,12 +41,23 @@ def prepare_multiprocess_metrics() -> None:
     """
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="jwt-auth-metrics-")
+    else:
+        # the operator's folder may hold an earlier run's files: counters restart from zero
+        from shared.metricsfiles import remove_stale
+
+        remove_stale(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
 
 
 def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
+    from shared.metricsfiles import fold_dead_process, multiproc_dir
+
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # untyped
+    # its counters and histograms go to the archives: the folder does not grow with restarts
+    folder = multiproc_dir()
+    if folder is not None:
+        fold_dead_process(folder, worker.pid)
 
 
 def _reloader_of(app: Any) -> Any:
