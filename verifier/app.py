@@ -22,7 +22,13 @@ from werkzeug.routing import PathConverter
 from shared.api import Api, operation_id, serve_hot_routes, service_app
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
-from shared.errors import Forbidden, RequestInvalid, Unauthorized, UnsupportedMediaType
+from shared.errors import (
+    Forbidden,
+    NotReady,
+    RequestInvalid,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
@@ -217,7 +223,8 @@ def _introspecting_client() -> ApiClient:
           "one has its identity and registered claims. The revocation check and the failure "
           "modes are those of /v1/verify (503 store_unavailable in closed mode).",
           body=IntrospectionRequest, body_media_type="application/x-www-form-urlencoded",
-          answer=Introspection, errors=(Unauthorized, RequestInvalid, StoreUnavailable),
+          answer=Introspection,
+          errors=(Unauthorized, RequestInvalid, StoreUnavailable, NotReady),
           security=("clientKey",))
 def introspect() -> Response:
     _introspecting_client()
@@ -240,7 +247,7 @@ def introspect() -> Response:
           "login_rate_exceeded with Retry-After, and nothing written. At "
           "VERIFIER_MAX_SESSIONS_PER_USER live sessions, the user's oldest are ended first.",
           body=TokenRequest, body_required=False, status=201, answer=Session,
-          errors=(*TOKEN_ERRORS, LoginRateExceeded, StoreUnavailable),
+          errors=(*TOKEN_ERRORS, LoginRateExceeded, StoreUnavailable, NotReady),
           security=("bearerJwt", ""),
           links={
               name: {"operationId": operation_id(method, "/v1/sessions/{session_id}"),
@@ -275,7 +282,7 @@ def logout(session_id: str) -> tuple[str, int]:
           "for good: 204 without a write. An already revoked token is written and confirmed "
           "again (a retry after a 503).",
           body=TokenRequest, body_required=False, status=204,
-          errors=(*TOKEN_ERRORS, StoreUnavailable), security=("bearerJwt", ""))
+          errors=(*TOKEN_ERRORS, StoreUnavailable, NotReady), security=("bearerJwt", ""))
 def revoke() -> tuple[str, int]:
     _service().revoke(_token_from_request())
     return "", 204

@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from shared.api import Api
 from shared.apikeys import ApiKeyRegistry, bearer_token
 from shared.claims import first_error
-from shared.errors import Forbidden, RequestInvalid, Unauthorized
+from shared.errors import Forbidden, NotReady, RequestInvalid, Unauthorized
 from shared.hotroutes import (
     Answer,
     Environ,
@@ -180,7 +180,7 @@ def hot_routes(
             header: f"the token's {claim!r} claim (VERIFIER_CLAIM_HEADERS); absent when the "
             f"token has none, or for a session id; {header}-Encoding: percent when encoded"
             for header, claim in claim_mapping}},
-        "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, StoreUnavailable),
+        "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, StoreUnavailable, NotReady),
         "security": ("bearerJwt", "session"),
     }
     summary = "Forward-auth for nginx auth_request, Traefik ForwardAuth, Envoy ext_authz"
@@ -195,7 +195,7 @@ def hot_routes(
                 query={"explain": ("true: explain every step instead of answering (admin key)",
                                    {"type": "string", "enum": ["true", "false"]})},
                 answer_headers={REVOCATION_HEADER: AUTH_HEADERS[REVOCATION_HEADER]},
-                errors=(*TOKEN_ERRORS, StoreUnavailable, Unauthorized, Forbidden),
+                errors=(*TOKEN_ERRORS, StoreUnavailable, NotReady, Unauthorized, Forbidden),
                 security=("bearerJwt", "")),
         api.hot("/v1/auth", FORWARD_AUTH_METHODS, forward_auth, summary, **forward_auth_doc),
         # Envoy ext_authz appends the original path

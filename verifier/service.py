@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.claims import USER_ID_MAX_LENGTH
 from shared.digest import sha256_hex
-from shared.errors import Problem
+from shared.errors import NotReady, Problem
 from shared.logs import token_fingerprint
 from verifier.config import VerifierSettings
 from verifier.errors import (
@@ -138,6 +138,9 @@ class VerifierService:
             VERIFICATIONS.labels("store_unavailable").inc()
             STORE_FAILURES.labels("closed").inc()
             raise
+        except NotReady:
+            VERIFICATIONS.labels("not_ready").inc()
+            raise
         if verdict.revocation_checked:
             VERIFICATIONS.labels("ok").inc()
         else:
@@ -161,6 +164,11 @@ class VerifierService:
             verified = None
         cached = verified is not None
         if verified is None:
+            if not self.keyset.ready:
+                # the verifier cannot judge any token (its JWKS was never fetched): a 401 would
+                # tell the caller the token is bad, when trying again shortly is the answer
+                raise NotReady("No trusted key is loaded yet: the issuer's JWKS could not be "
+                               "fetched. Try again shortly.")
             # raises only TokenError: nothing a caller sends yields a 500
             verified = verify_token(token, keys=self.keyset, policy=self.policy, now=now)
         try:

@@ -426,13 +426,13 @@ def _jwks_verifier(
 
 
 def _without_keys(service: ServiceProcess, token: str) -> None:
-    """What a verifier that could not fetch the JWKS answers: not ready, key_unknown."""
+    """What a verifier that could not fetch the JWKS answers: not ready, to probes and tokens."""
     readiness = requests.get(f"{service.url}/readyz", timeout=10)
     assert readiness.status_code == 503
     assert readiness.json()["checks"]["keys"] is False
     answer = _verify(service.url, token)
-    assert (answer.status_code, answer.json()["code"]) == (401, "key_unknown")
-    assert "no trusted key is loaded yet" in answer.json()["detail"]
+    assert (answer.status_code, answer.json()["code"]) == (503, "not_ready")
+    assert "No trusted key is loaded yet" in answer.json()["detail"]
 
 
 def _recovers(service: ServiceProcess, issuer: FakeIssuer, token: str) -> None:
