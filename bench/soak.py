@@ -22,7 +22,7 @@ may outlive its documented lifetime. Exit status 0 only when everything passes. 
 test.
 
     .venv/bin/python bench/soak.py [--duration 600] [--warmup 60] [--concurrency 8]
-        [--revoke-every 5] [--bits 2048] [--json PATH]
+        [--revoke-every 5] [--bits 2048] [--json PATH] [--env NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -451,9 +451,15 @@ def main() -> int:
                         help="revoke the token (and check the 401) every N-th cycle")
     parser.add_argument("--bits", type=int, default=2048, help="RSA key size of the issuer")
     parser.add_argument("--json", type=Path, help="write the samples and the verdict here")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for both services, to diagnose a figure (repeatable); "
+                             "without it they run as shipped")
     args = parser.parse_args()
     if not 0 < args.warmup < args.duration:
         parser.error("--warmup must be above 0 and below --duration")
+    if any("=" not in setting for setting in args.env):
+        parser.error("--env takes NAME=VALUE")
+    extra = dict(setting.split("=", 1) for setting in args.env)
 
     import redis
 
@@ -466,7 +472,7 @@ def main() -> int:
             client_key, admin_key = prepare(scratch, args.bits)
             redis_port = free_port()
             start_redis_server(processes, scratch / "redis", redis_port, cpu=cores)
-            base = _service_env()
+            base = {**_service_env(), **extra}
             envs = {
                 "issuer": {**base, "ISSUER_PRIVATE_KEY_FILE": str(scratch / "private.pem"),
                            "ISSUER_KEY_PASSPHRASE_FILE": str(scratch / "passphrase"),
