@@ -189,8 +189,9 @@ class Connector:
             "socket_connect_timeout": self.timeout,
             "socket_timeout": self.timeout,
             # one immediate retry heals a connection Redis closed while it was away; redis-py's
-            # default (several retries with backoff) would be a retry storm against a dead Redis
-            "retry": Retry(NoBackoff(), 1),
+            # default (several retries with backoff) would be a retry storm against a dead Redis.
+            # Not on a timeout: a hung Redis would cost every request twice the timeout
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         }
         if self.settings.password is not None:
             options["password"] = self.settings.password
