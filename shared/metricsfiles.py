@@ -33,12 +33,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client.mmap_dict import MmapedDict
+
+log = logging.getLogger(__name__)
 
 ARCHIVE = "archive"
 """The word in place of a pid in an archive's file name."""
@@ -113,15 +117,26 @@ def _fold_file(kind: str, source: Path, archive: Path) -> None:
         target.close()  # type: ignore[no-untyped-call]
 
 
-def fold_dead_process(directory: Path, pid: int) -> None:
-    """Add a dead process's values to the archives and delete its files (the master runs it)."""
+def fold_dead_process(directory: Path, pid: int) -> bool:
+    """Add a dead process's values to the archives and delete its files (the master runs it).
+
+    Never raises: gunicorn's master runs it, and must go on replacing workers. On a failure
+    the files not folded yet stay where they are (their counts still reported) and a warning
+    says why; False then.
+    """
     if not directory.is_dir():
-        return
-    with _locked(directory, fcntl.LOCK_EX):
-        for kind, path in sorted(_files_of(directory, str(pid)).items()):
-            if kind in _FOLDABLE:
-                _fold_file(kind, path, directory / f"{kind}_{ARCHIVE}.db")
-            path.unlink(missing_ok=True)
+        return True
+    try:
+        with _locked(directory, fcntl.LOCK_EX):
+            # kind by kind, each file deleted right after its values reached the archive
+            for kind, path in sorted(_files_of(directory, str(pid)).items()):
+                if kind in _FOLDABLE:
+                    _fold_file(kind, path, directory / f"{kind}_{ARCHIVE}.db")
+                path.unlink(missing_ok=True)
+    except (OSError, ValueError, struct.error) as exc:
+        log.warning("metrics files of process %s not folded in %s: %s", pid, directory, exc)
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -135,10 +150,21 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale(directory: Path) -> list[Path]:
-    """At a service's start: delete the files of processes that are gone; returns what went."""
-    if not directory.is_dir():
-        return []
+    """At a service's start: delete the files of processes that are gone; returns what went.
+
+    Never raises: a folder that cannot be cleaned is a warning, not a reason not to start.
+    """
     removed: list[Path] = []
+    try:
+        _remove_stale(directory, removed)
+    except OSError as exc:
+        log.warning("stale metrics files not removed from %s: %s", directory, exc)
+    return sorted(removed)
+
+
+def _remove_stale(directory: Path, removed: list[Path]) -> None:
+    if not directory.is_dir():
+        return
     with _locked(directory, fcntl.LOCK_EX):
         owners: dict[str, bool] = {}
         for path in directory.iterdir():
@@ -155,7 +181,6 @@ def remove_stale(directory: Path) -> list[Path]:
             for path in _files_of(directory, ARCHIVE).values():
                 path.unlink(missing_ok=True)
                 removed.append(path)
-    return sorted(removed)
 
 
 def multiproc_dir() -> Path | None:

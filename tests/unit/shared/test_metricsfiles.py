@@ -8,6 +8,7 @@ exactly what a gunicorn worker leaves behind; the totals are read with prometheu
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,15 @@ def _names_for(pid: int) -> set[str]:
     return {f"{kind}_{pid}.db" for kind in (
         "counter", "histogram", "gauge_sum", "gauge_max", "gauge_min", "gauge_mostrecent",
         "gauge_livesum", "gauge_all")}
+
+
+def test_a_file_that_cannot_be_read_stays_and_nothing_is_raised(tmp_path: Path) -> None:
+    fold_dead_process(tmp_path, write(tmp_path, 1))
+    before = totals(tmp_path)
+    # a torn file: its header claims more entries than it holds
+    broken = tmp_path / "counter_4000000.db"
+    broken.write_bytes(struct.pack("i", 4096) + b"\0" * 4 + struct.pack("i", 900) + b"\xff" * 40)
+    assert fold_dead_process(tmp_path, 4_000_000) is False
+    assert broken.is_file()
+    broken.unlink()
+    assert totals(tmp_path) == before
