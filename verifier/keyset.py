@@ -51,6 +51,11 @@ JWKS_MAX_AGE = 300.0
 MIN_REFETCH_FLOOR = 1.0
 """However short the issuer's cache lifetime, at most one JWKS fetch per second per process."""
 
+KEYLESS_REFETCH = 2.0
+"""Seconds between JWKS fetches at most while no key is loaded at all (the issuer was down at
+start): the verifier answers every token 503 meanwhile, so it retries sooner than
+``VERIFIER_JWKS_MIN_REFETCH``, still bounded (one fetch per 2 s per process)."""
+
 JWKS_GRACE = 3600.0
 """Seconds a key that left the JWKS unannounced stays trusted (``VERIFIER_JWKS_GRACE``)."""
 
@@ -378,7 +383,8 @@ class KeySet:
         # an issuer that lets its JWKS be cached for less than the interval (a short
         # ISSUER_JWKS_MAX_AGE) promotes keys sooner: fetching as often as it allows, but at most
         # once a second, is what keeps a verifier from refusing a freshly promoted key
-        return max(MIN_REFETCH_FLOOR, min(self._min_interval, self._fresh_for))
+        interval = max(MIN_REFETCH_FLOOR, min(self._min_interval, self._fresh_for))
+        return min(interval, KEYLESS_REFETCH) if not self._index.keys else interval
 
     def _refresh_if_due(self) -> None:
         """Refetch once the cached JWKS is older than its lifetime, never waiting for another

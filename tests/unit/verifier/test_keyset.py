@@ -21,7 +21,7 @@ from tests.keypairs import KeyPair
 from tests.procs import free_port
 from verifier.config import VerifierSettings
 from verifier.errors import KeyUnknown, TokenError
-from verifier.keyset import JWKS_MAX_BYTES, JWKSFetchError, KeySet
+from verifier.keyset import JWKS_MAX_BYTES, KEYLESS_REFETCH, JWKSFetchError, KeySet
 from verifier.verification import VerificationPolicy, verify_token
 
 NOW = 1_800_000_000.0
@@ -325,7 +325,8 @@ def test_issuer_down_at_start_then_up(key_pair: KeyPair, signer: rsa.RSAPrivateK
         server.document = {"keys": [_entry(key_pair.public_pem)]}
         assert not keys.ready  # still inside the interval since the failed attempt
         assert server.requests == 0
-        clock.now += 30
+        # with no key at all, retried after KEYLESS_REFETCH, not VERIFIER_JWKS_MIN_REFETCH (30 s)
+        clock.now += KEYLESS_REFETCH
         assert keys.ready  # the readiness probe itself retried
         assert server.requests == 1
         assert _verify(sign({"userId": "up"}, signer), keys) == "up"
