@@ -25,7 +25,10 @@ from tests.keypairs import KeyPair
 REPO = Path(__file__).resolve().parent.parent
 JWT_AUTH = [sys.executable, "-m", "jwt_auth"]
 
-_PRODUCT_VARIABLE_PREFIXES = ("ISSUER_", "VERIFIER_", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
+_PRODUCT_VARIABLE_PREFIXES = (
+    "ISSUER_", "VERIFIER_", "REDIS_URL", "REDIS_PASSWORD_FILE", "PROMETHEUS_MULTIPROC_DIR",
+    "JWT_USER_ID_FIELD", "JWT_IS_ADMIN_", "LOG_LEVEL", "LOG_FORMAT",
+)
 
 
 def service_environment(env: Mapping[str, str]) -> dict[str, str]:
