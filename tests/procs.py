@@ -243,3 +243,13 @@ def verifier_env(
         "VERIFIER_ADMIN_KEYS_FILE": str(admin_file),
         **extra,
     }
+
+
+def issuer_env(key_pair: KeyPair, clients_file: Path, **extra: str) -> dict[str, str]:
+    """An issuer signing with the pair's encrypted key, its API clients in ``clients_file``."""
+    return {
+        "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
+        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
+        "ISSUER_CLIENTS_FILE": str(clients_file),
+        **extra,
+    }

@@ -16,7 +16,14 @@ import requests
 
 from shared.apikeys import add_client
 from tests.keypairs import KeyPair
-from tests.procs import JWT_AUTH, REPO, RedisServer, ServiceProcess, service_environment
+from tests.procs import (
+    JWT_AUTH,
+    REPO,
+    RedisServer,
+    ServiceProcess,
+    issuer_env,
+    service_environment,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -56,11 +63,8 @@ def eventually(
 def issuer(key_pair: KeyPair, tmp_path: Path) -> Iterator[tuple[ServiceProcess, Path]]:
     clients_file = tmp_path / "clients.json"
     add_client(clients_file, "first", admin=False, variable="ISSUER_CLIENTS_FILE")
-    service = ServiceProcess("issuer", {
-        "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
-        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
-        "ISSUER_CLIENTS_FILE": str(clients_file),
-    }, tmp_path / "issuer.log", workers=WORKERS, threads=2)
+    service = ServiceProcess("issuer", issuer_env(key_pair, clients_file), tmp_path / "issuer.log",
+                             workers=WORKERS, threads=2)
     service.start()
     yield service, clients_file
     service.stop()

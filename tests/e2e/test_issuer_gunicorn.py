@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from shared.apikeys import add_client
 from tests.keypairs import PASSPHRASE, KeyPair
-from tests.procs import ServiceProcess
+from tests.procs import ServiceProcess, issuer_env
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +27,6 @@ class Running:
     service: ServiceProcess
     key: str
     metrics_dir: Path
-
-
-def _env(key_pair: KeyPair, clients_file: Path, **extra: str) -> dict[str, str]:
-    return {
-        "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
-        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
-        "ISSUER_CLIENTS_FILE": str(clients_file),
-        **extra,
-    }
 
 
 def post_token(url: str, key: str, payload: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -65,7 +56,7 @@ def running(key_pair: KeyPair, tmp_path: Path) -> Iterator[Running]:
     key = add_client(clients_file, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    env = _env(key_pair, clients_file, ISSUER_RATE_LIMIT="0",
+    env = issuer_env(key_pair, clients_file, ISSUER_RATE_LIMIT="0",
                PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     service = ServiceProcess("issuer", env, tmp_path / "issuer.log", workers=2)
     service.start()
@@ -137,8 +128,8 @@ def test_rate_limit_is_shared_by_the_workers(key_pair: KeyPair, tmp_path: Path) 
     clients_file = tmp_path / "clients.json"
     key = add_client(clients_file, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
     service = ServiceProcess(
-        "issuer", _env(key_pair, clients_file, ISSUER_RATE_LIMIT="5"), tmp_path / "issuer.log",
-        workers=2,
+        "issuer", issuer_env(key_pair, clients_file, ISSUER_RATE_LIMIT="5"),
+        tmp_path / "issuer.log", workers=2,
     )
     service.start()
     try:

@@ -24,7 +24,7 @@ import requests
 
 from shared.apikeys import add_client
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess
+from tests.procs import RedisServer, ServiceProcess, issuer_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -59,12 +59,8 @@ def services(
     admin_key = add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()
-    issuer = ServiceProcess("issuer", {
-        "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
-        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
-        "ISSUER_CLIENTS_FILE": str(clients),
-        "ISSUER_RATE_LIMIT": "0",
-    }, folder / "issuer.log", workers=1, threads=2)
+    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0"),
+                            folder / "issuer.log", workers=1, threads=2)
     issuer.start()
     verifier = ServiceProcess("verifier", {
         "VERIFIER_JWKS_URL": f"{issuer.url}/.well-known/jwks.json",

@@ -20,7 +20,7 @@ from shared.apikeys import add_client
 from shared.worker import REQUEST_READ_TIMEOUT
 from tests.forge import fresh
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, verifier_env
+from tests.procs import RedisServer, ServiceProcess, issuer_env, verifier_env
 
 pytestmark = pytest.mark.e2e
 
@@ -46,12 +46,8 @@ def services(
     admins.write_text('{"clients": []}')
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()
-    issuer = ServiceProcess("issuer", {
-        "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
-        "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
-        "ISSUER_CLIENTS_FILE": str(clients),
-        "ISSUER_RATE_LIMIT": "0",
-    }, folder / "issuer.log", workers=1, threads=2)
+    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0"),
+                            folder / "issuer.log", workers=1, threads=2)
     verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins),
                               folder / "verifier.log", workers=1, threads=2)
     started: list[ServiceProcess] = []

@@ -13,7 +13,7 @@ import requests
 
 from shared.apikeys import add_client
 from tests.keypairs import PASSPHRASE, KeyPair
-from tests.procs import RedisServer, ServiceProcess, verifier_env
+from tests.procs import RedisServer, ServiceProcess, issuer_env, verifier_env
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +42,7 @@ def stack(
     redis.Redis.from_url(redis_server.url).flushdb()
     issuer = ServiceProcess(
         "issuer",
-        {
-                "ISSUER_PRIVATE_KEY_FILE": str(key_pair.private_path),
-            "ISSUER_KEY_PASSPHRASE_FILE": str(key_pair.passphrase_path),
-            "ISSUER_CLIENTS_FILE": str(clients),
-            "ISSUER_RATE_LIMIT": "0",
-        },
+        issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0"),
         folder / "issuer.log",
         workers=1,
     )
