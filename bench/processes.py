@@ -1,7 +1,8 @@
 """What the benchmark scripts share: their processes, pinned and stopped whole, probes, and the
 pool initializer that signs tokens on every core.
 
-Imported by ``side_by_side.py`` and ``scaleout.py`` (both put the repository on ``sys.path``).
+Imported by ``side_by_side.py``, ``scaleout.py`` and ``soak.py`` (each puts the repository on
+``sys.path``).
 """
 
 from __future__ import annotations
