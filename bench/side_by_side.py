@@ -35,7 +35,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,7 @@ from bench.processes import (  # noqa: E402
     free_port,
     load_signing_key,
     log_tail,
+    redis_answers,
 )
 
 NODE_DIR = BENCH / "node"
@@ -250,15 +250,6 @@ def sign_token_files(private_pem: bytes, files: list[Path], per_file: int) -> No
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @dataclass
