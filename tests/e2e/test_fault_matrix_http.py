@@ -22,7 +22,7 @@ import requests
 
 from tests.forge import fresh, sign
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, verifier_env
+from tests.procs import RedisServer, ServiceProcess, verifier_env, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -47,6 +47,9 @@ def verifier(
         Path(folder) / "verifier.log", workers=2, threads=4,
     )
     service.start()
+    # healthy once one worker answers: both must have booted before _still_serving counts them
+    wait_until(lambda: len(re.findall(r"Booting worker", service.output())) >= 2, timeout=30,
+               what="both workers to boot")
     yield service
     service.stop()
 
