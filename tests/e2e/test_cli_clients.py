@@ -26,7 +26,8 @@ def audit_lines(stderr: str) -> list[dict[str, object]]:
         if line.startswith("{"):
             event = json.loads(line)
             assert event["logger"] == "audit"
-            events.append({k: v for k, v in event.items() if k not in ("time", "pid", "logger")})
+            events.append({k: v for k, v in event.items()
+                           if k not in ("time", "pid", "logger", "level")})
     return events
 
 

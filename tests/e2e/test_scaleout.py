@@ -317,7 +317,7 @@ def _assert_one_slot(cluster: RedisClusterSet, user: str, marks: set[str]) -> No
                 if key.endswith(f":{user}") or any(mark in key for mark in marks):
                     found[key] = primary.port
         kinds = {key.split(":")[2] for key in found}
-        assert kinds == {"revoked", "cutoff", "session", "sessions", "user"}, found
+        assert kinds == {"revoked", "cutoff", "session", "sessions", "user", "logins"}, found
         slots = {client.keyslot(key) for key in found}  # type: ignore[no-untyped-call]
         assert len(slots) == 1, found
         assert len(set(found.values())) == 1, found  # and so on one master
