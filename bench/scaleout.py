@@ -28,7 +28,6 @@ order alternating) and the report gives medians. A script, not a test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -58,6 +57,7 @@ from bench.processes import (  # noqa: E402
     free_port,
     load_signing_key,
     log_tail,
+    start_redis_server,
 )
 from tests.redis_topologies import RedisClusterSet  # noqa: E402 - after making the repo importable
 
@@ -144,33 +144,10 @@ class Setup:
             client.close()
 
 
-def wait_for_redis(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {log_tail(log)}")
-            with contextlib.suppress(redis.RedisError):
-                if client.ping():
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not answer PING in time: {log_tail(log)}")
-    finally:
-        client.close()
-
-
 def start_standalone(processes: Processes, scratch: Path) -> int:
     """A redis-server of its own, durable as production asks (AOF, fsync on every write)."""
     port = free_port()
-    data = scratch / "standalone"
-    data.mkdir()
-    log = processes.logs / "redis-standalone.log"
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-            "--daemonize", "no"]
-    process = processes.start(argv, dict(os.environ), log, SERVER_CPU)
-    wait_for_redis(port, process, log)
+    start_redis_server(processes, scratch / "standalone", port)
     return port
 
 

@@ -61,7 +61,7 @@ from bench.processes import (  # noqa: E402
     free_port,
     load_signing_key,
     log_tail,
-    redis_answers,
+    start_redis_server,
 )
 
 NODE_DIR = BENCH / "node"
@@ -314,19 +314,8 @@ def restart_server(server: Server, processes: Processes, scratch: Path) -> bool:
 def start_redis(processes: Processes, scratch: Path) -> int:
     """A redis-server of its own, durable as production asks (AOF, fsync on every write)."""
     port = free_port()
-    data = scratch / "redis"
-    data.mkdir()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
-    process = processes.start(argv, dict(os.environ), processes.logs / "redis.log")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"redis-server exited: {log_tail(processes.logs / 'redis.log')}")
-        if redis_answers(port):
-            return port
-        time.sleep(0.05)
-    raise SystemExit("redis-server did not answer PING in time")
+    start_redis_server(processes, scratch / "redis", port)
+    return port
 
 
 # --- wrk ------------------------------------------------------------------------------------
