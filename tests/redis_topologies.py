@@ -25,6 +25,15 @@ _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0
 _LOG_TAIL_LINES = 12
 
+DOWN_AFTER_MS = 3000
+"""How long a node must stay silent before Sentinel or the Cluster fails it over.
+
+Production keeps these at 30 s or more; the tests want failovers in seconds. At 1 s a busy
+machine made a live master miss one second of pings (an fsync or the scheduler, while a
+restarted replica synced) and the sentinels failed it over behind the test's back: the
+"old" master came back a master, and the set was not ready 15 s later. 3 s is longer than any
+stall seen here and still keeps a failover under 5 s."""
+
 
 def _require(binary: str) -> None:
     if shutil.which(binary) is None:
@@ -244,7 +253,7 @@ class RedisClusterSet:
         *,
         masters: int = 3,
         replicas_per_master: int = 1,
-        node_timeout_ms: int = 1000,
+        node_timeout_ms: int = DOWN_AFTER_MS,
     ) -> None:
         _require("redis-server")
         _require("redis-cli")
@@ -537,7 +546,7 @@ class SentinelSet:
             "bind 127.0.0.1\n"
             f'dir "{sentinel.data_dir}"\n'
             f"sentinel monitor {self.master_name} 127.0.0.1 {self._initial_master} 2\n"
-            f"sentinel down-after-milliseconds {self.master_name} 1000\n"
+            f"sentinel down-after-milliseconds {self.master_name} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {self.master_name} 5000\n"
             f"sentinel parallel-syncs {self.master_name} 1\n"
         )

@@ -18,7 +18,7 @@ from tests.redis_topologies import RedisClusterSet, SentinelSet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-# a failover takes 2-3 s here (node timeout and down-after-milliseconds are 1 s)
+# a failover takes 4-5 s here (node timeout and down-after-milliseconds: DOWN_AFTER_MS, 3 s)
 FAILOVER_TIMEOUT = 15
 
 
