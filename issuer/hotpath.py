@@ -42,6 +42,10 @@ def _expires_in(environ: Environ) -> str | None:
     return values[0] if values else None
 
 
+def _never_waits() -> bool:
+    return True
+
+
 def hot_routes(api: Api, issuer: TokenIssuer, *, max_body_bytes: int) -> list[Route]:
     """The issuer's routes served in front of Flask, declared to ``api``."""
 
@@ -73,6 +77,8 @@ def hot_routes(api: Api, issuer: TokenIssuer, *, max_body_bytes: int) -> list[Ro
         errors=(ExpiresInInvalid, ApiKeyMissing, ApiKeyInvalid, AdminNotPermitted, ClaimInvalid,
                 ClaimReserved, RateLimited),
         security=("apiKey",),
+        # nothing here waits on a peer: the rate limit is shared memory, the key is loaded
+        answers_at_once=_never_waits,
         query={"expires_in": (
             "lifetime in seconds instead of ISSUER_TOKEN_TTL",
             {"type": "integer", "minimum": 1, "maximum": issuer.settings.max_token_ttl},

@@ -136,14 +136,17 @@ class Api:
 
     def hot(
         self, rule: str, methods: Iterable[str], handler: Handler, summary: str, *,
-        prefix: str | None = None, **documented: Any,
+        prefix: str | None = None, answers_at_once: Callable[[], bool] | None = None,
+        **documented: Any,
     ) -> Route:
-        """A route answered in front of Flask; ``prefix`` also serves every path below it."""
+        """A route answered in front of Flask; ``prefix`` also serves every path below it;
+        ``answers_at_once`` lets the worker's event loop answer it (``shared.eventloop``)."""
         methods = frozenset(methods)
         ordered = tuple(sorted(methods))
         self._describe(Operation(rule, ordered, summary, **documented))
         path = prefix if prefix is not None else rule
-        return Route(path, rule, methods, handler, prefix=prefix is not None)
+        return Route(path, rule, methods, handler, prefix=prefix is not None,
+                     answers_at_once=answers_at_once)
 
     def document(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document (built per call: small, and served rarely)."""
@@ -355,4 +358,7 @@ def service_app(
 def serve_hot_routes(app: Flask, name: str, routes: list[Route]) -> None:
     """Answer ``routes`` in front of Flask (``shared.hotroutes``)."""
     app.extensions["hot_routes"] = routes
-    app.wsgi_app = HotRoutes(app.wsgi_app, name, routes)  # type: ignore[method-assign]  # WSGI wrapping
+    hot = HotRoutes(app.wsgi_app, name, routes)
+    app.wsgi_app = hot  # type: ignore[method-assign]  # WSGI wrapping
+    # asked by shared.worker before a request is parsed: may the event loop answer it?
+    app.answers_at_once = hot.answers_at_once  # type: ignore[attr-defined]  # the worker's hook

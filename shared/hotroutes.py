@@ -9,6 +9,9 @@ codes, the same body limit, the same ``http_requests_total`` labels.
 
 Being the outermost layer that sees every request, ``HotRoutes`` also gives each one its request
 id (``shared.requestid``) and answers it in ``X-Request-Id``, for Flask's answers as well.
+
+A route with ``answers_at_once`` may be answered on the worker's event loop
+(``shared.eventloop``); every other request that reaches this layer there is sent to a thread.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from shared.errors import (
     RequestInvalid,
     UnsupportedMediaType,
 )
+from shared.eventloop import AnswerInThread, on_loop
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, method_label
 from shared.requestid import HEADER as REQUEST_ID_HEADER
 from shared.requestid import begin as begin_request
@@ -60,6 +64,8 @@ class Route:
 
     ``label`` is written the way Flask writes a rule (``/v1/auth/<path:forwarded_path>``): it
     is the ``route`` label of the request metrics and the path the API description documents.
+    ``answers_at_once`` says whether the handler can answer now without waiting on a network
+    peer (then the event loop answers it); None, the default, means a thread always does.
     """
 
     path: str
@@ -67,6 +73,7 @@ class Route:
     methods: frozenset[str]
     handler: Handler
     prefix: bool = False
+    answers_at_once: Callable[[], bool] | None = None
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
@@ -159,10 +166,19 @@ class HotRoutes:
                     return candidate
         return route
 
+    def answers_at_once(self, method: str, path: str) -> bool:
+        """Whether the event loop may answer this request (``shared.worker``)."""
+        route = self._route(path)
+        return (route is not None and route.answers_at_once is not None
+                and method in route.methods and route.answers_at_once())
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        route = self._route(environ.get("PATH_INFO", ""))
+        if on_loop() and (route is None or route.answers_at_once is None):
+            # the worker guessed from the raw request line; gunicorn's reading decides
+            raise AnswerInThread
         request_id, context = begin_request(environ)
         try:
-            route = self._route(environ.get("PATH_INFO", ""))
             if route is None:
                 return self._flask(environ, start_response, request_id)
             started = time.perf_counter()

@@ -18,6 +18,15 @@ covered without another moving part.
 
 On the fast path (a keep-alive connection whose request arrives in one segment) the only
 change is who calls ``recv``: the event loop instead of the thread.
+
+Two more changes make the hot path cheaper (``bench/side_by_side.py``):
+
+- A whole request whose route the app says can answer at once (``answers_at_once``, see
+  ``shared.eventloop``) is answered on the event loop itself, with no thread hand-off. Code
+  that would wait there raises ``AnswerInThread`` before anything is answered, and the same
+  bytes go to a thread. The answer is sent without blocking; what a client does not take at
+  once is left to a thread, so a client that stops reading never holds the loop.
+- gunicorn writes an answer's head and body in separate sends; here they leave in one.
 """
 
 from __future__ import annotations
@@ -28,10 +37,13 @@ import re
 import selectors
 import socket
 import time
+from concurrent import futures
 from functools import partial
 from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from shared.eventloop import AnswerInThread, answering_on_loop, on_loop
 
 # a whole request, from its first byte, must arrive within this many seconds
 REQUEST_READ_TIMEOUT = 10.0
@@ -42,10 +54,17 @@ MAX_HEAD_BYTES = 64 * 1024
 # bodies of more than 16 KiB with 413 without reading them)
 MAX_BUFFERED_BODY = 1024 * 1024
 RECV_SIZE = 64 * 1024
+# a thread's answer is sent as soon as this much is gathered (large documents, static files)
+GATHER_LIMIT = 64 * 1024
+
+ANSWERS_AT_ONCE = "answers_at_once"
+"""The WSGI app's optional ``answers_at_once(method, path) -> bool``: whether a request to that
+route may be answered on the event loop (``shared.eventloop``)."""
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue", re.IGNORECASE)
+_UPGRADE = re.compile(rb"\r\nupgrade[ \t]*:", re.IGNORECASE)
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -83,6 +102,61 @@ def request_is_complete(received: bytes | bytearray) -> bool | None:
     return announced > MAX_BUFFERED_BODY or body_received >= announced
 
 
+def loop_target(request: bytes) -> tuple[str, str] | None:
+    """The method and path of a complete request that the event loop could answer, or None.
+
+    Only a request held whole qualifies: no chunked body (its end is a guess, and the parser
+    would read on from the socket), no body still to come, no protocol upgrade.
+    """
+    head_end = request.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    head = request[:head_end]
+    if _CHUNKED.search(head) or _UPGRADE.search(head):
+        return None
+    length = _CONTENT_LENGTH.search(head)
+    if length is not None and len(request) - head_end - 4 < int(length.group(1)):
+        return None
+    line_end = head.find(b"\r\n")
+    words = (head if line_end < 0 else head[:line_end]).split(b" ")
+    if len(words) != 3:
+        return None
+    path = words[1].split(b"?", 1)[0]
+    return words[0].decode("latin-1"), path.decode("latin-1")
+
+
+class _GatheredWrites:
+    """The connection's socket while gunicorn writes an answer: ``sendall`` gathers the head
+    and the body, to leave in one send; everything else is the socket's own."""
+
+    __slots__ = ("pending", "size", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending: list[bytes] = []
+        self.size = 0
+
+    def sendall(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size > GATHER_LIMIT and not on_loop():
+            self.flush()
+
+    def sendfile(self, *args: Any, **kwargs: Any) -> Any:
+        # straight to the socket: what was gathered must go first
+        self.flush()
+        return self.sock.sendfile(*args, **kwargs)
+
+    def flush(self) -> None:
+        if self.pending:
+            data = b"".join(self.pending)
+            self.pending, self.size = [], 0
+            self.sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no types
     """gthread whose event loop reads each request whole before a thread takes it."""
 
@@ -105,6 +179,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         conn.buffered_request = None  # a whole request, from the loop to a thread
         conn.read_ahead = None  # bytes of the next request, from a thread to the loop
         conn.keep_alive = None  # the thread's answer: True to keep the connection
+        conn.unsent = None  # an answer given on the loop, for the loop to send
         self._wait_for_more(conn, b"")
 
     def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
@@ -138,6 +213,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         if keep_alive is not True or not self.alive:
             if ahead is not None:
                 conn.parser.unreader.unread(ahead)  # gunicorn's own way, for a stopping worker
+            if fs is None:  # answered on the loop: gthread's steps want the answer as a Future
+                fs = futures.Future()
+                fs.set_result(keep_alive)
             super().finish_request(conn, fs)
             return
         try:
@@ -208,7 +286,61 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
     def _hand_over(self, conn: TConn, request: bytes) -> None:
         conn.buffered_request = request
         conn.data_ready = True  # gthread's own wait for a first byte is not needed
+        answers_at_once = getattr(self.wsgi, ANSWERS_AT_ONCE, None)
+        if answers_at_once is not None:
+            target = loop_target(request)
+            if target is not None and answers_at_once(*target):
+                self._answer_on_loop(conn, request)
+                return
         self.enqueue_req(conn)
+
+    # -- answering on the loop -------------------------------------------------------------------
+
+    def _answer_on_loop(self, conn: TConn, request: bytes) -> None:
+        try:
+            with answering_on_loop():
+                self.handle(conn)
+        except AnswerInThread:
+            # the app would have waited; nothing was sent, counted or logged: a thread answers
+            # the same bytes from the start, with a parser of its own
+            conn.parser = None
+            conn.initialized = False
+            conn.unsent = conn.keep_alive = conn.read_ahead = None
+            conn.buffered_request = request
+            self.enqueue_req(conn)
+            return
+        unsent, conn.unsent = conn.unsent, None
+        if unsent:
+            data = b"".join(unsent)
+            try:
+                conn.sock.setblocking(False)
+                sent = conn.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:  # the client is gone
+                conn.keep_alive = False
+                sent = len(data)
+            if sent < len(data):
+                # the client is not reading: a thread waits for it to, the loop goes on
+                fs = self.tpool.submit(self._send_rest, conn, data[sent:])
+                fs.add_done_callback(
+                    lambda _: self.method_queue.defer(self.finish_request, conn, None))
+                return
+        if conn.read_ahead is not None:
+            # a pipelined request is taken up on the loop's next turn: a client sending
+            # thousands at once gets one answer per turn, and no recursion
+            self.method_queue.defer(self.finish_request, conn, None)
+            return
+        self.finish_request(conn, None)
+
+    @staticmethod
+    def _send_rest(conn: TConn, data: bytes) -> None:
+        # runs in a thread
+        try:
+            conn.sock.setblocking(True)
+            conn.sock.sendall(data)
+        except OSError:
+            conn.keep_alive = False
 
     def handle(self, conn: TConn) -> Any:
         # runs in a thread
@@ -223,6 +355,23 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             if ahead:
                 conn.read_ahead = ahead  # finish_request, in the loop, reads on from there
         conn.keep_alive = keep_alive
+        return keep_alive
+
+    def handle_request(self, req: Any, conn: TConn) -> Any:
+        # gunicorn writes the head and the body in two sends; gathered, they leave in one
+        real = conn.sock
+        gathered = _GatheredWrites(real)
+        conn.sock = gathered
+        try:
+            keep_alive = super().handle_request(req, conn)
+        finally:
+            # on an error what was gathered belongs to an answer that failed: gunicorn has
+            # closed the connection or sends its own error page
+            conn.sock = real
+        if on_loop():
+            conn.unsent = gathered.pending  # the loop sends it without blocking
+        else:
+            gathered.flush()
         return keep_alive
 
     # -- closing -------------------------------------------------------------------------------

@@ -182,10 +182,12 @@ def hot_routes(
             for header, claim in claim_mapping}},
         "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, StoreUnavailable, NotReady),
         "security": ("bearerJwt", "session"),
+        "answers_at_once": service.answers_from_memory,
     }
     summary = "Forward-auth for nginx auth_request, Traefik ForwardAuth, Envoy ext_authz"
     return [
         api.hot("/v1/verify", ["POST"], verify, "Verify a token", body=TokenRequest,
+                answers_at_once=service.answers_from_memory,
                 body_required=False, answer=Verified,
                 description="With ?explain=true and an admin key in Authorization (the token "
                 "in the body), the answer is instead {\"verdict\": \"accepted\" or a code, "

@@ -25,6 +25,7 @@ from typing import Any
 
 from shared.claimrule import ClaimRule
 from shared.errors import KeyInvalid, KeyLoadError
+from shared.eventloop import before_waiting
 from shared.keys import VerificationKey, load_public_keys, public_key_from_jwk, read_pem
 from shared.reloading import file_fingerprint
 from shared.strictjson import StrictJSONError, loads_strict
@@ -417,8 +418,12 @@ class KeySet:
             return False
         # waiting threads give up after FETCH_WAIT: a flood of unknown kids while the issuer
         # hangs must not hold every worker thread for the whole fetch timeout
-        if not self._fetch_lock.acquire(blocking=wait, timeout=FETCH_WAIT if wait else -1):
-            return False
+        if not self._fetch_lock.acquire(blocking=False):
+            if not wait:
+                return False
+            before_waiting()  # on the worker's event loop, a thread waits instead
+            if not self._fetch_lock.acquire(timeout=FETCH_WAIT):
+                return False
         try:
             now = self._clock()
             if (
@@ -427,6 +432,8 @@ class KeySet:
                 and now - self._last_attempt < self._refetch_interval()
             ):
                 return False
+            # before the attempt is recorded: the thread that takes the request over fetches
+            before_waiting()
             self._last_attempt = now
             try:
                 fetched = fetch_jwks(self._jwks_url, timeout=self._timeout)

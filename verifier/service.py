@@ -138,6 +138,13 @@ class VerifierService:
 
     # verification ---------------------------------------------------------------------------
 
+    def answers_from_memory(self) -> bool:
+        """Whether a verification most likely needs no round trip now: the revocation mirror is
+        in sync. The worker's guess for answering on its event loop (``shared.eventloop``); a
+        verification that must read Redis after all is sent to a thread there."""
+        mirror = self.store.mirror
+        return mirror is not None and mirror.synced
+
     def verify(self, token: str) -> Verdict:
         """Verify a token, its revocation and its user's cut-off; counts the outcome."""
         try:

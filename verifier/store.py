@@ -56,6 +56,7 @@ from redis.exceptions import (
 
 from shared.digest import sha256_hex
 from shared.errors import StartupError
+from shared.eventloop import before_waiting
 from verifier.config import VerifierSettings
 from verifier.errors import LoginRateExceeded, StoreUnavailable
 from verifier.layout import (
@@ -312,6 +313,7 @@ class Store:
         without opening the breaker: the node answers, reads go on. ``repeatable`` says whether
         the action may run twice (all but a login, which would open a second session).
         """
+        before_waiting()  # on the worker's event loop, a thread takes the request instead
         if not self._layout_checked:
             self._check_layout_lazily()
         for attempt in (1, 2):
@@ -475,6 +477,7 @@ class Store:
 
     def _check_layout_lazily(self) -> None:
         """The layout check of a process that could not reach Redis when it started."""
+        before_waiting()
         try:
             self.check_layout()
         except REDIS_FAILURES:

@@ -1,10 +1,11 @@
-"""When the event loop hands a request to a thread (``shared.worker.request_is_complete``)."""
+"""What the event loop does with the bytes it buffered (``shared.worker``): when a request is
+complete, and which complete requests it may answer itself."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.worker import MAX_BUFFERED_BODY, MAX_HEAD_BYTES, request_is_complete
+from shared.worker import MAX_BUFFERED_BODY, MAX_HEAD_BYTES, loop_target, request_is_complete
 
 HEAD = b"POST /v1/verify HTTP/1.1\r\nHost: x\r\n"
 
@@ -36,3 +37,27 @@ def test_content_length_only_counts_in_the_head() -> None:
     request = HEAD + f"Content-Length: {len(body) + 5}\r\n\r\n".encode() + body
     assert request_is_complete(request) is False
     assert request_is_complete(request + b"12345") is True
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "target"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "/healthz")),
+        (HEAD + b"Content-Length: 2\r\n\r\n{}", ("POST", "/v1/verify")),
+        (b"POST /v1/tokens?expires_in=60 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+         ("POST", "/v1/tokens")),
+        # a pipelined request behind a whole one does not matter
+        (HEAD + b"Content-Length: 2\r\n\r\n{}GET / HTTP/1.1\r\n", ("POST", "/v1/verify")),
+        # a body still to come: only a thread may wait for it
+        (HEAD + b"Content-Length: 5\r\n\r\nabc", None),
+        (HEAD + f"Content-Length: {MAX_BUFFERED_BODY + 1}\r\n\r\n".encode(), None),
+        # a chunked body's end is a guess, an upgrade changes the protocol
+        (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", None),
+        # not a request line gunicorn would take: it answers the error, in a thread
+        (b"GET /a b HTTP/1.1\r\n\r\n", None),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", None),
+    ],
+)
+def test_loop_target(request_bytes: bytes, target: tuple[str, str] | None) -> None:
+    assert loop_target(request_bytes) == target

@@ -1,0 +1,221 @@
+"""Answers given on the worker's event loop (``shared.eventloop``), against real gunicorn services.
+
+The issuer's token endpoint and the verifier's verify and forward-auth (mirror in sync) are
+answered on the event loop; a request there that must wait on Redis goes to a thread. Each
+answer must be what a thread would have given: right, counted once, logged once. A client that
+stops reading its answers must not hold the loop, which serves every other connection.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.apikeys import add_client
+from tests.forge import fresh
+from tests.keypairs import KeyPair
+from tests.procs import RedisServer, ServiceProcess, issuer_env, verifier_env, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Services:
+    issuer: ServiceProcess
+    verifier: ServiceProcess
+    client_key: str
+    key_pair: KeyPair
+
+
+@pytest.fixture(scope="module")
+def services(
+    key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    folder = tmp_path_factory.mktemp("loop-answers")
+    clients = folder / "clients.json"
+    client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
+    admins = folder / "admins.json"
+    admins.write_text('{"clients": []}')
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    logs = {"LOG_FORMAT": "json", "LOG_LEVEL": "info"}
+    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0", **logs),
+                            folder / "issuer.log", workers=1, threads=2)
+    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins, **logs),
+                              folder / "verifier.log", workers=1, threads=2)
+    started: list[ServiceProcess] = []
+    try:
+        for service in (issuer, verifier):
+            service.start()
+            started.append(service)
+        # the hot routes go to the loop once the revocation mirror, which a worker starts on
+        # its first verification, is in sync
+        requests.post(f"{verifier.url}/v1/verify", json={"token": fresh(key_pair, "first")},
+                      timeout=10)
+        wait_until(lambda: _mirror_synced(verifier), timeout=15, what="the mirror in sync")
+        yield Services(issuer, verifier, client_key, key_pair)
+    finally:
+        for service in started:
+            service.stop()
+
+
+def _mirror_synced(verifier: ServiceProcess) -> bool:
+    return "revocation mirror in sync" in verifier.output()
+
+
+def _requests_counted(service: ServiceProcess, route: str, status: str) -> float:
+    text = requests.get(f"{service.url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_requests_total"
+        and sample.labels.get("route") == route and sample.labels.get("status") == status
+    )
+
+
+def _json_lines(service: ServiceProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in service.output().splitlines() if line.startswith("{")]
+
+
+def _access_lines(service: ServiceProcess, request_ids: set[str]) -> dict[str, int]:
+    """How many access lines each of these request ids has."""
+    counts = dict.fromkeys(request_ids, 0)
+    for line in _json_lines(service):
+        if line.get("logger") == "gunicorn.access" and line.get("request_id") in counts:
+            counts[line["request_id"]] += 1
+    return counts
+
+
+def _ids(count: int) -> list[str]:
+    return [f"loop-{uuid.uuid4().hex}" for _ in range(count)]
+
+
+def test_hot_answers_are_right_and_each_is_counted_and_logged_once(services: Services) -> None:
+    token = fresh(services.key_pair, "alice")
+    verifier, issuer = services.verifier, services.issuer
+    before = (_requests_counted(verifier, "/v1/verify", "200"),
+              _requests_counted(verifier, "/v1/auth", "200"),
+              _requests_counted(issuer, "/v1/tokens", "201"))
+    verify_ids, auth_ids, issue_ids = _ids(40), _ids(40), _ids(40)
+    with requests.Session() as http:  # one keep-alive connection per service, as a backend has
+        for request_id in verify_ids:
+            answer = http.post(f"{verifier.url}/v1/verify", json={"token": token},
+                               headers={"X-Request-Id": request_id}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["claims"]["userId"] == "alice"
+            assert answer.headers["X-Request-Id"] == request_id
+        for request_id in auth_ids:
+            answer = http.get(f"{verifier.url}/v1/auth", timeout=10, headers={
+                "Authorization": f"Bearer {token}", "X-Request-Id": request_id})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["X-Auth-User-Id"] == "alice"
+        for request_id in issue_ids:
+            answer = http.post(f"{issuer.url}/v1/tokens", json={"userId": "bob"}, timeout=10,
+                               headers={"Authorization": f"Bearer {services.client_key}",
+                                        "X-Request-Id": request_id})
+            assert answer.status_code == 201, answer.text
+            assert answer.headers["Cache-Control"] == "no-store"
+            checked = http.post(f"{verifier.url}/v1/verify", json={"token": answer.json()["token"]},
+                                timeout=10)
+            assert checked.json()["claims"]["userId"] == "bob"
+    after = (_requests_counted(verifier, "/v1/verify", "200"),
+             _requests_counted(verifier, "/v1/auth", "200"),
+             _requests_counted(issuer, "/v1/tokens", "201"))
+    # the issued tokens' checks are verifications too
+    assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (80, 40, 40)
+
+    def logged_once() -> bool:
+        return (set(_access_lines(verifier, {*verify_ids, *auth_ids}).values()) == {1}
+                and set(_access_lines(issuer, set(issue_ids)).values()) == {1})
+
+    wait_until(logged_once, timeout=10, what="one access line per request")
+
+
+def test_a_session_at_forward_auth_waits_on_redis_in_a_thread_once(services: Services) -> None:
+    """A session id needs a Redis read: the loop hands the request over before answering it."""
+    verifier = services.verifier
+    login = requests.post(f"{verifier.url}/v1/sessions",
+                          json={"token": fresh(services.key_pair, "carol")}, timeout=10)
+    assert login.status_code == 201, login.text
+    session_id = login.json()["sessionId"]
+    before = _requests_counted(verifier, "/v1/auth", "200")
+    (request_id,) = _ids(1)
+    with requests.Session() as http:
+        answer = http.get(f"{verifier.url}/v1/auth", timeout=10, headers={
+            "Authorization": f"Bearer {session_id}", "X-Request-Id": request_id})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-Auth-User-Id"] == "carol"
+        # the same connection goes on being answered after the hand-over
+        again = http.get(f"{verifier.url}/v1/auth", timeout=10,
+                         headers={"Authorization": f"Bearer {session_id}"})
+        assert again.status_code == 200
+    assert _requests_counted(verifier, "/v1/auth", "200") - before == 2
+    wait_until(lambda: _access_lines(verifier, {request_id}) == {request_id: 1}, timeout=10,
+               what="one access line for the handed-over request")
+
+
+def test_a_client_that_stops_reading_does_not_hold_the_loop(services: Services) -> None:
+    verifier = services.verifier
+    token = fresh(services.key_pair, "dave")
+    body = json.dumps({"token": token}).encode()
+    request = (b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Content-Type: application/json\r\nContent-Length: "
+               + str(len(body)).encode() + b"\r\n\r\n" + body)
+    stuck = socket.socket()
+    # a small receive window: the answers pile up in the server's send buffer at once
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.settimeout(30)
+    stuck.connect(("127.0.0.1", verifier.port))
+
+    def flood() -> None:
+        # pipelined requests, never reading an answer, until the server stops reading them;
+        # ends when the socket is closed
+        try:
+            for _ in range(300):
+                stuck.sendall(request * 100)
+        except OSError:
+            pass
+
+    before = _requests_counted(verifier, "/v1/verify", "200")
+    sender = threading.Thread(target=flood, daemon=True)
+    sender.start()
+    try:
+        # the loop answers the flood until the client's window and the server's send buffer
+        # are full, then leaves the rest of that answer to a thread; the count stops growing
+        counts = [before]
+
+        def stalled() -> bool:
+            time.sleep(0.5)
+            counts.append(_requests_counted(verifier, "/v1/verify", "200"))
+            return counts[-1] == counts[-2] > before + 100
+
+        wait_until(stalled, timeout=60, what="the flood to fill every buffer")
+        with requests.Session() as http:
+            for _ in range(30):
+                answer = http.post(f"{verifier.url}/v1/verify", json={"token": token},
+                                   timeout=5)
+                assert answer.status_code == 200
+            issued = http.post(f"{services.issuer.url}/v1/tokens", json={"userId": "erin"},
+                               headers={"Authorization": f"Bearer {services.client_key}"},
+                               timeout=5)
+            assert issued.status_code == 201
+        assert requests.get(f"{verifier.url}/healthz", timeout=5).status_code == 200
+    finally:
+        stuck.shutdown(socket.SHUT_RDWR)  # wakes the sender blocked in sendall
+        stuck.close()
+        sender.join(timeout=30)
+    assert not sender.is_alive()
+    # the thread that was waiting for the client gave up with it: the service answers as before
+    assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
+                         timeout=5).status_code == 200
