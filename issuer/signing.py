@@ -8,6 +8,7 @@ where an overwrite would hand them a token that differs from what they asked for
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from dataclasses import dataclass
@@ -31,6 +32,14 @@ JTI_BYTES = 16  # 128 random bits, the contract's floor
 
 def _compact(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_header(kid: str) -> str:
+    """The token header of a key, encoded once: it holds nothing but the key id."""
+    # exactly these three members: verifiers such as the reference server need nothing else,
+    # and nothing here may point a verifier at a key of the caller's choosing
+    return str(base64url_encode(_compact({"alg": ALGORITHM, "typ": "JWT", "kid": kid})))
 
 
 class PayloadRejected(ValueError):
@@ -76,6 +85,14 @@ def check_payload(payload: Any, rule: ClaimRule = DEFAULT_RULE) -> dict[str, Any
     except ValidationError as exc:
         field, message = first_error(exc.messages)
         raise PayloadRejected("claim_invalid", field, message) from None
+    try:
+        _compact(claims).encode("utf-8")
+    except ValueError:  # UnicodeEncodeError too: one pass over the claims names the culprit
+        _refuse_unencodable(claims)
+    return claims
+
+
+def _refuse_unencodable(claims: dict[str, Any]) -> None:
     for name, value in claims.items():
         # JSON's \ud800 escapes decode to lone surrogates, which have no UTF-8 form: the token
         # could not be encoded, and other parsers would read such a string differently
@@ -87,7 +104,6 @@ def check_payload(payload: Any, rule: ClaimRule = DEFAULT_RULE) -> dict[str, Any
             ) from None
         except ValueError:  # allow_nan=False refuses inf, which JSON's 1e999 parses to
             raise PayloadRejected("claim_invalid", name, "Numbers must be finite.") from None
-    return claims
 
 
 def sign_token(
@@ -127,13 +143,10 @@ def sign_checked(
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
-    # exactly these three members: verifiers such as the reference server need nothing else,
-    # and nothing here may point a verifier at a key of the caller's choosing
-    header = {"alg": ALGORITHM, "typ": "JWT", "kid": key.kid}
     # RFC 7515 compact serialisation over jwcrypto's RS256 primitive: jwcrypto's JWS object
     # deep-copies its header registry on every construction, which cost a quarter of the
     # signing time of a 2048-bit key here; the bytes signed and produced are the same
-    signing_input = f"{base64url_encode(_compact(header))}.{base64url_encode(_compact(claims))}"
+    signing_input = f"{_encoded_header(key.kid)}.{base64url_encode(_compact(claims))}"
     signature = _RS256.sign(key.jwk, signing_input.encode("ascii"))
     token = f"{signing_input}.{base64url_encode(signature)}"
     return IssuedToken(token, jti, key.kid, expires_at, claims)
