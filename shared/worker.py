@@ -204,6 +204,10 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             self._drop(conn, registered=True)
             return
         if data and request_is_complete(data) is True:
+            if self._loop_may_answer(data):
+                # answered with the connection left on the poller as it is
+                self._answer_on_loop(conn, data, registered=True)
+                return
             self.poller.unregister(client)
             self._hand_over(conn, data)
             return
@@ -292,25 +296,34 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         return True
 
     def _hand_over(self, conn: TConn, request: bytes) -> None:
+        if self._loop_may_answer(request):
+            self._answer_on_loop(conn, request, registered=False)
+            return
         conn.buffered_request = request
         conn.data_ready = True  # gthread's own wait for a first byte is not needed
-        answers_at_once = getattr(self.wsgi, ANSWERS_AT_ONCE, None)
-        if answers_at_once is not None:
-            target = loop_target(request)
-            if target is not None and answers_at_once(*target):
-                self._answer_on_loop(conn, request)
-                return
         self.enqueue_req(conn)
+
+    def _loop_may_answer(self, request: bytes) -> bool:
+        answers_at_once = getattr(self.wsgi, ANSWERS_AT_ONCE, None)
+        if answers_at_once is None:
+            return False
+        target = loop_target(request)
+        return target is not None and bool(answers_at_once(*target))
 
     # -- answering on the loop -------------------------------------------------------------------
 
-    def _answer_on_loop(self, conn: TConn, request: bytes) -> None:
+    def _answer_on_loop(self, conn: TConn, request: bytes, *, registered: bool) -> None:
+        """Answer ``request`` here; ``registered``: the connection is still on the poller."""
+        conn.buffered_request = request
+        conn.data_ready = True
         try:
             with answering_on_loop():
                 self.handle(conn)
         except AnswerInThread:
             # the app would have waited; nothing was sent, counted or logged: a thread answers
             # the same bytes from the start, with a parser of its own
+            if registered:
+                self.poller.unregister(conn.sock)
             conn.parser = None
             conn.initialized = False
             conn.unsent = conn.keep_alive = conn.read_ahead = None
@@ -318,22 +331,32 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             self.enqueue_req(conn)
             return
         unsent, conn.unsent = conn.unsent, None
-        if unsent:
-            data = b"".join(unsent)
-            try:
-                conn.sock.setblocking(False)
-                sent = conn.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:  # the client is gone
-                conn.keep_alive = False
-                sent = len(data)
-            if sent < len(data):
-                # the client is not reading: a thread waits for it to, the loop goes on
-                fs = self.tpool.submit(self._send_rest, conn, data[sent:])
-                fs.add_done_callback(
-                    lambda _: self.method_queue.defer(self.finish_request, conn, None))
+        data = b"".join(unsent) if unsent else b""
+        try:
+            conn.sock.setblocking(False)
+            sent = conn.sock.send(data) if data else 0
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the client is gone
+            conn.keep_alive = False
+            sent = len(data)
+        if sent < len(data):
+            # the client is not reading: a thread waits for it to, the loop goes on
+            if registered:
+                self.poller.unregister(conn.sock)
+            fs = self.tpool.submit(self._send_rest, conn, data[sent:])
+            fs.add_done_callback(
+                lambda _: self.method_queue.defer(self.finish_request, conn, None))
+            return
+        if registered:
+            if conn.keep_alive is True and conn.read_ahead is None and self.alive:
+                # the common case: the connection stays on the poller with the same callback,
+                # sparing two epoll_ctl calls and the selector's bookkeeping per request
+                conn.keep_alive = None
+                conn.set_timeout()
+                self.keepalived_conns.append(conn)
                 return
+            self.poller.unregister(conn.sock)
         if conn.read_ahead is not None:
             # a pipelined request is taken up on the loop's next turn: a client sending
             # thousands at once gets one answer per turn, and no recursion
