@@ -24,6 +24,7 @@ before each fresh measurement (its in-process cache starts empty). A script, not
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hmac
 import importlib.metadata
@@ -95,6 +96,30 @@ def bare_wsgi_app(directory: Path) -> Any:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if length:
             environ["wsgi.input"].read(length)
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(answer)))])
+        return [answer]
+
+    return application
+
+
+def bare_sign_app(directory: Path) -> Any:
+    """The server's own ceiling for an issuer: no framework, no checks, one RS256 signature of
+    a token-sized input with the same key, the base64url signature as the answer."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = serialization.load_pem_private_key((directory / "private.pem").read_bytes(),
+                                             PASSPHRASE.encode())
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signing_input = b"eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9." + b"x" * 160
+
+    def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length:
+            environ["wsgi.input"].read(length)
+        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        answer = b'{"signature": "' + base64.urlsafe_b64encode(signature).rstrip(b"=") + b'"}'
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(answer)))])
         return [answer]
@@ -177,6 +202,7 @@ PEERS: dict[str, Callable[[Path], Any]] = {
     "bare-flask": bare_flask_app,
     "pyjwt": pyjwt_app,
     "jwcrypto": jwcrypto_issue_app,
+    "bare-sign": bare_sign_app,
 }
 
 
@@ -391,6 +417,8 @@ VERIFIER_CONTENDERS = [
 ]
 ISSUER_CONTENDERS = [
     Contender("raw-sign", "raw RSA signing, same key (cryptography, CPU 0)", ""),
+    Contender("bare-sign", "bare WSGI callable that only signs (gunicorn gthread)", "bare-sign",
+              "/sign", "issue", "client-key"),
     Contender("ours-issue", "ours POST /v1/tokens", "ours-issuer", "/v1/tokens", "issue",
               "client-key"),
     Contender("jwcrypto-issue", "Flask + jwcrypto issue", "jwcrypto", "/issue", "issue",
@@ -544,6 +572,7 @@ class Bench:
             self.servers["ours-issuer"] = Server("ours-issuer", ours("issuer"), issuer_env,
                                                  "/readyz")
             self.servers["jwcrypto"] = Server("jwcrypto", peer("jwcrypto"), base, "/healthz")
+            self.servers["bare-sign"] = Server("bare-sign", peer("bare-sign"), base, "/healthz")
             self.contenders += ISSUER_CONTENDERS
         self.outcomes = {c.key: Outcome() for c in self.contenders}
 
