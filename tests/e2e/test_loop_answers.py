@@ -15,13 +15,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import swagger_ui
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.apikeys import add_client
+from shared.worker import GATHER_LIMIT
 from tests.forge import fresh
 from tests.keypairs import KeyPair
 from tests.procs import RedisServer, ServiceProcess, issuer_env, verifier_env, wait_until
@@ -219,3 +222,19 @@ def test_a_client_that_stops_reading_does_not_hold_the_loop(services: Services) 
     # the thread that was waiting for the client gave up with it: the service answers as before
     assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
                          timeout=5).status_code == 200
+
+
+def test_large_answers_from_threads_come_through_whole(services: Services) -> None:
+    """Answers are gathered to leave in one send: a static file (sendfile) and a document larger
+    than the gathering limit must still arrive whole, the head first."""
+    bundle = Path(swagger_ui.__file__).parent / "static" / "swagger-ui-bundle.js"
+    with requests.Session() as http:  # one connection: a misordered answer would break the next
+        for _ in range(2):
+            served = http.get(f"{services.verifier.url}/docs/static/swagger-ui-bundle.js",
+                              timeout=10)
+            assert served.status_code == 200
+            assert served.content == bundle.read_bytes()
+            document = http.get(f"{services.verifier.url}/openapi.json", timeout=10)
+            assert document.status_code == 200
+            assert len(document.content) > GATHER_LIMIT
+            assert "/v1/verify" in document.json()["paths"]
