@@ -15,11 +15,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
+from shared.apikeys import add_client
 from tests.keypairs import KeyPair
 
 REPO = Path(__file__).resolve().parent.parent
@@ -253,3 +256,38 @@ def issuer_env(key_pair: KeyPair, clients_file: Path, **extra: str) -> dict[str,
         "ISSUER_CLIENTS_FILE": str(clients_file),
         **extra,
     }
+
+
+@dataclass
+class ServicePair:
+    """An issuer and a verifier of one key pair, each 1 worker x 2 threads, on a real Redis."""
+
+    issuer: ServiceProcess
+    verifier: ServiceProcess
+    client_key: str  # a non-admin API client of the issuer
+
+
+@contextmanager
+def service_pair(
+    key_pair: KeyPair, redis_server: RedisServer, folder: Path, **env: str
+) -> Iterator[ServicePair]:
+    """Start both services (``env`` added to each, the issuer's rate limit off), stop them after."""
+    clients = folder / "clients.json"
+    client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
+    admins = folder / "admins.json"
+    admins.write_text('{"clients": []}')
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0", **env),
+                            folder / "issuer.log", workers=1, threads=2)
+    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins, **env),
+                              folder / "verifier.log", workers=1, threads=2)
+    started: list[ServiceProcess] = []
+    try:
+        for service in (issuer, verifier):
+            service.start()
+            started.append(service)
+        yield ServicePair(issuer, verifier, client_key)
+    finally:
+        for service in started:
+            service.stop()

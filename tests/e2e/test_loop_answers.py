@@ -23,11 +23,10 @@ import requests
 import swagger_ui
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.apikeys import add_client
 from shared.worker import GATHER_LIMIT
 from tests.forge import fresh
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, issuer_env, verifier_env, wait_until
+from tests.procs import RedisServer, ServiceProcess, service_pair, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -45,31 +44,14 @@ def services(
     key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Services]:
     folder = tmp_path_factory.mktemp("loop-answers")
-    clients = folder / "clients.json"
-    client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
-    admins = folder / "admins.json"
-    admins.write_text('{"clients": []}')
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    logs = {"LOG_FORMAT": "json", "LOG_LEVEL": "info"}
-    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0", **logs),
-                            folder / "issuer.log", workers=1, threads=2)
-    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins, **logs),
-                              folder / "verifier.log", workers=1, threads=2)
-    started: list[ServiceProcess] = []
-    try:
-        for service in (issuer, verifier):
-            service.start()
-            started.append(service)
+    with service_pair(key_pair, redis_server, folder, LOG_FORMAT="json",
+                      LOG_LEVEL="info") as pair:
         # the hot routes go to the loop once the revocation mirror, which a worker starts on
         # its first verification, is in sync
-        requests.post(f"{verifier.url}/v1/verify", json={"token": fresh(key_pair, "first")},
+        requests.post(f"{pair.verifier.url}/v1/verify", json={"token": fresh(key_pair, "first")},
                       timeout=10)
-        wait_until(lambda: _mirror_synced(verifier), timeout=15, what="the mirror in sync")
-        yield Services(issuer, verifier, client_key, key_pair)
-    finally:
-        for service in started:
-            service.stop()
+        wait_until(lambda: _mirror_synced(pair.verifier), timeout=15, what="the mirror in sync")
+        yield Services(pair.issuer, pair.verifier, pair.client_key, key_pair)
 
 
 def _mirror_synced(verifier: ServiceProcess) -> bool:

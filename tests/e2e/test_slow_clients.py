@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from shared.apikeys import add_client
 from shared.worker import REQUEST_READ_TIMEOUT
 from tests.forge import fresh
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, issuer_env, verifier_env
+from tests.procs import RedisServer, ServiceProcess, service_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -39,26 +38,8 @@ class Services:
 def services(
     key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Services]:
-    folder = tmp_path_factory.mktemp("slow-clients")
-    clients = folder / "clients.json"
-    client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
-    admins = folder / "admins.json"
-    admins.write_text('{"clients": []}')
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0"),
-                            folder / "issuer.log", workers=1, threads=2)
-    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins),
-                              folder / "verifier.log", workers=1, threads=2)
-    started: list[ServiceProcess] = []
-    try:
-        for service in (issuer, verifier):
-            service.start()
-            started.append(service)
-        yield Services(issuer, verifier, client_key, fresh(key_pair, "alice"))
-    finally:
-        for service in started:
-            service.stop()
+    with service_pair(key_pair, redis_server, tmp_path_factory.mktemp("slow-clients")) as pair:
+        yield Services(pair.issuer, pair.verifier, pair.client_key, fresh(key_pair, "alice"))
 
 
 def _connect(service: ServiceProcess) -> socket.socket:
