@@ -374,7 +374,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             conn.keep_alive = False
 
     def handle(self, conn: TConn) -> Any:
-        # runs in a thread
+        # in a thread, or on the loop (_answer_on_loop)
         received = conn.buffered_request
         if received is not None:
             conn.buffered_request = None
@@ -404,6 +404,16 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         else:
             gathered.flush()
         return keep_alive
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        # gunicorn writes its error page (a 400 for a malformed head, a 500) straight to the
+        # socket, blocking. On the loop that must not wait for a client that stopped reading:
+        # the page goes out if it fits, gunicorn drops it quietly otherwise, and the connection
+        # is closed after an error either way
+        if on_loop():
+            with contextlib.suppress(OSError):
+                client.setblocking(False)
+        super().handle_error(req, client, addr, exc)
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -220,3 +220,18 @@ def test_large_answers_from_threads_come_through_whole(services: Services) -> No
             assert document.status_code == 200
             assert len(document.content) > GATHER_LIMIT
             assert "/v1/verify" in document.json()["paths"]
+
+
+def test_a_malformed_request_to_a_loop_route_gets_gunicorns_400(services: Services) -> None:
+    """gunicorn refuses the head; on the loop its error page is sent without waiting."""
+    verifier = services.verifier
+    with socket.create_connection(("127.0.0.1", verifier.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n"
+                     b"Content-Length: 2\r\n\r\n{}")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    token = fresh(services.key_pair, "frank")
+    assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
+                         timeout=5).status_code == 200
