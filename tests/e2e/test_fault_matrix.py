@@ -59,6 +59,18 @@ def _verifier(env: dict[str, str], log: Path, *, workers: int = 2) -> ServicePro
     return ServiceProcess("verifier", env, log, workers=workers, threads=4)
 
 
+def _verifying(services: list[ServiceProcess], key_pair: KeyPair, env: dict[str, str], log: Path,
+               user: str) -> tuple[ServiceProcess, str]:
+    """A verifier started (and stopped by ``services``) that accepts a fresh token of ``user``."""
+    service = _verifier(env, log)
+    service.start()
+    services.append(service)
+    token = fresh(key_pair, user)
+    wait_until(lambda: _verify(service.url, token).status_code == 200, timeout=15,
+               what="the verifier to answer 200")
+    return service, token
+
+
 @pytest.fixture
 def services() -> Iterator[list[ServiceProcess]]:
     """Services a test starts; each is stopped at the end, whatever happened."""
@@ -140,16 +152,12 @@ def test_redis_hung_answers_503_within_the_timeout_then_200_after_sigcont(
     request still gets an answer, within the Redis timeout (a timed-out command is not sent
     again), and verifications answer 200 again once it is continued."""
     own_redis.start()
-    service = _verifier(
+    service, token = _verifying(
+        services, key_pair,
         verifier_env(key_pair, own_redis.url, admins,
                      VERIFIER_REDIS_TIMEOUT_MS=str(HUNG_TIMEOUT_MS)),
-        tmp_path / "verifier.log",
+        tmp_path / "verifier.log", "hung-user",
     )
-    service.start()
-    services.append(service)
-    token = fresh(key_pair, "hung-user")
-    wait_until(lambda: _verify(service.url, token).status_code == 200, timeout=15,
-               what="the verifier to answer 200")
     assert own_redis.process is not None
     pid = own_redis.process.pid
 
@@ -240,16 +248,12 @@ def test_redis_killed_and_restarted_under_load_503s_stop_within_150_ms(
     with -9 and started again. A PING loop in the test says when Redis answered again; a 503
     counts against the figure only if its request started more than 150 ms after that."""
     own_redis.start()
-    service = _verifier(
+    service, token = _verifying(
+        services, key_pair,
         verifier_env(key_pair, own_redis.url, admins,
                      VERIFIER_REDIS_TIMEOUT_MS=str(REDIS_TIMEOUT_MS)),
-        tmp_path / "verifier.log",
+        tmp_path / "verifier.log", "load-user",
     )
-    service.start()
-    services.append(service)
-    token = fresh(key_pair, "load-user")
-    wait_until(lambda: _verify(service.url, token).status_code == 200, timeout=15,
-               what="the verifier to answer 200")
 
     seen: list[tuple[float, float, int]] = []
     stop = threading.Event()
@@ -305,12 +309,8 @@ def test_redis_full_refuses_writes_and_keeps_verifying(
     reading Redis, is tests/integration/test_verifier_redis.py): writes answer 503 saying Redis
     is full, verifications go on, and writes work again once there is room."""
     own_redis.start()
-    service = _verifier(verifier_env(key_pair, own_redis.url, admins), tmp_path / "verifier.log")
-    service.start()
-    services.append(service)
-    token = fresh(key_pair, "full-user")
-    wait_until(lambda: _verify(service.url, token).status_code == 200, timeout=15,
-               what="the verifier to answer 200")
+    service, token = _verifying(services, key_pair, verifier_env(key_pair, own_redis.url, admins),
+                                tmp_path / "verifier.log", "full-user")
     db = redis.Redis(port=own_redis.port, socket_timeout=5)
     db.config_set("maxmemory-policy", "noeviction")
     db.config_set("maxmemory", "1")  # always over it: every write that may grow memory is refused
