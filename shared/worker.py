@@ -33,17 +33,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import selectors
 import socket
 import time
 from concurrent import futures
+from datetime import timedelta
+from email.utils import formatdate
 from functools import partial
 from typing import Any
 
+from gunicorn.http.wsgi import Response, base_environ
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from shared.eventloop import AnswerInThread, answering_on_loop, on_loop
+from shared.http11 import PlainReader, PlainRequest, plain_environ
 
 # a whole request, from its first byte, must arrive within this many seconds
 REQUEST_READ_TIMEOUT = 10.0
@@ -159,13 +164,66 @@ class _GatheredWrites:
         return getattr(self.sock, name)
 
 
+class _Gathered:
+    """Where a plain answer is written: the loop sends it whole, without blocking."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.pending.append(data)
+
+
+class _DateHeader:
+    """gunicorn formats the Date header anew for every answer (4% of the issuer's time outside
+    the signature); it changes once a second."""
+
+    second = 0
+    text = ""
+
+    @classmethod
+    def now(cls) -> str:
+        second = int(time.time())
+        if second != cls.second:
+            cls.text, cls.second = formatdate(second, usegmt=True), second
+        return cls.text
+
+
+class _PlainResponse(Response):  # type: ignore[misc]  # gunicorn has no types
+    """gunicorn's answer, with the Date header formatted once a second."""
+
+    def default_headers(self) -> list[str]:
+        if self.upgrade:
+            connection = "upgrade"
+        elif self.should_close():
+            connection = "close"
+        else:
+            connection = "keep-alive"
+        headers = [
+            f"HTTP/{self.req.version[0]}.{self.req.version[1]} {self.status}\r\n",
+            f"Server: {self.version}\r\n",
+            f"Date: {_DateHeader.now()}\r\n",
+            f"Connection: {connection}\r\n",
+        ]
+        if self.chunked:
+            headers.append("Transfer-Encoding: chunked\r\n")
+        return headers
+
+
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no types
     """gthread whose event loop reads each request whole before a thread takes it."""
+
+    alive: bool  # gthread's: False once the worker is stopping
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # in arrival order, so their deadlines are in order too; touched by the loop only
         self.reading: dict[TConn, _Reading] = {}
+        # plain requests to routes answered on the loop skip gunicorn's parser (shared.http11)
+        self.plain_reader = PlainReader.for_config(self.cfg, dict(os.environ))
+        self.plain_base_environ = base_environ(self.cfg)
 
     # -- connections entering the loop -------------------------------------------------------
 
@@ -204,9 +262,10 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             self._drop(conn, registered=True)
             return
         if data and request_is_complete(data) is True:
-            if self._loop_may_answer(data):
+            plain = self._plain_for_loop(data)
+            if plain is not None or self._loop_may_answer(data):
                 # answered with the connection left on the poller as it is
-                self._answer_on_loop(conn, data, registered=True)
+                self._answer_on_loop(conn, data, registered=True, plain=plain)
                 return
             self.poller.unregister(client)
             self._hand_over(conn, data)
@@ -222,6 +281,10 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         # common case reads no Future (each of its calls takes a lock: measured, 8% of the loop)
         keep_alive, conn.keep_alive = conn.keep_alive, None
         ahead, conn.read_ahead = conn.read_ahead, None
+        if keep_alive is True and not self.alive and conn.parser is None:
+            # only ever answered plainly (no gunicorn parser): gthread's linger for a stopping
+            # worker reads the parser's buffer, so such a connection is closed at once instead
+            keep_alive = False
         if keep_alive is not True or not self.alive:
             if ahead is not None:
                 conn.parser.unreader.unread(ahead)  # gunicorn's own way, for a stopping worker
@@ -296,12 +359,23 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         return True
 
     def _hand_over(self, conn: TConn, request: bytes) -> None:
-        if self._loop_may_answer(request):
-            self._answer_on_loop(conn, request, registered=False)
+        plain = self._plain_for_loop(request)
+        if plain is not None or self._loop_may_answer(request):
+            self._answer_on_loop(conn, request, registered=False, plain=plain)
             return
         conn.buffered_request = request
         conn.data_ready = True  # gthread's own wait for a first byte is not needed
         self.enqueue_req(conn)
+
+    def _plain_for_loop(self, request: bytes) -> PlainRequest | None:
+        """The request read by ``shared.http11`` when the loop answers it, else None."""
+        answers_at_once = getattr(self.wsgi, ANSWERS_AT_ONCE, None)
+        if answers_at_once is None or self.plain_reader is None:
+            return None
+        plain = self.plain_reader.read(request)
+        if plain is None or not answers_at_once(plain.method, plain.path):
+            return None
+        return plain
 
     def _loop_may_answer(self, request: bytes) -> bool:
         answers_at_once = getattr(self.wsgi, ANSWERS_AT_ONCE, None)
@@ -312,13 +386,18 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
 
     # -- answering on the loop -------------------------------------------------------------------
 
-    def _answer_on_loop(self, conn: TConn, request: bytes, *, registered: bool) -> None:
-        """Answer ``request`` here; ``registered``: the connection is still on the poller."""
-        conn.buffered_request = request
-        conn.data_ready = True
+    def _answer_on_loop(self, conn: TConn, request: bytes, *, registered: bool,
+                        plain: PlainRequest | None = None) -> None:
+        """Answer ``request`` here; ``registered``: the connection is still on the poller;
+        ``plain``: the request as ``shared.http11`` read it, or None for gunicorn to read."""
         try:
             with answering_on_loop():
-                self.handle(conn)
+                if plain is not None:
+                    self._answer_plain(conn, plain)
+                else:
+                    conn.buffered_request = request
+                    conn.data_ready = True
+                    self.handle(conn)
         except AnswerInThread:
             # the app would have waited; nothing was sent, counted or logged: a thread answers
             # the same bytes from the start, with a parser of its own
@@ -363,6 +442,48 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             self.method_queue.defer(self.finish_request, conn, None)
             return
         self.finish_request(conn, None)
+
+    def _answer_plain(self, conn: TConn, req: PlainRequest) -> None:
+        """gthread's ``handle_request`` for a request ``shared.http11`` read, on the loop: the
+        same environ, hooks, limits, answer and access line, minus gunicorn's parser."""
+        environ = plain_environ(self.plain_base_environ, req, conn.sock, conn.client,
+                                conn.server)
+        resp = _PlainResponse(req, _Gathered(), self.cfg)
+        try:
+            self.cfg.pre_request(self, req)
+            started = time.perf_counter()
+            respiter = self.wsgi(environ, resp.start_response)
+            # counted once answered here: a request sent on to a thread is counted there
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                    self.alive = False
+                resp.force_close()
+            if (not self.alive or not self.cfg.keepalive
+                    or len(self.keepalived_conns) >= self.max_keepalived):
+                resp.force_close()
+            try:
+                for item in respiter:
+                    resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ,
+                                timedelta(seconds=time.perf_counter() - started))
+                if hasattr(respiter, "close"):
+                    respiter.close()
+        except Exception as exc:  # noqa: BLE001 - as gthread's handle: a 500, the connection closed
+            # nothing of the failed answer has left: gunicorn's error page goes instead
+            self.handle_error(req, conn.sock, conn.client, exc)
+            conn.unsent, conn.keep_alive = None, False
+            return
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+        conn.unsent = resp.sock.pending
+        conn.keep_alive = not resp.should_close()
 
     @staticmethod
     def _send_rest(conn: TConn, data: bytes) -> None:

@@ -235,3 +235,112 @@ def test_a_malformed_request_to_a_loop_route_gets_gunicorns_400(services: Servic
     token = fresh(services.key_pair, "frank")
     assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
                          timeout=5).status_code == 200
+
+
+# -- plain requests (shared.http11) and the ones gunicorn reads answer alike --------------------
+
+def _exchange(sock: socket.socket, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Sends one request and reads one answer: status line, headers, body."""
+    sock.sendall(request)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before an answer: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines)}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length and "head" not in request[:5].decode().lower():
+        chunk = sock.recv(65536)
+        assert chunk, "closed mid-answer"
+        body += chunk
+    return status, headers, body
+
+
+def _chunked(body: bytes) -> bytes:
+    return f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+
+
+def test_plain_and_gunicorn_read_requests_get_the_same_answers(services: Services) -> None:
+    """The same requests, once plain and once in a form only gunicorn reads (a chunked body, a
+    header with an underscore), answered on one connection: the same status, headers, body."""
+    token = fresh(services.key_pair, "grace")
+    verify = json.dumps({"token": token}).encode()
+    verifier, issuer = services.verifier, services.issuer
+    cases = [
+        (verifier, b"POST /v1/verify HTTP/1.1\r\nHost: v\r\nContent-Type: application/json\r\n"
+                   b"X-Request-Id: same-1\r\n", verify),
+        (verifier, b"POST /v1/verify HTTP/1.1\r\nHost: v\r\nContent-Type: application/json\r\n"
+                   b"X-Request-Id: same-2\r\n", b'{"token": "not.a.token"}'),
+        (verifier, b"GET /v1/auth/app/x?y=1 HTTP/1.1\r\nHost: v\r\nX-Request-Id: same-3\r\n"
+                   b"Authorization: Bearer " + token.encode() + b"\r\n", None),
+        (verifier, b"GET /v1/auth HTTP/1.1\r\nHost: v\r\nX-Request-Id: same-4\r\n", None),
+        (verifier, b"PUT /v1/verify HTTP/1.1\r\nHost: v\r\nX-Request-Id: same-5\r\n", b"{}"),
+        (issuer, b"POST /v1/tokens?expires_in=60 HTTP/1.1\r\nHost: i\r\nX-Request-Id: same-6\r\n"
+                 b"Content-Type: application/json\r\nAuthorization: Bearer "
+                 + services.client_key.encode() + b"\r\n", b'{"userId": "123", "isAdmin": true}'),
+        (issuer, b"POST /v1/tokens HTTP/1.1\r\nHost: i\r\nX-Request-Id: same-7\r\n"
+                 b"Content-Type: application/json\r\n", b'{"userId": "123"}'),
+    ]
+    for service, head, body in cases:
+        if body is None:
+            plain_request = head + b"\r\n"
+            judged_request = head + b"X_Dropped_By_Gunicorn: 1\r\n\r\n"
+        else:
+            plain_request = head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            judged_request = head + b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(body)
+        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+            plain = _exchange(sock, plain_request)
+            judged = _exchange(sock, judged_request)
+        assert plain[0] == judged[0], (head, plain, judged)
+        for answer in (plain, judged):
+            answer[1].pop("date")
+        if service is issuer and plain[0].startswith("HTTP/1.1 201"):
+            # a new token each time: the same members, each a token for the same user
+            assert plain[1] == judged[1]
+            for answer in (plain, judged):
+                issued = json.loads(answer[2])
+                assert set(issued) == {"token", "tokenType", "expiresAt", "jti", "kid"}
+            continue
+        assert plain == judged, head
+
+
+def test_plain_answers_keep_or_close_the_connection_as_asked(services: Services) -> None:
+    token = fresh(services.key_pair, "heidi").encode()
+    verifier = services.verifier
+    ask = b"GET /v1/auth HTTP/1.%d\r\nHost: v\r\nAuthorization: Bearer " + token + b"\r\n"
+    closes = {
+        b"HTTP/1.1 with Connection: close": ask % 1 + b"Connection: close\r\n\r\n",
+        b"HTTP/1.0 (nginx auth_request)": ask % 0 + b"\r\n",
+    }
+    for name, request in closes.items():
+        with socket.create_connection(("127.0.0.1", verifier.port), timeout=10) as sock:
+            status, headers, _ = _exchange(sock, request)
+            assert status.endswith("200 OK"), name
+            assert headers["connection"] == "close", name
+            assert sock.recv(1) == b"", f"{name!r}: the connection stays open"
+    keeps = {
+        b"HTTP/1.1": ask % 1 + b"\r\n",
+        b"HTTP/1.0 with Connection: keep-alive": ask % 0 + b"Connection: keep-alive\r\n\r\n",
+    }
+    for name, request in keeps.items():
+        with socket.create_connection(("127.0.0.1", verifier.port), timeout=10) as sock:
+            for _ in range(3):
+                status, headers, _ = _exchange(sock, request)
+                assert status.endswith("200 OK"), name
+                assert headers["connection"] == "keep-alive", name
+
+
+def test_a_plain_head_request_gets_the_head_alone(services: Services) -> None:
+    token = fresh(services.key_pair, "ivan").encode()
+    with socket.create_connection(("127.0.0.1", services.verifier.port), timeout=10) as sock:
+        head = b"HEAD /v1/auth HTTP/1.1\r\nHost: v\r\nAuthorization: Bearer " + token + b"\r\n\r\n"
+        status, headers, body = _exchange(sock, head)
+        assert status.endswith("200 OK")
+        assert headers["x-auth-user-id"] == "ivan"
+        assert body == b""
+        # the next answer on the connection starts where the head ended: no stray body bytes
+        status, headers, _ = _exchange(sock, head.replace(b"HEAD", b"GET"))
+        assert status == "HTTP/1.1 200 OK"
+        assert headers["x-auth-user-id"] == "ivan"
