@@ -41,10 +41,9 @@ _REQUEST_LINE = re.compile(
     rb"(?:\?([\x21\x22\x24-\x7e]*))? "  # the query: printable, no fragment
     rb"HTTP/1\.([01])"
 )
-# RFC 9110 token without "_", then the value with no control character but HTAB
-_HEADER_LINE = re.compile(
-    rb"([!#$%&'*+\-.^`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*"
-)
+# RFC 9110 token without "_", then the value with no control character but HTAB (greedy: a
+# lazy value tried the trailing whitespace at every byte of an 800-byte bearer token)
+_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 _DIGITS = re.compile(rb"[0-9]+")
 
 # headers whose meaning gunicorn decides on (framing, protocol switches, 100-continue)
@@ -132,9 +131,10 @@ class PlainReader:
             if name in seen or name in judged:
                 return None
             seen.add(name)
-            value = field.group(2).decode("latin-1")
+            raw_value = field.group(2).rstrip(b" \t")
+            value = raw_value.decode("latin-1")
             if name == "CONTENT-LENGTH":
-                if _DIGITS.fullmatch(field.group(2)) is None:
+                if _DIGITS.fullmatch(raw_value) is None:
                     return None
                 length = int(value)
             elif name == "CONNECTION":

@@ -26,6 +26,9 @@ Two more changes make the hot path cheaper (``bench/side_by_side.py``):
   that would wait there raises ``AnswerInThread`` before anything is answered, and the same
   bytes go to a thread. The answer is sent without blocking; what a client does not take at
   once is left to a thread, so a client that stops reading never holds the loop.
+- Such a request, when it is the plainest HTTP/1.1 (``shared.http11``: a request line,
+  ordinary headers, a Content-Length body), is read without gunicorn's parser and answered
+  with gunicorn's ``Response``; anything that needs judgement is read by gunicorn as before.
 - gunicorn writes an answer's head and body in separate sends; here they leave in one.
 """
 
@@ -412,7 +415,8 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         unsent, conn.unsent = conn.unsent, None
         data = b"".join(unsent) if unsent else b""
         try:
-            conn.sock.setblocking(False)
+            if plain is None:  # gunicorn's reading made the socket blocking; a plain one did not
+                conn.sock.setblocking(False)
             sent = conn.sock.send(data) if data else 0
         except (BlockingIOError, InterruptedError):
             sent = 0
