@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import re
 import selectors
@@ -167,7 +168,7 @@ class _GatheredWrites:
         return getattr(self.sock, name)
 
 
-class _Gathered:
+class _AnswerBuffer:
     """Where a plain answer is written: the loop sends it whole, without blocking."""
 
     __slots__ = ("pending",)
@@ -215,6 +216,13 @@ class _PlainResponse(Response):  # type: ignore[misc]  # gunicorn has no types
         return headers
 
 
+def answered_longest_ago_first(event: tuple[selectors.SelectorKey, int]) -> int:
+    """Sort key of a ready event: when its connection was last answered (0: never, or not a
+    connection: the listeners and the thread pool's queue)."""
+    args = getattr(event[0].data, "args", None)  # the callbacks of connections are partials
+    return getattr(args[0], "answered", 0) if args else 0
+
+
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no types
     """gthread whose event loop reads each request whole before a thread takes it."""
 
@@ -227,6 +235,24 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         # plain requests to routes answered on the loop skip gunicorn's parser (shared.http11)
         self.plain_reader = PlainReader.for_config(self.cfg, dict(os.environ))
         self.plain_base_environ = base_environ(self.cfg)
+        self.answers = itertools.count(1)  # stamps each connection's last answer, in order
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        # gthread's, with the ready connections taken in the order they were last answered.
+        # epoll (level-triggered) lists a connection that stayed readable ahead of one whose
+        # request arrived while the loop was busy: a request that missed one turn of the loop
+        # also came last in the next, and waited two turns. With every request answered on the
+        # loop that was about 1 in 16 of the issuer's at 16 connections (p99 51 ms for a p50 of
+        # 26); served least recently answered first, p99 is 29-33 ms
+        try:
+            events = self.poller.select(timeout)
+            if len(events) > 1:
+                events.sort(key=answered_longest_ago_first)
+            for key, _ in events:
+                key.data(key.fileobj)
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                raise
 
     # -- connections entering the loop -------------------------------------------------------
 
@@ -249,6 +275,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             conn.read_ahead = None  # bytes of the next request, from a thread to the loop
             conn.keep_alive = None  # the thread's answer: True to keep the connection
             conn.unsent = None  # an answer given on the loop, for the loop to send
+            conn.answered = 0  # when it was last answered (self.answers); 0: not yet
             self._wait_for_more(conn, b"")
 
     def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
@@ -284,6 +311,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         # common case reads no Future (each of its calls takes a lock: measured, 8% of the loop)
         keep_alive, conn.keep_alive = conn.keep_alive, None
         ahead, conn.read_ahead = conn.read_ahead, None
+        conn.answered = next(self.answers)
         if keep_alive is True and not self.alive and conn.parser is None:
             # only ever answered plainly (no gunicorn parser): gthread's linger for a stopping
             # worker reads the parser's buffer, so such a connection is closed at once instead
@@ -413,6 +441,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             self.enqueue_req(conn)
             return
         unsent, conn.unsent = conn.unsent, None
+        conn.answered = next(self.answers)
         data = b"".join(unsent) if unsent else b""
         try:
             if plain is None:  # gunicorn's reading made the socket blocking; a plain one did not
@@ -452,7 +481,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         same environ, hooks, limits, answer and access line, minus gunicorn's parser."""
         environ = plain_environ(self.plain_base_environ, req, conn.sock, conn.client,
                                 conn.server)
-        resp = _PlainResponse(req, _Gathered(), self.cfg)
+        resp = _PlainResponse(req, _AnswerBuffer(), self.cfg)
         try:
             self.cfg.pre_request(self, req)
             started = time.perf_counter()

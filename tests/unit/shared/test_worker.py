@@ -3,9 +3,19 @@ complete, and which complete requests it may answer itself."""
 
 from __future__ import annotations
 
+import selectors
+from functools import partial
+from types import SimpleNamespace
+
 import pytest
 
-from shared.worker import MAX_BUFFERED_BODY, MAX_HEAD_BYTES, loop_target, request_is_complete
+from shared.worker import (
+    MAX_BUFFERED_BODY,
+    MAX_HEAD_BYTES,
+    answered_longest_ago_first,
+    loop_target,
+    request_is_complete,
+)
 
 HEAD = b"POST /v1/verify HTTP/1.1\r\nHost: x\r\n"
 
@@ -61,3 +71,23 @@ def test_content_length_only_counts_in_the_head() -> None:
 )
 def test_loop_target(request_bytes: bytes, target: tuple[str, str] | None) -> None:
     assert loop_target(request_bytes) == target
+
+
+def test_ready_connections_are_taken_least_recently_answered_first() -> None:
+    """A request that missed a turn of the loop must not come last in the next one as well."""
+    def key(data: object) -> tuple[selectors.SelectorKey, int]:
+        return selectors.SelectorKey(None, 0, selectors.EVENT_READ, data), selectors.EVENT_READ
+
+    def on_readable(conn: object, sock: object) -> None:
+        return None
+
+    conns = {name: SimpleNamespace(answered=stamp) for name, stamp in
+             (("late", 7), ("missed a turn", 3), ("earlier", 5), ("new", 0))}
+    events = [key(partial(on_readable, conn)) for conn in conns.values()]
+    events.append(key(print))  # not a connection's (the thread pool's queue): no order of its own
+    events.sort(key=answered_longest_ago_first)
+    order = [event[0].data.args[0] if hasattr(event[0].data, "args") else "queue"
+             for event in events]
+    # ties (0) keep the poller's order
+    assert order == [conns["new"], "queue", conns["missed a turn"], conns["earlier"],
+                     conns["late"]]
