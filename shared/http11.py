@@ -54,25 +54,32 @@ MAX_PLAIN_HEAD = 16 * 1024
 
 
 class PlainRequest:
-    """A request read by ``read_plain_request``; what gunicorn's ``Request`` offers that the
-    worker, its hooks, its ``Response`` and the access log read."""
+    """A request read by ``PlainReader.read``: what gunicorn's ``Request`` offers the worker,
+    the server hooks, ``Response`` and the access log (``body`` is a stream, as there)."""
 
-    __slots__ = ("body", "close", "headers", "method", "path", "query", "uri", "version")
+    __slots__ = ("body", "close", "content", "headers", "method", "path", "peer_addr", "query",
+                 "remote_addr", "uri", "version")
 
     scheme = "http"
+    fragment = ""
+    trailers: tuple[tuple[str, str], ...] = ()
     proxy_protocol_info = None
     _expected_100_continue = False
 
     def __init__(self, method: str, uri: str, path: str, query: str, version: tuple[int, int],
-                 headers: list[tuple[str, str]], body: bytes, close: bool) -> None:
+                 headers: list[tuple[str, str]], content: bytes, close: bool) -> None:
         self.method = method
         self.uri = uri
         self.path = path
         self.query = query
         self.version = version
         self.headers = headers
-        self.body = body
+        self.content = content
+        self.body = io.BytesIO(content)
         self.close = close
+        # the client's address, set by the worker (gunicorn's hooks may read it)
+        self.peer_addr: tuple[Any, ...] | None = None
+        self.remote_addr: tuple[Any, ...] | None = None
 
     def should_close(self) -> bool:
         return self.close
@@ -96,7 +103,7 @@ class PlainReader:
     def for_config(cls, cfg: Any, environ: dict[str, str]) -> PlainReader | None:
         if (cfg.is_ssl or cfg.proxy_protocol != "off" or "h2" in cfg.http_protocols
                 or getattr(cfg, "protocol", "http") != "http" or environ.get("SCRIPT_NAME")):
-            return None
+            return None  # TLS, PROXY protocol, HTTP/2, uWSGI, a path prefix
         return cls(cfg)
 
     def read(self, data: bytes) -> PlainRequest | None:
@@ -156,9 +163,9 @@ class PlainReader:
 def plain_environ(base: dict[str, Any], request: PlainRequest, sock: Any,
                   client: tuple[Any, ...], server: tuple[Any, ...]) -> dict[str, Any]:
     """The WSGI environ gunicorn's ``wsgi.create`` makes for ``request`` on a TCP listener
-    (``base`` is gunicorn's ``base_environ``), without ``wsgi.early_hints``."""
+    (``base`` is gunicorn's ``base_environ``), but ``wsgi.early_hints``, which the worker adds."""
     environ = base.copy()
-    environ["wsgi.input"] = io.BytesIO(request.body)
+    environ["wsgi.input"] = request.body
     environ["gunicorn.socket"] = sock
     environ["REQUEST_METHOD"] = request.method
     environ["QUERY_STRING"] = request.query

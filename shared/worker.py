@@ -48,7 +48,7 @@ from email.utils import formatdate
 from functools import partial
 from typing import Any
 
-from gunicorn.http.wsgi import Response, base_environ
+from gunicorn.http.wsgi import Response, _make_early_hints_callback, base_environ
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from shared.eventloop import AnswerInThread, answering_on_loop, on_loop
@@ -76,6 +76,8 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)", re.IGN
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue", re.IGNORECASE)
 _UPGRADE = re.compile(rb"\r\nupgrade[ \t]*:", re.IGNORECASE)
+# a folded line (refused by gunicorn unless permit_obsolete_folding) could hide the two above
+_FOLDED = re.compile(rb"\r\n[ \t]")
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -117,13 +119,14 @@ def loop_target(request: bytes) -> tuple[str, str] | None:
     """The method and path of a complete request that the event loop could answer, or None.
 
     Only a request held whole qualifies: no chunked body (its end is a guess, and the parser
-    would read on from the socket), no body still to come, no protocol upgrade.
+    would read on from the socket), no body still to come, no protocol upgrade, no folded line
+    (which could hide either from these patterns).
     """
     head_end = request.find(b"\r\n\r\n")
     if head_end < 0:
         return None
     head = request[:head_end]
-    if _CHUNKED.search(head) or _UPGRADE.search(head):
+    if _CHUNKED.search(head) or _UPGRADE.search(head) or _FOLDED.search(head):
         return None
     length = _CONTENT_LENGTH.search(head)
     if length is not None and len(request) - head_end - 4 < int(length.group(1)):
@@ -292,7 +295,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             self._drop(conn, registered=True)
             return
         if data and request_is_complete(data) is True:
-            plain = self._plain_for_loop(data)
+            plain = self._plain_for_loop(conn, data)
             if plain is not None or self._loop_may_answer(data):
                 # answered with the connection left on the poller as it is
                 self._answer_on_loop(conn, data, registered=True, plain=plain)
@@ -390,7 +393,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         return True
 
     def _hand_over(self, conn: TConn, request: bytes) -> None:
-        plain = self._plain_for_loop(request)
+        plain = self._plain_for_loop(conn, request)
         if plain is not None or self._loop_may_answer(request):
             self._answer_on_loop(conn, request, registered=False, plain=plain)
             return
@@ -398,14 +401,17 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         conn.data_ready = True  # gthread's own wait for a first byte is not needed
         self.enqueue_req(conn)
 
-    def _plain_for_loop(self, request: bytes) -> PlainRequest | None:
+    def _plain_for_loop(self, conn: TConn, request: bytes) -> PlainRequest | None:
         """The request read by ``shared.http11`` when the loop answers it, else None."""
         answers_at_once = getattr(self.wsgi, ANSWERS_AT_ONCE, None)
-        if answers_at_once is None or self.plain_reader is None:
+        if (answers_at_once is None or self.plain_reader is None
+                # a unix socket's addresses are strings: gunicorn's environ is built otherwise
+                or type(conn.client) is not tuple or type(conn.server) is not tuple):
             return None
         plain = self.plain_reader.read(request)
         if plain is None or not answers_at_once(plain.method, plain.path):
             return None
+        plain.peer_addr = plain.remote_addr = conn.client
         return plain
 
     def _loop_may_answer(self, request: bytes) -> bool:
@@ -431,7 +437,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
                     self.handle(conn)
         except AnswerInThread:
             # the app would have waited; nothing was sent, counted or logged: a thread answers
-            # the same bytes from the start, with a parser of its own
+            # the same bytes from the start, with a parser of its own, and counts it (both ways
+            # of answering here counted it before calling the app)
+            self.nr -= 1
             if registered:
                 self.poller.unregister(conn.sock)
             conn.parser = None
@@ -478,15 +486,20 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
 
     def _answer_plain(self, conn: TConn, req: PlainRequest) -> None:
         """gthread's ``handle_request`` for a request ``shared.http11`` read, on the loop: the
-        same environ, hooks, limits, answer and access line, minus gunicorn's parser."""
-        environ = plain_environ(self.plain_base_environ, req, conn.sock, conn.client,
-                                conn.server)
+        same environ, hooks, limits, answer and access line, minus gunicorn's parser.
+
+        On ``AnswerInThread`` nothing is answered or logged and ``post_request`` is not run: the
+        thread runs the request from the start, ``pre_request`` included, and counts it.
+        """
         resp = _PlainResponse(req, _AnswerBuffer(), self.cfg)
+        environ: dict[str, Any] = {}
         try:
+            environ = plain_environ(self.plain_base_environ, req, conn.sock, conn.client,
+                                    conn.server)
+            # a 103 is gathered ahead of the answer, as gunicorn would send it ahead
+            environ["wsgi.early_hints"] = _make_early_hints_callback(req, resp.sock, resp)
             self.cfg.pre_request(self, req)
             started = time.perf_counter()
-            respiter = self.wsgi(environ, resp.start_response)
-            # counted once answered here: a request sent on to a thread is counted there
             self.nr += 1
             if self.nr >= self.max_requests:
                 if self.alive:
@@ -496,6 +509,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             if (not self.alive or not self.cfg.keepalive
                     or len(self.keepalived_conns) >= self.max_keepalived):
                 resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
             try:
                 for item in respiter:
                     resp.write(item)
@@ -509,14 +523,13 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
             # nothing of the failed answer has left: gunicorn's error page goes instead
             self.handle_error(req, conn.sock, conn.client, exc)
             conn.unsent, conn.keep_alive = None, False
-            return
-        finally:
-            try:
-                self.cfg.post_request(self, req, environ, resp)
-            except Exception:
-                self.log.exception("Exception in post_request hook")
-        conn.unsent = resp.sock.pending
-        conn.keep_alive = not resp.should_close()
+        else:
+            conn.unsent = resp.sock.pending
+            conn.keep_alive = not resp.should_close()
+        try:
+            self.cfg.post_request(self, req, environ, resp)
+        except Exception:
+            self.log.exception("Exception in post_request hook")
 
     @staticmethod
     def _send_rest(conn: TConn, data: bytes) -> None:

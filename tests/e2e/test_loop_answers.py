@@ -9,7 +9,10 @@ stops reading its answers must not hold the loop, which serves every other conne
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -23,10 +26,20 @@ import requests
 import swagger_ui
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.apikeys import add_client
 from shared.worker import GATHER_LIMIT
 from tests.forge import fresh
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, service_pair, wait_until
+from tests.procs import (
+    JWT_AUTH,
+    REPO,
+    RedisServer,
+    ServiceProcess,
+    issuer_env,
+    service_environment,
+    service_pair,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -344,3 +357,45 @@ def test_a_plain_head_request_gets_the_head_alone(services: Services) -> None:
         status, headers, _ = _exchange(sock, head.replace(b"HEAD", b"GET"))
         assert status == "HTTP/1.1 200 OK"
         assert headers["x-auth-user-id"] == "ivan"
+
+
+def test_an_issuer_on_a_unix_socket_answers_plain_requests(
+        key_pair: KeyPair, tmp_path: Path) -> None:
+    """A unix socket's addresses are strings, not (host, port): gunicorn builds that environ
+    itself, and the worker must keep answering (a plain reading of it killed the worker)."""
+    clients = tmp_path / "clients.json"
+    client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
+    path = tmp_path / "issuer.sock"
+    log_path = tmp_path / "issuer.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*JWT_AUTH, "serve", "issuer", "--bind", f"unix:{path}", "--workers", "1",
+             "--threads", "2"],
+            env=service_environment(issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0")),
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    def ask(request: bytes) -> tuple[str, dict[str, str], bytes]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(path))
+            return _exchange(sock, request)
+
+    def healthy() -> bool:
+        try:
+            return ask(b"GET /healthz HTTP/1.1\r\nHost: issuer\r\n\r\n")[0].endswith("200 OK")
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=30, what="the issuer on its unix socket")
+        body = b'{"userId": "123"}'
+        request = (b"POST /v1/tokens HTTP/1.1\r\nHost: issuer\r\nContent-Type: application/json"
+                   b"\r\nAuthorization: Bearer " + client_key.encode() + b"\r\n"
+                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        for _ in range(2):  # the second on a new connection: the worker is still there
+            status, _, answer = ask(request)
+            assert status == "HTTP/1.1 201 CREATED", answer
+            assert json.loads(answer)["token"].count(".") == 2
+        assert "Traceback" not in log_path.read_text(errors="replace")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

@@ -61,7 +61,7 @@ def assert_read_alike(data: bytes, cfg: Config | None = None) -> bool:
     assert theirs is not None, f"read plainly, refused by gunicorn: {data!r}"
     ours = plain_environ(wsgi.base_environ(cfg), plain, object(), CLIENT, SERVER)
     assert theirs["leftover"] == b"", f"gunicorn sees a second request: {data!r}"
-    assert plain.body == theirs["body"] == ours["wsgi.input"].read()
+    assert plain.content == theirs["body"] == ours["wsgi.input"].read()
     assert plain.should_close() == theirs["close"]
     for key in COMPARED:
         assert ours.get(key) == theirs["environ"].get(key), (key, data)
@@ -106,7 +106,7 @@ def test_the_reading_gives_method_path_query_body_and_keep_alive() -> None:
     plain = PlainReader(Config()).read(COMMON["python requests"])
     assert plain is not None
     assert (plain.method, plain.path, plain.query) == ("POST", "/v1/tokens", "expires_in=60")
-    assert plain.body == b'{"userId": "123"}'
+    assert plain.content == b'{"userId": "123"}'
     assert plain.should_close() is False
     nginx = PlainReader(Config()).read(COMMON["nginx auth_request"])
     assert nginx is not None

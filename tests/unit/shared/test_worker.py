@@ -64,6 +64,8 @@ def test_content_length_only_counts_in_the_head() -> None:
         # a chunked body's end is a guess, an upgrade changes the protocol
         (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", None),
         (b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", None),
+        # a folded line can hide either (gunicorn's permit_obsolete_folding would join it)
+        (HEAD + b"Transfer-Encoding:\r\n chunked\r\n\r\n5\r\nab", None),
         # not a request line gunicorn would take: it answers the error, in a thread
         (b"GET /a b HTTP/1.1\r\n\r\n", None),
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", None),
