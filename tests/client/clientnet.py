@@ -30,6 +30,11 @@ class Verifier:
     def url(self) -> str:
         return self.service.url
 
+    def access_lines(self, request_id: str) -> int:
+        """How many requests the verifier's access log shows under this request id."""
+        return sum(1 for line in self.service.output().splitlines()
+                   if line.startswith('127.0.0.1 "') and line.endswith(f" request_id={request_id}"))
+
 
 class CountingProxy:
     """A TCP proxy on 127.0.0.1 that counts what goes through it.

@@ -25,8 +25,10 @@ from jwt_auth_client import (
     VerifierError,
 )
 from jwt_auth_client.errors import error_for
+from tests.client.clientnet import Verifier
 from tests.forge import fresh, sign
 from tests.keypairs import KeyPair
+from tests.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -158,3 +160,30 @@ def test_the_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("jwt_auth_client").joinpath("py.typed").is_file()
+
+
+# -- request ids: the verifier's log lines of a call carry the caller's id -----------------------
+
+def test_a_call_sends_its_request_id_and_a_refusal_carries_it(
+        client: VerifierClient, verifier: Verifier) -> None:
+    with pytest.raises(TokenMalformed) as raised:
+        client.verify("not.a.token", request_id="checkout-42")
+    assert raised.value.request_id == "checkout-42"
+    assert str(raised.value).endswith("[request_id=checkout-42]")
+    wait_until(lambda: verifier.access_lines("checkout-42") == 1, timeout=10,
+               what="the verifier's access line of the call")
+
+
+def test_without_an_acceptable_id_each_call_gets_a_new_one(
+        client: VerifierClient, verifier: Verifier) -> None:
+    ids = []
+    for offered in (None, None, "has space", "x" * 129):
+        with pytest.raises(TokenMalformed) as raised:
+            client.verify("not.a.token", request_id=offered)
+        ids.append(raised.value.request_id)
+    assert len(set(ids)) == 4
+    for request_id in ids:
+        assert request_id is not None
+        assert len(request_id) == 24
+        wait_until(lambda rid=request_id: verifier.access_lines(rid) == 1, timeout=10,
+                   what="the verifier's access line of the call")

@@ -29,7 +29,7 @@ from jwt_auth_client.wsgi import VerifierMiddleware as WsgiMiddleware
 from tests.client.clientnet import Verifier, uvicorn_serving
 from tests.forge import fresh
 from tests.keypairs import KeyPair
-from tests.procs import REPO, free_port
+from tests.procs import REPO, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -214,6 +214,28 @@ def test_fastapi_example(verifier: Verifier, key_pair: KeyPair,
                            "token_malformed", "invalid_token")
     finally:
         module.verifier.close()
+
+
+def test_integrations_pass_the_incoming_request_id_on(
+        flask_example: ModuleType, client: VerifierClient, verifier: Verifier,
+        key_pair: KeyPair) -> None:
+    """The app's request and the verifier's check of its token are logged under one id."""
+    good = fresh(key_pair, "max")
+    flask_answer = flask_example.app.test_client().get(
+        "/me", headers={**bearer(good), "X-Request-Id": "flask-in-1"})
+    assert flask_answer.status_code == 200
+    wsgi_answer = Client(WsgiMiddleware(bare_app, client)).get(
+        "/", headers={**bearer(good), "X-Request-Id": "wsgi-in-1"})
+    assert wsgi_answer.status_code == 200
+    app = Starlette(routes=[Route("/me", whoami)],
+                    middleware=[Middleware(AsgiMiddleware, client=client)])
+    with uvicorn_serving(app) as url:
+        asgi_answer = requests.get(f"{url}/me", timeout=10,
+                                   headers={**bearer(good), "X-Request-Id": "asgi-in-1"})
+    assert asgi_answer.status_code == 200
+    for request_id in ("flask-in-1", "wsgi-in-1", "asgi-in-1"):
+        wait_until(lambda rid=request_id: verifier.access_lines(rid) == 1, timeout=10,
+                   what=f"the verifier's access line under {request_id}")
 
 
 def test_examples_are_short() -> None:

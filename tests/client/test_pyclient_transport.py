@@ -89,10 +89,11 @@ def test_connection_refused_is_retried_then_unavailable_within_the_budget() -> N
                         retry_budget=2) as client:
         started = time.monotonic()
         with pytest.raises(VerifierUnavailable) as raised:
-            client.verify("a.b.c")
+            client.verify("a.b.c", request_id="no-answer-1")
         elapsed = time.monotonic() - started
     assert raised.value.attempts == 4
     assert raised.value.status == 0
+    assert raised.value.request_id == "no-answer-1"  # the id the caller can find in its own logs
     assert "ConnectionRefusedError" in raised.value.detail
     # three waits of at least half of 0.05, 0.1 and 0.2 seconds, and far less than the budget
     assert 0.175 <= elapsed < 2.5
@@ -141,6 +142,11 @@ def test_a_503_is_retried_then_raised_as_store_unavailable(
         assert (raised.value.status, raised.value.code) == (503, "store_unavailable")
         assert raised.value.attempts == 3
         assert proxy.requests == 3
+        # every attempt was the same call: the verifier logged each under the call's one id
+        request_id = raised.value.request_id
+        assert request_id is not None
+        wait_until(lambda: verifier.access_lines(request_id) == 3, timeout=10,
+                   what="three access lines under the call's id")
     finally:
         redis_server.start()
 

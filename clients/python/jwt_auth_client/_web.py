@@ -90,14 +90,19 @@ def not_admin(realm: str) -> Refusal:
 
 
 def authenticate(
-    client: VerifierClient, authorization: str | None, *, admin: bool, realm: str
+    client: VerifierClient, authorization: str | None, *, admin: bool, realm: str,
+    request_id: str | None = None,
 ) -> Identity | Refusal:
-    """The caller's identity, or the refusal to answer instead (blocking: one verifier call)."""
+    """The caller's identity, or the refusal to answer instead (blocking: one verifier call).
+
+    ``request_id``: the incoming request's ``X-Request-Id``, passed on to the verifier so both
+    services log the request under one id.
+    """
     token = bearer(authorization)
     if token is None:
         return missing(realm)
     try:
-        identity = client.verify(token)
+        identity = client.verify(token, request_id=request_id)
     except VerifierError as error:
         return refused(error, realm)
     if admin and not identity.is_admin:

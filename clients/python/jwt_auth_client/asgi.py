@@ -47,13 +47,14 @@ class VerifierMiddleware:
         if scope["type"] != "http" or scope.get("path", "") in self.exempt:
             await self.app(scope, receive, send)
             return
-        authorization = None
+        wanted = {b"authorization": None, b"x-request-id": None}
         for name, value in scope.get("headers", ()):
-            if name.lower() == b"authorization":
-                authorization = value.decode("latin-1")
-                break
+            name = name.lower()
+            if name in wanted and wanted[name] is None:
+                wanted[name] = value.decode("latin-1")
         outcome = await asyncio.to_thread(
-            authenticate, self.client, authorization, admin=self.admin, realm=self.realm)
+            authenticate, self.client, wanted[b"authorization"], admin=self.admin,
+            realm=self.realm, request_id=wanted[b"x-request-id"])
         if isinstance(outcome, Refusal):
             await send({
                 "type": "http.response.start",

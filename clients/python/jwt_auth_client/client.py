@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -30,6 +32,8 @@ from jwt_auth_client.errors import (
 __all__ = ["Identity", "Session", "VerifierClient"]
 
 _USER_AGENT = "jwt-auth-client/0.1"
+# the ids the verifier keeps (docs/deploy.md, request ids); any other is replaced there
+_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 # what "no answer" looks like: refused, reset, timed out, closed before the status line
 _CONNECTION_ERRORS = (OSError, http.client.HTTPException)
 # a kept-alive connection the server closed while it was idle fails like this on reuse
@@ -143,26 +147,34 @@ class VerifierClient:
 
     # -- the API ----------------------------------------------------------------------------
 
-    def verify(self, token: str) -> Identity:
+    # Every call takes ``request_id``: sent as ``X-Request-Id``, so the verifier's log lines for
+    # the call carry the id of the request being served (the integrations pass the incoming
+    # one on). Without one, or with one the verifier would not keep (1 to 128 of
+    # ``A-Z a-z 0-9 - _ . : / + = @``), the call gets a new id. Retries send the same id; a
+    # ``VerifierError`` carries it as ``request_id``.
+
+    def verify(self, token: str, *, request_id: str | None = None) -> Identity:
         """Who the token names; raises the ``VerifierError`` subclass of the refusal's code."""
-        return Identity.from_json(self._call("POST", "/v1/verify", {"token": token}))
+        return Identity.from_json(
+            self._call("POST", "/v1/verify", {"token": token}, request_id=request_id))
 
-    def login(self, token: str) -> Session:
+    def login(self, token: str, *, request_id: str | None = None) -> Session:
         """Verify the token and open a server-side session for its user."""
-        return Session.from_json(self._call("POST", "/v1/sessions", {"token": token}))
+        return Session.from_json(
+            self._call("POST", "/v1/sessions", {"token": token}, request_id=request_id))
 
-    def session(self, session_id: str) -> Session:
+    def session(self, session_id: str, *, request_id: str | None = None) -> Session:
         """The live session with this id; ``SessionNotFound`` when it ended or never was."""
-        body = self._call("GET", f"/v1/sessions/{_segment(session_id)}")
+        body = self._call("GET", f"/v1/sessions/{_segment(session_id)}", request_id=request_id)
         return Session.from_json(body, session_id)
 
-    def logout(self, session_id: str) -> None:
+    def logout(self, session_id: str, *, request_id: str | None = None) -> None:
         """End the session (idempotent: no error when it had already ended)."""
-        self._call("DELETE", f"/v1/sessions/{_segment(session_id)}")
+        self._call("DELETE", f"/v1/sessions/{_segment(session_id)}", request_id=request_id)
 
-    def revoke(self, token: str) -> None:
+    def revoke(self, token: str, *, request_id: str | None = None) -> None:
         """Revoke the token: every verifier refuses it from now on with ``TokenRevoked``."""
-        self._call("POST", "/v1/revocations", {"token": token})
+        self._call("POST", "/v1/revocations", {"token": token}, request_id=request_id)
 
     def close(self) -> None:
         """Close every connection this client holds (in every thread)."""
@@ -182,13 +194,16 @@ class VerifierClient:
 
     # -- transport --------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, payload: Any = None) -> Any:
-        answer = self._request(method, path, payload)
+    def _call(self, method: str, path: str, payload: Any = None, *,
+              request_id: str | None = None) -> Any:
+        if request_id is None or _ACCEPTABLE_REQUEST_ID.fullmatch(request_id) is None:
+            request_id = os.urandom(12).hex()  # the verifier's own form of a new id
+        answer = self._request(method, path, payload, request_id)
         if 200 <= answer.status < 300:
             return answer.json()
-        raise _problem(answer)
+        raise _problem(answer, request_id=request_id)
 
-    def _request(self, method: str, path: str, payload: Any = None) -> _Answer:
+    def _request(self, method: str, path: str, payload: Any, request_id: str) -> _Answer:
         body = None if payload is None else json.dumps(payload).encode("utf-8")
         started = time.monotonic()
         deadline = started + self.retry_budget
@@ -198,7 +213,8 @@ class VerifierClient:
             failure: BaseException | None = None
             answer: _Answer | None = None
             try:
-                answer = self._send(method, path, body, max(deadline - time.monotonic(), 0.0))
+                answer = self._send(method, path, body, request_id,
+                                    max(deadline - time.monotonic(), 0.0))
             except _CONNECTION_ERRORS as error:
                 failure = error
             if answer is not None and answer.status != 503:
@@ -206,12 +222,14 @@ class VerifierClient:
             delay = self._delay(attempt)
             if attempt > self.retries or time.monotonic() + delay > deadline:
                 if answer is not None:
-                    raise _problem(answer, attempts=attempt)
-                raise VerifierUnavailable(
+                    raise _problem(answer, attempts=attempt, request_id=request_id)
+                unavailable = VerifierUnavailable(
                     f"{method} {self.base_url}{path}: no answer after {attempt} attempt(s): "
                     f"{type(failure).__name__}: {failure}",
                     attempts=attempt,
-                ) from failure
+                )
+                unavailable.request_id = request_id
+                raise unavailable from failure
             time.sleep(delay)
 
     def _delay(self, attempt: int) -> float:
@@ -219,11 +237,12 @@ class VerifierClient:
         # jitter, so clients that failed together do not come back together; not for security
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
 
-    def _send(self, method: str, path: str, body: bytes | None, remaining: float) -> _Answer:
+    def _send(self, method: str, path: str, body: bytes | None, request_id: str,
+              remaining: float) -> _Answer:
         connection = self._connection()
         reused = connection.sock is not None
         try:
-            return self._exchange(connection, method, path, body, remaining)
+            return self._exchange(connection, method, path, body, request_id, remaining)
         except _STALE_CONNECTION:
             connection.close()
             if not reused:
@@ -234,20 +253,21 @@ class VerifierClient:
         # the server closed the kept-alive connection while it was idle (its keep-alive
         # timeout): that is not the verifier being down, so one fresh connection at once
         try:
-            return self._exchange(connection, method, path, body, remaining)
+            return self._exchange(connection, method, path, body, request_id, remaining)
         except BaseException:
             connection.close()
             raise
 
     def _exchange(
         self, connection: http.client.HTTPConnection, method: str, path: str,
-        body: bytes | None, remaining: float,
+        body: bytes | None, request_id: str, remaining: float,
     ) -> _Answer:
         timeout = max(min(self.timeout, remaining), 0.05)
         connection.timeout = timeout
         if connection.sock is not None:
             connection.sock.settimeout(timeout)
-        headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
+        headers = {"Accept": "application/json", "User-Agent": _USER_AGENT,
+                   "X-Request-Id": request_id}
         if body is not None:
             headers["Content-Type"] = "application/json"
         connection.request(method, self._prefix + path, body=body, headers=headers)
@@ -290,7 +310,7 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="~")
 
 
-def _problem(answer: _Answer, *, attempts: int = 1) -> VerifierError:
+def _problem(answer: _Answer, *, request_id: str, attempts: int = 1) -> VerifierError:
     """The exception for an error answer: its problem document's code, else the status."""
     document: dict[str, Any] = {}
     try:
@@ -306,6 +326,8 @@ def _problem(answer: _Answer, *, attempts: int = 1) -> VerifierError:
         answer.status, code if isinstance(code, str) else None, str(detail), document,
         attempts=attempts,
     )
+    # the verifier answers the id it used; it is the one sent, unless a proxy replaced it
+    error.request_id = answer.headers.get("X-Request-Id") or request_id
     if isinstance(error, LoginRateExceeded):
         retry_after = answer.headers.get("Retry-After", "")
         error.retry_after = int(retry_after) if retry_after.isdigit() else None

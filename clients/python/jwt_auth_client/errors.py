@@ -13,10 +13,12 @@ class VerifierError(Exception):
     """The verifier refused a request, or could not be reached.
 
     ``status`` is the HTTP status (0 when no answer came), ``code`` the problem's stable
-    snake_case code, ``detail`` its human-readable explanation.
+    snake_case code, ``detail`` its human-readable explanation, ``request_id`` the id of the
+    call (the verifier's ``X-Request-Id``: its log lines for the call carry it), or None.
     """
 
     code: str = "verifier_error"
+    request_id: str | None = None
 
     def __init__(
         self, detail: str, *, status: int = 0, code: str | None = None,
@@ -31,7 +33,8 @@ class VerifierError(Exception):
         self.problem: dict[str, Any] = problem or {}
 
     def __str__(self) -> str:
-        return f"{self.code} ({self.status}): {self.detail}"
+        text = f"{self.code} ({self.status}): {self.detail}"
+        return f"{text} [request_id={self.request_id}]" if self.request_id else text
 
 
 class VerifierUnavailable(VerifierError):

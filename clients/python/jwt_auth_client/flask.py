@@ -50,7 +50,8 @@ class JwtAuth:
         if self.client is None:
             raise RuntimeError("JwtAuth has no client: call init_app(app) first")
         outcome = authenticate(
-            self.client, request.headers.get("Authorization"), admin=admin, realm=self.realm)
+            self.client, request.headers.get("Authorization"), admin=admin, realm=self.realm,
+            request_id=request.headers.get("X-Request-Id"))
         if isinstance(outcome, Refusal):
             return Response(outcome.body, status=outcome.status, headers=outcome.header_list())
         return outcome

@@ -41,7 +41,8 @@ class VerifierMiddleware:
         if environ.get("PATH_INFO", "") in self.exempt:
             return self.app(environ, start_response)
         outcome = authenticate(
-            self.client, environ.get("HTTP_AUTHORIZATION"), admin=self.admin, realm=self.realm)
+            self.client, environ.get("HTTP_AUTHORIZATION"), admin=self.admin, realm=self.realm,
+            request_id=environ.get("HTTP_X_REQUEST_ID"))
         if isinstance(outcome, Refusal):
             start_response(f"{outcome.status} {_REASONS[outcome.status]}", outcome.header_list())
             return [outcome.body]
