@@ -24,7 +24,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from shared.logs import format_gunicorn_lines, json_lines
-from shared.requestid import ENVIRON_KEY
+from shared.requestid import ENVIRON_KEY, current
 
 ACCESS_LOGGER = "gunicorn.access"
 
@@ -48,7 +48,9 @@ class AccessLogger(Logger):  # type: ignore[misc]  # gunicorn has no types: Logg
         remote = environ.get("REMOTE_ADDR", "-")
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO")
-        request_id = environ.get(ENVIRON_KEY)  # None: gunicorn answered without the app
+        # gunicorn answered without the app (a head it could not read): the worker's id for
+        # that answer (shared.worker.BufferingThreadWorker.handle_error)
+        request_id = environ.get(ENVIRON_KEY) or current.get()
         text = f'{remote} "{method} {path}" {status} {sent or "-"} {milliseconds}ms'
         if json_lines():
             line = _json_line(text, request_id, remote, method, path, status, sent, milliseconds)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import json
 import os
 import re
 import selectors
@@ -48,9 +49,12 @@ from email.utils import formatdate
 from functools import partial
 from typing import Any
 
+from gunicorn import util
 from gunicorn.http.wsgi import Response, _make_early_hints_callback, base_environ
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from shared import requestid
+from shared.errors import Problem
 from shared.eventloop import AnswerInThread, answering_on_loop, on_loop
 from shared.http11 import PlainReader, PlainRequest, plain_environ
 
@@ -79,10 +83,6 @@ _UPGRADE = re.compile(rb"\r\nupgrade[ \t]*:", re.IGNORECASE)
 # a folded line (refused by gunicorn unless permit_obsolete_folding) could hide the two above
 _FOLDED = re.compile(rb"\r\n[ \t]")
 
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"Connection: close\r\nContent-Length: 0\r\n\r\n"
-)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -166,6 +166,50 @@ class _GatheredWrites:
             data = b"".join(self.pending)
             self.pending, self.size = [], 0
             self.sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+# the answers gunicorn and this worker give without the app (a head that cannot be read), as
+# problem documents like every other answer: code, title, detail (never the request's bytes)
+_SERVER_PROBLEMS = {
+    400: ("request_invalid", "Bad request", "The request could not be read as HTTP/1.1."),
+    403: ("forbidden", "Forbidden", "The request is not accepted from this peer."),
+    414: ("uri_too_long", "URI too long", "The request line is longer than this service reads."),
+    417: ("expectation_failed", "Expectation failed", "Only Expect: 100-continue is understood."),
+    431: ("headers_too_large", "Request header fields too large",
+          "The request's headers are larger than this service reads."),
+    501: ("not_implemented", "Not implemented", "The request's transfer coding is not supported."),
+}
+_INTERNAL = ("internal_error", "Internal server error",
+             "The server could not complete the request.")
+
+
+def server_problem(status: int, reason: str, request_id: str) -> bytes:
+    """A whole answer, closing the connection: the problem document for ``status``."""
+    code, title, detail = _SERVER_PROBLEMS.get(status, _INTERNAL)
+    body = json.dumps(Problem(detail, status=status, code=code, title=title).to_dict(),
+                      separators=(",", ":")).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n"
+            f"{requestid.HEADER}: {request_id}\r\n\r\n").encode("latin-1") + body
+
+
+class _ErrorPage:
+    """The client's socket as gunicorn's ``handle_error`` writes to it: its HTML page is not
+    sent, only its status is kept (``BufferingThreadWorker.handle_error`` answers instead)."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.status: tuple[int, str] | None = None
+
+    def gettimeout(self) -> float:
+        return 0.0  # gunicorn then writes without touching the socket's blocking mode
+
+    def sendall(self, data: bytes) -> None:
+        words = data.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        self.status = (int(words[1]), words[2] if len(words) > 2 else "")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
@@ -385,7 +429,16 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         if registered:
             self.poller.unregister(conn.sock)
         if complete is None:
-            self._send_quietly(conn, _TOO_LARGE)
+            request_id = requestid.new_request_id()
+            context = requestid.current.set(request_id)  # on the warning line, as on the answer
+            try:
+                self.log.warning("Invalid request from ip=%s: a head over %d bytes",
+                                 conn.client[0] if type(conn.client) is tuple else conn.client,
+                                 MAX_HEAD_BYTES)
+            finally:
+                requestid.current.reset(context)
+            self._send_quietly(
+                conn, server_problem(431, "Request Header Fields Too Large", request_id))
             self.nr_conns -= 1
             conn.close()
             return True
@@ -573,14 +626,21 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         return keep_alive
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        # gunicorn writes its error page (a 400 for a malformed head, a 500) straight to the
-        # socket, blocking. On the loop that must not wait for a client that stopped reading:
-        # the page goes out if it fits, gunicorn drops it quietly otherwise, and the connection
-        # is closed after an error either way
-        if on_loop():
-            with contextlib.suppress(OSError):
-                client.setblocking(False)
-        super().handle_error(req, client, addr, exc)
+        # gunicorn decides the status (400 for a malformed head, 431, 500...), logs and writes
+        # the access line; the answer is a problem document with a request id instead of its
+        # HTML page, and its log lines carry that id. It is written without blocking (on the
+        # loop, a client that stopped reading must not hold it): it goes out if it fits, and
+        # the connection is closed after an error either way
+        request_id = requestid.new_request_id()
+        page = _ErrorPage(client)
+        context = requestid.current.set(request_id)
+        try:
+            super().handle_error(req, page, addr, exc)
+        finally:
+            requestid.current.reset(context)
+        if page.status is not None:
+            with contextlib.suppress(Exception):  # as gunicorn: a client gone is no error here
+                util.write_nonblock(client, server_problem(*page.status, request_id))
 
     # -- closing -------------------------------------------------------------------------------
 

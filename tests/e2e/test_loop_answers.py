@@ -235,8 +235,10 @@ def test_large_answers_from_threads_come_through_whole(services: Services) -> No
             assert "/v1/verify" in document.json()["paths"]
 
 
-def test_a_malformed_request_to_a_loop_route_gets_gunicorns_400(services: Services) -> None:
-    """gunicorn refuses the head; on the loop its error page is sent without waiting."""
+def test_a_malformed_request_to_a_loop_route_gets_a_400_problem(services: Services) -> None:
+    """gunicorn refuses the head; on the loop the answer is sent without waiting. It is a
+    problem document with a request id, like every other answer, and gunicorn's warning
+    line carries that id (it writes no access line for a head it could not read)."""
     verifier = services.verifier
     with socket.create_connection(("127.0.0.1", verifier.port), timeout=5) as sock:
         sock.sendall(b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n"
@@ -245,6 +247,20 @@ def test_a_malformed_request_to_a_loop_route_gets_gunicorns_400(services: Servic
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 "), answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["Connection"] == "close"
+    problem = json.loads(body)
+    assert (problem["status"], problem["code"]) == (400, "request_invalid")
+    assert b"No colon" not in body  # the request's bytes are not echoed
+    request_id = headers["X-Request-Id"]
+
+    def logged() -> bool:
+        return any(line.get("request_id") == request_id and line["level"] == "WARNING"
+                   and "Invalid request" in line["message"] for line in _json_lines(verifier))
+
+    wait_until(logged, timeout=10, what="the warning line under the answer's id")
     token = fresh(services.key_pair, "frank")
     assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
                          timeout=5).status_code == 200
