@@ -87,23 +87,41 @@ def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 
 
+class _GunicornTextWithRequestId(logging.Formatter):
+    """gunicorn's text line as gunicorn formats it, with `` request_id=<id>`` at the end of its
+    first line when it was logged while answering a request (a head it refused, say)."""
+
+    def __init__(self, gunicorns: logging.Formatter) -> None:
+        super().__init__()
+        self.gunicorns = gunicorns
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.gunicorns.format(record)
+        request_id = getattr(record, "request_id", None)
+        if request_id is None:
+            return text
+        first, newline, rest = text.partition("\n")
+        return f"{first} request_id={request_id}{newline}{rest}"
+
+
 def format_gunicorn_lines(log_format: str) -> None:
     """With ``json``, write gunicorn's own lines (not the access line) as JSON objects too.
 
-    In ``text`` they keep gunicorn's form. Only the handlers gunicorn set up (``_gunicorn``):
-    an operator's ``--log-config`` stays as it is.
+    In ``text`` they keep gunicorn's form, with the request id added to a line logged while
+    answering a request. Only the handlers gunicorn set up (``_gunicorn``): an operator's
+    ``--log-config`` stays as it is.
     """
     for handler in logging.getLogger(GUNICORN_ERROR_LOGGER).handlers:
         if not getattr(handler, "_gunicorn", False):
             continue
-        if log_format == "json":
-            if not hasattr(handler, "_jwt_auth_text"):
-                handler._jwt_auth_text = handler.formatter  # type: ignore[attr-defined]  # kept
-            handler.setFormatter(JsonFormatter())
-            if not any(isinstance(known, RequestIdFilter) for known in handler.filters):
-                handler.addFilter(RequestIdFilter())
-        elif hasattr(handler, "_jwt_auth_text"):
-            handler.setFormatter(handler._jwt_auth_text)
+        gunicorns: logging.Formatter | None = getattr(handler, "_jwt_auth_text", None)
+        if gunicorns is None:  # gunicorn's own, kept for every later call (SIGHUP)
+            gunicorns = handler.formatter or logging.Formatter()
+            handler._jwt_auth_text = gunicorns  # type: ignore[attr-defined]
+        if not any(isinstance(known, RequestIdFilter) for known in handler.filters):
+            handler.addFilter(RequestIdFilter())
+        handler.setFormatter(JsonFormatter() if log_format == "json" else
+                             _GunicornTextWithRequestId(gunicorns))
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
