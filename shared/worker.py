@@ -215,18 +215,6 @@ class _ErrorPage:
         return getattr(self.sock, name)
 
 
-class _AnswerBuffer:
-    """Where a plain answer is written: the loop sends it whole, without blocking."""
-
-    __slots__ = ("pending",)
-
-    def __init__(self) -> None:
-        self.pending: list[bytes] = []
-
-    def sendall(self, data: bytes) -> None:
-        self.pending.append(data)
-
-
 class _DateHeader:
     """gunicorn formats the Date header anew for every answer (4% of the issuer's time outside
     the signature); it changes once a second."""
@@ -338,15 +326,17 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         if data == b"":  # the client closed the connection
             self._drop(conn, registered=True)
             return
-        if data and request_is_complete(data) is True:
+        if data:
+            # a plain request is whole by its reading: no other look at its bytes
             plain = self._plain_for_loop(conn, data)
-            if plain is not None or self._loop_may_answer(data):
-                # answered with the connection left on the poller as it is
-                self._answer_on_loop(conn, data, registered=True, plain=plain)
+            if plain is not None or request_is_complete(data) is True:
+                if plain is not None or self._loop_may_answer(data):
+                    # answered with the connection left on the poller as it is
+                    self._answer_on_loop(conn, data, registered=True, plain=plain)
+                    return
+                self.poller.unregister(client)
+                self._to_thread(conn, data)
                 return
-            self.poller.unregister(client)
-            self._hand_over(conn, data)
-            return
         state = _Reading(data or b"", time.monotonic() + REQUEST_READ_TIMEOUT)
         if data and self._settle(conn, state, registered=True):
             return
@@ -450,6 +440,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         if plain is not None or self._loop_may_answer(request):
             self._answer_on_loop(conn, request, registered=False, plain=plain)
             return
+        self._to_thread(conn, request)
+
+    def _to_thread(self, conn: TConn, request: bytes) -> None:
         conn.buffered_request = request
         conn.data_ready = True  # gthread's own wait for a first byte is not needed
         self.enqueue_req(conn)
@@ -544,7 +537,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has
         On ``AnswerInThread`` nothing is answered or logged and ``post_request`` is not run: the
         thread runs the request from the start, ``pre_request`` included, and counts it.
         """
-        resp = _PlainResponse(req, _AnswerBuffer(), self.cfg)
+        resp = _PlainResponse(req, _GatheredWrites(conn.sock), self.cfg)  # sent by the loop
         environ: dict[str, Any] = {}
         try:
             environ = plain_environ(self.plain_base_environ, req, conn.sock, conn.client,
