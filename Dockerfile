@@ -2,30 +2,49 @@
 #   docker run IMAGE jwt-auth serve issuer   --bind 0.0.0.0:8001   (the default)
 #   docker run IMAGE jwt-auth serve verifier --bind 0.0.0.0:8002
 # docker-compose.yml builds it and wires redis, the dev keys, the issuer and the verifier.
-FROM python:3.11-slim
+
+# --- builder: the locked dependencies in a virtual environment, compiled where they must be ---
+FROM python:3.11-slim AS builder
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# gunicorn-h1c (gunicorn's C parser) is on the registry only as a source archive: gcc builds it
+# here, and only here; the image that runs has no compiler
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN python -m venv /opt/jwt-auth
+ENV PATH=/opt/jwt-auth/bin:$PATH
+
 # Dependencies first, exactly as locked: requirements/runtime.txt, which scripts/lock makes from
-# pyproject.toml's dependencies, names every version and the hashes of its files, and pip
-# refuses anything else. A layer of its own, so that a code change does not reinstall them.
+# pyproject.toml's dependencies, names every version and the hashes of its files (the source
+# archive's, for what is built here), and pip refuses anything else. A layer of its own, so that
+# a code change does not reinstall them.
 COPY requirements/runtime.txt requirements/build.txt /tmp/
 RUN pip install --no-compile --require-hashes -r /tmp/runtime.txt \
     && pip install --no-compile --require-hashes -r /tmp/build.txt \
     && rm /tmp/runtime.txt /tmp/build.txt
 
-# Then the project itself, installed (not run from the source folder, which is removed), without
-# dependencies: the layer above has them all.
+# Then the project itself, installed (not run from the source folder), without dependencies:
+# the layer above has them all.
 COPY pyproject.toml README.md /src/
 COPY shared /src/shared
 COPY issuer /src/issuer
 COPY verifier /src/verifier
 COPY jwt_auth /src/jwt_auth
-RUN pip install --no-compile --no-deps --no-build-isolation /src \
-    && rm -rf /src
+RUN pip install --no-compile --no-deps --no-build-isolation /src
+
+# --- the image that runs: the same base, the virtual environment, no compiler ---------------
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/jwt-auth/bin:$PATH
+
+COPY --from=builder /opt/jwt-auth /opt/jwt-auth
 
 WORKDIR /app
 

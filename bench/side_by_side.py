@@ -1,16 +1,23 @@
 """Side by side: our verifier and issuer next to their peers, in one run, on pinned cores.
 
 Every server (and our verifier's redis-server) runs on CPU 0 under ``taskset -c 0``; the load
-generator, ``wrk -t1`` driven by ``side_by_side.lua``, runs on CPU 1. Python servers are gunicorn,
-1 worker x 2 gthread threads (``--threads``; 2 is what ``jwt-auth serve`` ships), the same
-settings for all (``shared.serving.run_gunicorn``, access log on); ours are started as shipped
-with ``python -m jwt_auth serve``. Node peers are one
+generator, ``wrk -t1`` driven by ``side_by_side.lua``, runs on CPU 1. Every Python server is
+gunicorn with 1 worker. Ours are started as shipped with ``python -m jwt_auth serve`` (gunicorn's
+asgi worker, uvloop, gunicorn's C parser where installed, access log and metrics on); the two
+ASGI ceilings run under the same worker settings; the WSGI peers (Flask, PyJWT, jwcrypto) under
+gunicorn's gthread worker with 2 threads, where they are at their best. Node peers are one
 process each, from ``bench/node`` (installed with ``npm ci`` when needed, skipped without node).
 
-Verifier side: a bare WSGI callable, a bare Flask JSON endpoint, Flask + PyJWT (repeated and
-fresh tokens), node http + jsonwebtoken, node express + jsonwebtoken, and ours (``POST /v1/verify``
-repeated and fresh, ``GET /v1/auth`` repeated). Issuer side: ours ``POST /v1/tokens`` and a
-Flask + jwcrypto endpoint against the raw signing rate of the same key on CPU 0.
+Verifier side: a bare ASGI callable that reads the body and answers a fixed JSON (the server's
+own ceiling), a bare ASGI callable that checks a fresh token's RSA signature with
+``cryptography`` and decodes its payload (the ceiling for a fresh token), a bare WSGI callable,
+a bare Flask JSON endpoint, Flask + PyJWT (repeated and fresh tokens), node http +
+jsonwebtoken, node express + jsonwebtoken, and ours (``POST /v1/verify`` repeated and fresh,
+``GET /v1/auth`` repeated). Issuer side: ours ``POST /v1/tokens`` and a Flask + jwcrypto
+endpoint against the raw signing rate of the same key on CPU 0.
+
+``--baseline DIR`` adds ours from another checkout (an earlier commit, as ``git worktree add``
+makes it) as contenders of their own, so a change is measured before and after in one run.
 
 Rounds are interleaved (every contender once per round) and the report gives the median of
 rounds; a separate pass at more connections gives p99/p50 for ours. Fresh tokens are signed
@@ -18,7 +25,7 @@ before any timed round, a never-seen slice per fresh measurement, and the server
 before each fresh measurement (its in-process cache starts empty). A script, not a test.
 
     .venv/bin/python bench/side_by_side.py [--only verifier|issuer] [--duration 8] [--rounds 3]
-        [--connections 16] [--tail-connections 64] [--bits 4096] [--json PATH]
+        [--connections 16] [--tail-connections 64] [--bits 4096] [--baseline DIR] [--json PATH]
 """
 
 from __future__ import annotations
@@ -69,7 +76,8 @@ NODE_DIR = BENCH / "node"
 LUA_SCRIPT = BENCH / "side_by_side.lua"
 PASSPHRASE = "bench passphrase"
 LOAD_CPU = "1"
-WORKERS, THREADS = 1, 2  # one worker, and jwt-auth serve's default threads
+WORKERS = 1
+THREADS = 2  # the WSGI peers' gthread threads (ours and the ASGI peers: jwt-auth serve's pool)
 WARM_UP_SECONDS = 1
 PROBE_SECONDS = 2
 USERS = 500
@@ -101,6 +109,83 @@ def bare_wsgi_app(directory: Path) -> Any:
         return [answer]
 
     return application
+
+
+def bare_asgi_app(directory: Path) -> Any:
+    """The asgi worker's own ceiling: no framework, reads the body, answers a small JSON."""
+    del directory
+    answer = b'{"ok": true}'
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(answer)).encode())]
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await _lifespan(scope, receive, send)
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+        return None
+
+    return application
+
+
+def fresh_ceiling_app(directory: Path) -> Any:
+    """The ceiling for a fresh token under the asgi worker: reads the body, checks the token's
+    RS256 signature with ``cryptography`` directly, decodes the payload, answers it. No claim,
+    header or revocation check: what no verifier can do less than."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    public_key = serialization.load_pem_public_key((directory / "public.pem").read_bytes())
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    json_headers = [(b"content-type", b"application/json")]
+
+    def b64decode(segment: str) -> bytes:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await _lifespan(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        status, answer = 200, b'{"ok": true}'
+        if scope["method"] != "POST":  # the readiness probe
+            await send({"type": "http.response.start", "status": status, "headers": [
+                *json_headers, (b"content-length", str(len(answer)).encode())]})
+            await send({"type": "http.response.body", "body": answer})
+            return None
+        token = json.loads(body)["token"]
+        signing_input, _, signature = token.rpartition(".")
+        try:
+            public_key.verify(b64decode(signature), signing_input.encode(), padding.PKCS1v15(),
+                              hashes.SHA256())
+            answer = b64decode(signing_input.split(".")[1])
+        except (InvalidSignature, ValueError):
+            status, answer = 401, b'{"error": "invalid"}'
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*json_headers, (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+        return None
+
+    return application
+
+
+async def _lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "lifespan":
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def bare_sign_app(directory: Path) -> Any:
@@ -203,15 +288,37 @@ PEERS: dict[str, Callable[[Path], Any]] = {
     "pyjwt": pyjwt_app,
     "jwcrypto": jwcrypto_issue_app,
     "bare-sign": bare_sign_app,
+    "bare-asgi": bare_asgi_app,
+    "fresh-ceiling": fresh_ceiling_app,
 }
+ASGI_PEERS = {"bare-asgi", "fresh-ceiling"}
 
 
 def serve_peer(name: str, port: int, directory: Path) -> None:
-    from shared.serving import run_gunicorn
+    """A peer under gunicorn: the ASGI ones with ours' worker settings, the WSGI ones gthread."""
+    from gunicorn.app.base import BaseApplication
 
-    factory = PEERS[name]
-    run_gunicorn(lambda: factory(directory), bind=f"127.0.0.1:{port}", workers=WORKERS,
-                 threads=THREADS)
+    from shared.web.gunicorn import WORKER_CLASS
+
+    app = PEERS[name](directory)
+    if name in ASGI_PEERS:
+        # what jwt-auth serve sets, minus the app's own access line (these write none)
+        options: dict[str, Any] = {"worker_class": WORKER_CLASS, "asgi_loop": "uvloop",
+                                   "http_parser": "auto"}
+    else:
+        options = {"worker_class": "gthread", "threads": THREADS, "accesslog": "-"}
+    options.update({"bind": f"127.0.0.1:{port}", "workers": WORKERS, "keepalive": 5,
+                    "preload_app": True, "control_socket_disable": True})
+
+    class _Peer(BaseApplication):  # type: ignore[misc]  # gunicorn has no types
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    _Peer().run()
 
 
 def print_raw_signing_rate(directory: Path, seconds: float) -> None:
@@ -402,6 +509,10 @@ class Contender:
 
 
 VERIFIER_CONTENDERS = [
+    Contender("bare-asgi", "bare ASGI callable (gunicorn asgi: the server's ceiling)",
+              "bare-asgi"),
+    Contender("fresh-ceiling", "bare ASGI callable, RSA check of a fresh token (its ceiling)",
+              "fresh-ceiling", tokens="fresh"),
     Contender("bare-wsgi", "bare WSGI callable (gunicorn gthread)", "bare-wsgi"),
     Contender("bare-flask", "bare Flask JSON endpoint", "bare-flask"),
     Contender("pyjwt-repeated", "Flask + PyJWT verify, repeated token", "pyjwt"),
@@ -414,6 +525,12 @@ VERIFIER_CONTENDERS = [
               "/v1/verify", tokens="fresh"),
     Contender("ours-auth-repeated", "ours GET /v1/auth (Bearer), repeated token",
               "ours-verifier", "/v1/auth", "auth"),
+    Contender("before-verify-repeated", "baseline POST /v1/verify, repeated token",
+              "before-verifier", "/v1/verify"),
+    Contender("before-verify-fresh", "baseline POST /v1/verify, fresh tokens",
+              "before-verifier", "/v1/verify", tokens="fresh"),
+    Contender("before-auth-repeated", "baseline GET /v1/auth (Bearer), repeated token",
+              "before-verifier", "/v1/auth", "auth"),
 ]
 ISSUER_CONTENDERS = [
     Contender("raw-sign", "raw RSA signing, same key (cryptography, CPU 0)", ""),
@@ -423,13 +540,15 @@ ISSUER_CONTENDERS = [
               "client-key"),
     Contender("jwcrypto-issue", "Flask + jwcrypto issue", "jwcrypto", "/issue", "issue",
               "client-key"),
+    Contender("before-issue", "baseline POST /v1/tokens", "before-issuer", "/v1/tokens",
+              "issue", "client-key"),
 ]
-# every verifier contender served by gunicorn, which the bare WSGI callable's rate bounds
-GUNICORN_KEYS = {c.key for c in VERIFIER_CONTENDERS if not c.key.startswith("node-")}
+# the WSGI peers under gunicorn gthread, which the bare WSGI callable's rate bounds
+GTHREAD_KEYS = {"bare-flask", "pyjwt-repeated", "pyjwt-fresh"}
 TAIL_KEYS = ["ours-verify-repeated", "ours-verify-fresh", "ours-auth-repeated", "ours-issue"]
 # measured in the tail pass for reference, not goals: the server's own tail under the same
-# gunicorn settings, and node's
-TAIL_REFERENCE_KEYS = ["bare-wsgi", "node-express"]
+# gunicorn settings, node's, and the baseline's
+TAIL_REFERENCE_KEYS = ["bare-asgi", "node-express", "before-verify-repeated", "before-issue"]
 
 
 @dataclass
@@ -537,17 +656,25 @@ class Bench:
                                  "--dir", str(self.scratch), "--threads", str(THREADS)]
 
         def ours(service: str) -> Callable[[int], list[str]]:
-            # as shipped: access log on, metrics on, the default failure mode
+            # as shipped: access log on, metrics on, the default failure mode and threads
             return lambda port: [sys.executable, "-m", "jwt_auth", "serve", service, "--bind",
-                                 f"127.0.0.1:{port}", "--workers", str(WORKERS), "--threads",
-                                 str(THREADS)]
+                                 f"127.0.0.1:{port}", "--workers", str(WORKERS)]
+
+        baseline = self.args.baseline
+
+        def before(service: str) -> Callable[[int], list[str]]:
+            # the baseline checkout's own code, run with its own defaults, from its folder
+            return lambda port: ["env", f"PYTHONPATH={baseline}", "sh", "-c",
+                                 f'cd "{baseline}" && exec "$0" "$@"', sys.executable, "-m",
+                                 "jwt_auth", "serve", service, "--bind", f"127.0.0.1:{port}",
+                                 "--workers", str(WORKERS)]
 
         def node(script: str) -> Callable[[int], list[str]]:
             return lambda port: ["node", str(NODE_DIR / script), str(port),
                                  str(self.scratch / "public.pem")]
 
         if self.args.only in (None, "verifier"):
-            for name in ("bare-wsgi", "bare-flask", "pyjwt"):
+            for name in ("bare-asgi", "fresh-ceiling", "bare-wsgi", "bare-flask", "pyjwt"):
                 self.servers[name] = Server(name, peer(name), base, "/healthz")
             if not self.node_skipped:
                 self.servers["node-http"] = Server("node-http", node("http_verify.js"), base,
@@ -558,6 +685,9 @@ class Bench:
                             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
             self.servers["ours-verifier"] = Server("ours-verifier", ours("verifier"),
                                                    verifier_env, "/readyz")
+            if baseline:
+                self.servers["before-verifier"] = Server("before-verifier", before("verifier"),
+                                                         verifier_env, "/readyz")
             self.contenders += [c for c in VERIFIER_CONTENDERS
                                 if c.server in self.servers]
         if self.args.only in (None, "issuer"):
@@ -573,7 +703,11 @@ class Bench:
                                                  "/readyz")
             self.servers["jwcrypto"] = Server("jwcrypto", peer("jwcrypto"), base, "/healthz")
             self.servers["bare-sign"] = Server("bare-sign", peer("bare-sign"), base, "/healthz")
-            self.contenders += ISSUER_CONTENDERS
+            if baseline:
+                self.servers["before-issuer"] = Server("before-issuer", before("issuer"),
+                                                       issuer_env, "/readyz")
+            self.contenders += [c for c in ISSUER_CONTENDERS
+                                if c.server in self.servers or c.key == "raw-sign"]
         self.outcomes = {c.key: Outcome() for c in self.contenders}
 
     def start_servers(self) -> None:
@@ -604,14 +738,14 @@ class Bench:
         """A rate no fresh run can beat: the same servers answering a repeated token.
 
         PyJWT verifies every request either way; ours does strictly more work for a fresh
-        token than for a cached one. If ours cannot be probed, the bare WSGI callable (the
-        ceiling of anything under the same gunicorn) stands in for it. Not a timed round:
-        nothing of it is reported.
+        token than for a cached one, and the fresh-token ceiling no more than the bare ASGI
+        callable, which stands in when ours cannot be probed. Not a timed round: nothing of it
+        is reported.
         """
         ours = self.servers["ours-verifier"]
         if not ours.alive():
             restart_server(ours, self.processes, self.scratch)
-        probes = ["pyjwt", "ours-verifier" if ours.alive() else "bare-wsgi"]
+        probes = ["pyjwt", "ours-verifier" if ours.alive() else "bare-asgi"]
         best = 0.0
         for name in probes:
             server = self.servers[name]
@@ -815,20 +949,22 @@ def compute_goals(medians: dict[str, Measurement | None],
     goals = []
     if "ours-verify-repeated" in medians:
         goals += [
-            Goal("ours verify repeated / node express",
-                 _ratio(rate("ours-verify-repeated"), rate("node-express")), 1.0),
-            Goal("ours auth repeated / node express",
-                 _ratio(rate("ours-auth-repeated"), rate("node-express")), 1.0),
-            Goal("ours verify repeated / node http (stretch)",
-                 _ratio(rate("ours-verify-repeated"), rate("node-http")), 1.0),
-            Goal("ours auth repeated / node http (stretch)",
-                 _ratio(rate("ours-auth-repeated"), rate("node-http")), 1.0),
+            Goal("ours verify repeated / bare ASGI callable (the server's ceiling)",
+                 _ratio(rate("ours-verify-repeated"), rate("bare-asgi")), 0.6),
+            Goal("ours auth repeated / bare ASGI callable (the server's ceiling)",
+                 _ratio(rate("ours-auth-repeated"), rate("bare-asgi")), 0.6),
+            Goal("ours verify repeated / node http + jsonwebtoken",
+                 _ratio(rate("ours-verify-repeated"), rate("node-http")), 1.2),
+            Goal("ours auth repeated / node http + jsonwebtoken",
+                 _ratio(rate("ours-auth-repeated"), rate("node-http")), 1.2),
+            Goal("ours verify fresh / the fresh-token ceiling",
+                 _ratio(rate("ours-verify-fresh"), rate("fresh-ceiling")), 0.8),
             Goal("ours verify fresh / Flask + PyJWT fresh",
-                 _ratio(rate("ours-verify-fresh"), rate("pyjwt-fresh")), 1.3),
+                 _ratio(rate("ours-verify-fresh"), rate("pyjwt-fresh")), 2.0),
         ]
     if "ours-issue" in medians:
         goals.append(Goal("issuer tokens/s / raw signing",
-                          _ratio(rate("ours-issue"), rate("raw-sign")), 0.82))
+                          _ratio(rate("ours-issue"), rate("raw-sign")), 0.9))
     for key in TAIL_KEYS:
         if key not in tail:
             continue
@@ -856,26 +992,32 @@ def _separator(header: str) -> str:
 def report(bench: Bench, machine: dict[str, Any], found_versions: dict[str, str]) -> dict[str, Any]:
     args = bench.args
     medians = {key: outcome.median() for key, outcome in bench.outcomes.items()}
-    express = medians.get("node-express")
+    node_http = medians.get("node-http")
     raw = medians.get("raw-sign")
 
-    def row(contender: Contender, base: Measurement | None) -> str:
+    def ceiling(contender: Contender) -> Measurement | None:
+        # a fresh token's ceiling checks its signature; any other request's is the bare server
+        return medians.get("fresh-ceiling" if contender.tokens == "fresh" else "bare-asgi")
+
+    def row(contender: Contender, *bases: Measurement | None) -> str:
         result = medians[contender.key]
         outcome = bench.outcomes[contender.key]
         if result is None:
             reason = outcome.failures[-1] if outcome.failures else "not run"
-            return f"| {contender.label} | failed: {reason[:160]} | - | - | n/a |"
-        vs = _ratio(result.rate, base.rate if base else None)
+            return (f"| {contender.label} | failed: {reason[:160]} | - | - |"
+                    + " n/a |" * len(bases))
+        ratios = "".join(f" {_cell_ratio(_ratio(result.rate, base.rate if base else None))} |"
+                         for base in bases)
         return (f"| {_label(contender, result)} | {result.rate:.0f} | {_ms(result.p50_ms)} | "
-                f"{_ms(result.p99_ms)} | {_cell_ratio(vs)} |")
+                f"{_ms(result.p99_ms)} |{ratios}")
 
     verifier = [c for c in bench.contenders if c in VERIFIER_CONTENDERS]
     issuer = [c for c in bench.contenders if c in ISSUER_CONTENDERS]
     if verifier:
         print_table(f"verifier: RSA-{args.bits} RS256, {args.connections} connections, median of "
                     f"{args.rounds} round(s) x {args.duration} s",
-                    "| contender | req/s | p50 ms | p99 ms | vs node express |",
-                    [row(c, express) for c in verifier])
+                    "| contender | req/s | p50 ms | p99 ms | vs node http | vs its ceiling |",
+                    [row(c, node_http, ceiling(c)) for c in verifier])
         if bench.fresh_per_file:
             print(f"\nfresh tokens: each fresh measurement had its own slice of "
                   f"{bench.fresh_per_file} never-seen tokens, on a server restarted just before")
@@ -897,8 +1039,8 @@ def report(bench: Bench, machine: dict[str, Any], found_versions: dict[str, str]
         elif isinstance(result, str):
             tail_rows.append(f"| {contender.label} | failed: {result[:160]} | - | - | n/a |")
     if tail_rows:
-        print_table(f"at {args.tail_connections} connections (one pass; bare WSGI and node "
-                    "express for reference)",
+        print_table(f"at {args.tail_connections} connections (one pass; the bare ASGI callable, "
+                    "node express and the baseline for reference)",
                     "| contender | req/s | p50 ms | p99 ms | p99/p50 |", tail_rows)
 
     goals = compute_goals(medians, bench.tail, args.tail_connections)
@@ -966,19 +1108,21 @@ def _plausibility_lines(medians: dict[str, Measurement | None],
         lines.append(f"- the machine was busy before the run (load average "
                      f"{machine['load_average_before']:.2f}): other work shared CPU 0 and CPU 1 "
                      "and moved the figures; run it again on a quiet machine")
-    ceiling = medians.get("bare-wsgi")
-    if ceiling is None:
-        return lines
-    # no peer under the same gunicorn does less than the bare callable: beating it by more
-    # than the noise means some measurement was slowed down by something else. Ours is not
-    # bound by it: the event loop reads plain requests to the busy routes itself
-    # (shared/http11.py), without gunicorn's parser and environ
-    for key, result in medians.items():
-        if (key in GUNICORN_KEYS and not key.startswith("ours-") and result is not None
-                and result.rate > ceiling.rate * 1.1):
-            lines.append(f"- {key} ({result.rate:.0f} req/s) beat the bare WSGI callable "
-                         f"({ceiling.rate:.0f} req/s), the ceiling of every gunicorn server: "
-                         "some figures were moved by other work")
+    # nothing does less than its bare callable under the same worker: beating it by more than
+    # the noise means some measurement was slowed down by something else
+    bounds = {"bare-wsgi": GTHREAD_KEYS,
+              "bare-asgi": {"ours-verify-repeated", "ours-auth-repeated", "fresh-ceiling"},
+              "fresh-ceiling": {"ours-verify-fresh"}}
+    for name, bounded in bounds.items():
+        ceiling = medians.get(name)
+        if ceiling is None:
+            continue
+        for key in bounded:
+            result = medians.get(key)
+            if result is not None and result.rate > ceiling.rate * 1.1:
+                lines.append(f"- {key} ({result.rate:.0f} req/s) beat {name} "
+                             f"({ceiling.rate:.0f} req/s), its ceiling: some figures were moved "
+                             "by other work")
     return lines
 
 
@@ -993,9 +1137,11 @@ def describe(machine: dict[str, Any], found_versions: dict[str, str],
           f"signing process on CPU {SERVER_CPU} (taskset -c {SERVER_CPU}); wrk on CPU "
           f"{LOAD_CPU} (taskset -c {LOAD_CPU} wrk -t1 -c{args.connections} -d{args.duration}s "
           f"--latency)")
-    print(f"servers: Python under gunicorn, {WORKERS} worker x {THREADS} gthread threads, access "
-          "log on; ours as shipped (jwt-auth serve, metrics on, failure mode closed); node one "
-          "process each; redis-server with AOF appendfsync always")
+    print(f"servers: Python under gunicorn, {WORKERS} worker; ours as shipped (jwt-auth serve: "
+          "the asgi worker, uvloop, access log and metrics on, failure mode closed) and the ASGI "
+          "ceilings under the same worker settings (no access log); the WSGI peers under "
+          f"gthread x {THREADS} threads, access log on; node one process each; redis-server "
+          "with AOF appendfsync always")
     print(f"method: {WARM_UP_SECONDS} s wrk warm-up before each measurement (not counted), "
           f"{args.rounds} interleaved round(s), medians; req/s counts answers below 400")
     print("versions: " + ", ".join(f"{name} {value}" for name, value in found_versions.items()))
@@ -1014,7 +1160,9 @@ def parse_args() -> argparse.Namespace:
                         help="connections of the p99/p50 pass of ours (0: skip it)")
     parser.add_argument("--bits", type=int, default=4096, help="RSA key size")
     parser.add_argument("--threads", type=int, default=THREADS,
-                        help="gthread threads of every Python server (ours and the peers alike)")
+                        help="gthread threads of the WSGI peers")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run ours from this checkout (an earlier commit)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     # the child processes this script starts run the script itself in one of these modes
     parser.add_argument("--serve-peer", choices=sorted(PEERS), help=argparse.SUPPRESS)
@@ -1023,6 +1171,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--raw-sign", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "jwt_auth").is_dir():
+            parser.error(f"--baseline {args.baseline}: no jwt_auth/ there")
     if args.duration < 1 or args.rounds < 1 or args.connections < 1:
         parser.error("--duration, --rounds and --connections must be at least 1")
     return args
@@ -1070,7 +1222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     args = parse_args()
-    global THREADS  # one setting for every Python server, peers (subprocesses) included
+    global THREADS  # one setting for every WSGI peer (subprocesses included)
     THREADS = args.threads
     if args.serve_peer:
         serve_peer(args.serve_peer, args.port, args.dir)

@@ -6,12 +6,10 @@ opened again at once). Meanwhile legitimate clients call ``POST /v1/verify`` and
 on the verifier and ``POST /v1/tokens`` on the issuer, some on kept-alive connections and some
 on new ones, and every answer's latency is recorded. Goal: zero failures and p99 under 100 ms.
 
-The stack is the one users run, ``jwt-auth up`` with its defaults (2 workers x 2 threads per
-service), pinned to CPU 0; the attack and the clients run on CPU 1. ``--stock-gthread`` also
-runs the same two services under gunicorn's stock gthread worker, to show the attack working on
-it::
+The stack is the one users run, ``jwt-auth up`` with its defaults (2 workers per service, on
+gunicorn's asgi worker), pinned to CPU 0; the attack and the clients run on CPU 1::
 
-    .venv/bin/python bench/slow_clients.py [--connections 200] [--duration 30] [--stock-gthread]
+    .venv/bin/python bench/slow_clients.py [--connections 200] [--duration 30]
 """
 
 from __future__ import annotations
@@ -41,17 +39,6 @@ REQUEST_TIMEOUT = 5.0
 GOAL_P99_MS = 100.0
 # what a trickling client sends, one byte at a time, forever: a head that never ends
 TRICKLE = b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100_000
-
-# launches one service under gunicorn's stock gthread worker, otherwise as `jwt-auth serve`
-STOCK_LAUNCHER = """
-import importlib, sys
-from shared.serving import prepare_multiprocess_metrics, run_gunicorn
-prepare_multiprocess_metrics()
-service, bind = sys.argv[1], sys.argv[2]
-run_gunicorn(importlib.import_module(service + ".app").create_app, bind=bind, workers=2,
-             threads=2, worker_class="gthread")
-"""
-
 
 @dataclass
 class Endpoint:
@@ -201,28 +188,6 @@ def attack(name: str, issuer: Endpoint, verifier: Endpoint, client_key: str,
     return [(name, label, figures[label], held) for label in requests]
 
 
-def start_stock(processes: Processes, data: Path, ports: dict[str, int],
-                stack_ports: dict[str, int]) -> None:
-    """Both services under stock gthread, with the environment `jwt-auth up` gives them."""
-    dev = DevPaths.under(data / "up")
-    envs = {
-        "issuer": {"ISSUER_KEYS_DIR": str(dev.issuer_dir),
-                   "ISSUER_KEY_PASSPHRASE_FILE": str(dev.passphrase),
-                   "ISSUER_CLIENTS_FILE": str(dev.clients)},
-        "verifier": {"VERIFIER_JWKS_URL":
-                     f"http://127.0.0.1:{stack_ports['issuer']}/.well-known/jwks.json",
-                     "REDIS_URL": f"redis://127.0.0.1:{stack_ports['redis']}/0",
-                     "VERIFIER_ADMIN_KEYS_FILE": str(dev.admin_keys)},
-    }
-    for service in ("issuer", "verifier"):
-        env = {**os.environ, **envs[service],
-               "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix=f"stock-{service}-")}
-        log = processes.logs / f"stock-{service}.log"
-        process = processes.start([sys.executable, "-c", STOCK_LAUNCHER, service,
-                                   f"127.0.0.1:{ports[service]}"], env, log)
-        wait_answering(process, ports[service], "/readyz", log, f"stock {service}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=200,
@@ -231,8 +196,6 @@ def main() -> int:
                         help="seconds between two bytes of a trickling connection [2]")
     parser.add_argument("--duration", type=float, default=30.0,
                         help="seconds of legitimate requests under attack [30]")
-    parser.add_argument("--stock-gthread", action="store_true",
-                        help="also attack the services under gunicorn's stock gthread worker")
     args = parser.parse_args()
     # the clients and the attack on CPU 1; every server on CPU 0 (Processes.start)
     with contextlib.suppress(OSError):
@@ -252,11 +215,6 @@ def main() -> int:
         client_key = DevPaths.under(scratch / "up").client_key.read_text().strip()
         rows = attack("jwt-auth up (shipped)", Endpoint("issuer", ports["issuer"]),
                       Endpoint("verifier", ports["verifier"]), client_key, args)
-        if args.stock_gthread:
-            stock = {"issuer": free_port(), "verifier": free_port()}
-            start_stock(processes, scratch, stock, ports)
-            rows += attack("stock gthread", Endpoint("issuer", stock["issuer"]),
-                           Endpoint("verifier", stock["verifier"]), client_key, args)
     except SystemExit:
         print(f"stack log: {log_tail(scratch / 'up.log', 12)}", file=sys.stderr)
         raise

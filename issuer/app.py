@@ -1,10 +1,11 @@
 """The issuer service: signs payloads for authenticated clients over HTTP.
 
 The same shape as the verifier (``verifier/app.py``): ``create_app()`` builds the service's
-objects, starts from ``shared.api.service_app`` (JSON, problem+json, metrics, ``/healthz``,
-``/readyz``, ``/metrics``, ``/openapi.json``, ``/docs``), registers the Blueprint ``views``
-and answers ``POST /v1/tokens`` in front of Flask (``issuer.hotpath``). Every route is declared
-once, through ``api``, which makes the OpenAPI document.
+objects and its ``ServiceApp`` (``shared.web``): a Flask app made by
+``shared.web.api.service_flask`` (problem+json, ``/healthz``, ``/readyz``, ``/metrics``,
+``/openapi.json``, ``/docs``) with the ``views`` below, and ``POST /v1/tokens`` answered on the
+event loop (``issuer.hotpath``). Every route is declared once, to the app's own ``Api``, which
+makes the OpenAPI document.
 
 ``create_app()`` with no settings reads the environment and stops with one line when it cannot
 start (gunicorn, the CLI); tests pass explicit settings and see the exception instead.
@@ -16,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings
 from issuer.errors import KeyNotFound
@@ -25,35 +26,36 @@ from issuer.issuance import TokenIssuer
 from issuer.keyring import SigningKeys
 from issuer.schemas import Configuration, IssuerReady, Jwks
 from issuer.signing import check_signing_key
-from shared.api import Api, serve_hot_routes, service_app
 from shared.apikeys import ApiKeyRegistry
 from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
-from shared.serving import exit_on_startup_error
+from shared.startup import exit_on_startup_error
+from shared.web.api import Api, Views, service_flask
+from shared.web.app import ServiceApp
 
 log = logging.getLogger(__name__)
 
-api = Api(
-    "jwt-custom-auth issuer",
+TITLE = "jwt-custom-auth issuer"
+DESCRIPTION = (
     "Signs RS256 JSON Web Tokens for the callers of an existing authentication system. Every "
-    "error is application/problem+json with a stable `code`.",
-    security_schemes={
-        "apiKey": {"type": "http", "scheme": "bearer",
-                   "description": "A client API key made by `jwt-auth clients add`."},
-    },
+    "error is application/problem+json with a stable `code`."
 )
-views = Blueprint("issuer", __name__)
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "apiKey": {"type": "http", "scheme": "bearer",
+               "description": "A client API key made by `jwt-auth clients add`."},
+}
+views = Views("issuer")
 
 
-def create_app(settings: IssuerSettings | None = None) -> Flask:
-    """The issuer's WSGI app, from explicit settings or from the environment."""
+def create_app(settings: IssuerSettings | None = None) -> ServiceApp:
+    """The issuer's ASGI app, from explicit settings or from the environment."""
     if settings is None:
         return exit_on_startup_error("issuer", lambda: _build(IssuerSettings.from_env()))
     return _build(settings)
 
 
-def _build(settings: IssuerSettings) -> Flask:
+def _build(settings: IssuerSettings) -> ServiceApp:
     configure_logging(settings.log_level, settings.log_format)
     keys = SigningKeys(settings)
     clients = ApiKeyRegistry.load(settings.clients_file, variable=CLIENTS_FILE_VARIABLE)
@@ -72,14 +74,16 @@ def _build(settings: IssuerSettings) -> Flask:
             return True, report
         return False, {**report, "reason": "the signing key does not sign."}
 
-    app = service_app("issuer", api, readiness, ready_answer=IssuerReady,
-                      max_body_bytes=settings.max_body_bytes)
-    app.extensions["jwt_auth_issuer"] = issuer
-    app.extensions[RELOADER_EXTENSION] = Reloader([keys, clients])
-    app.register_blueprint(views)
-    serve_hot_routes(app, "issuer", hot_routes(api, issuer,
-                                               max_body_bytes=settings.max_body_bytes))
-    return app
+    api = Api(TITLE, DESCRIPTION, security_schemes=SECURITY_SCHEMES)
+    flask = service_flask("issuer", api, readiness, ready_answer=IssuerReady,
+                          max_body_bytes=settings.max_body_bytes)
+    flask.extensions["jwt_auth_issuer"] = issuer
+    reloader = Reloader([keys, clients])
+    flask.extensions[RELOADER_EXTENSION] = reloader
+    api.add_views(flask, views)
+    return ServiceApp("issuer", flask, api, hot_routes(api, issuer),
+                      max_body_bytes=settings.max_body_bytes,
+                      on_start=[reloader.start_in_worker])
 
 
 def _issuer() -> TokenIssuer:
@@ -87,8 +91,8 @@ def _issuer() -> TokenIssuer:
     return issuer
 
 
-@api.view(views, "/.well-known/jwks.json", ["GET"], "The published keys (RFC 7517)",
-          answer=Jwks, answer_headers={"Cache-Control": "public, max-age=ISSUER_JWKS_MAX_AGE"})
+@views.route("/.well-known/jwks.json", ["GET"], "The published keys (RFC 7517)",
+             answer=Jwks, answer_headers={"Cache-Control": "public, max-age=ISSUER_JWKS_MAX_AGE"})
 def jwks() -> Response:
     issuer = _issuer()
     response = jsonify(issuer.keys.ring.jwks(time.time()))
@@ -98,8 +102,9 @@ def jwks() -> Response:
     return response
 
 
-@api.view(views, "/.well-known/jwt-auth.json", ["GET"],
-          "The issuer's claim rule, which a verifier compares with its own", answer=Configuration)
+@views.route("/.well-known/jwt-auth.json", ["GET"],
+             "The issuer's claim rule, which a verifier compares with its own",
+             answer=Configuration)
 def configuration() -> Response:
     settings = _issuer().settings
     response = jsonify({
@@ -113,10 +118,10 @@ def configuration() -> Response:
     return response
 
 
-@api.view(views, "/v1/public-key", ["GET"],
-          "The active public key, or any published one by kid, as PEM (SPKI)",
-          media_type="application/x-pem-file", errors=(KeyNotFound,),
-          query={"kid": "a published key (next, retiring) instead of the active one"})
+@views.route("/v1/public-key", ["GET"],
+             "The active public key, or any published one by kid, as PEM (SPKI)",
+             media_type="application/x-pem-file", errors=(KeyNotFound,),
+             query={"kid": "a published key (next, retiring) instead of the active one"})
 def public_key() -> Response:
     # the signing key by default: the seed's verifier configuration takes one PEM key;
     # ?kid= gives a next key to a PEM-configured verifier before it signs (rotation)

@@ -1,7 +1,8 @@
-"""``POST /v1/tokens``, the issuer's traffic, answered in front of Flask (``shared.hotroutes``).
+"""``POST /v1/tokens``, the issuer's traffic, answered on the event loop (``shared.web.hot``).
 
-Between the RSA signature and the answer stand only the client's key check, its rate limit,
-the claim schema and the encoding: Flask's per-request machinery was a quarter of the rest.
+The client's key check, its rate limit and the body are handled on the loop; the claim rules
+and the signature run in the app's thread pool (an RSA-4096 signature takes milliseconds, and
+``cryptography`` lets go of the GIL while it signs, so the loop goes on serving meanwhile).
 """
 
 from __future__ import annotations
@@ -21,44 +22,34 @@ from issuer.issuance import TokenIssuer
 from issuer.metrics import TOKEN_REFUSALS
 from issuer.schemas import PAYLOAD_DESCRIPTION, Issued
 from issuer.signing import RESERVED_CLAIMS
-from shared.api import Api
 from shared.errors import Problem
-from shared.hotroutes import (
-    Answer,
-    Environ,
-    Route,
-    json_answer,
-    parse_json,
-    read_body,
-)
+from shared.web.api import Api
+from shared.web.hot import HotRoute, Request, parse_json
+from shared.web.problems import Answer, json_answer
 
 
-def _expires_in(environ: Environ) -> str | None:
+def _expires_in(query: str) -> str | None:
     """The first ``expires_in`` of the query string, as Flask's ``request.args.get`` gives it."""
-    query = environ.get("QUERY_STRING", "")
     if not query:
         return None
     values = urllib.parse.parse_qs(query, keep_blank_values=True).get("expires_in")
     return values[0] if values else None
 
 
-def _never_waits() -> bool:
-    return True
+def hot_routes(api: Api, issuer: TokenIssuer) -> list[HotRoute]:
+    """The issuer's routes answered on the event loop, declared to ``api``."""
 
-
-def hot_routes(api: Api, issuer: TokenIssuer, *, max_body_bytes: int) -> list[Route]:
-    """The issuer's routes served in front of Flask, declared to ``api``."""
-
-    def issue_token(environ: Environ, method: str) -> Answer:
-        client = issuer.authenticate(environ.get("HTTP_AUTHORIZATION"))
+    async def issue_token(request: Request) -> Answer:
+        client = issuer.authenticate(request.header("authorization"))
         issuer.admit(client)
         try:
-            payload = parse_json(read_body(environ, max_body_bytes), environ.get("CONTENT_TYPE"))
+            payload = parse_json(await request.body(), request.header("content-type"))
         except Problem as problem:
             # counted here: the body limit and the JSON rules decide these refusals
             TOKEN_REFUSALS.labels(problem.code).inc()
             raise
-        issued = issuer.issue(client, payload, expires_in=_expires_in(environ))
+        issued = await request.in_thread(issuer.issue, client, payload,
+                                         expires_in=_expires_in(request.query))
         body = {
             "token": issued.token,
             "tokenType": "Bearer",
@@ -77,8 +68,6 @@ def hot_routes(api: Api, issuer: TokenIssuer, *, max_body_bytes: int) -> list[Ro
         errors=(ExpiresInInvalid, ApiKeyMissing, ApiKeyInvalid, AdminNotPermitted, ClaimInvalid,
                 ClaimReserved, RateLimited),
         security=("apiKey",),
-        # nothing here waits on a peer: the rate limit is shared memory, the key is loaded
-        answers_at_once=_never_waits,
         query={"expires_in": (
             "lifetime in seconds instead of ISSUER_TOKEN_TTL",
             {"type": "integer", "minimum": 1, "maximum": issuer.settings.max_token_ttl},

@@ -1,4 +1,4 @@
-"""The shapes of the issuer's answers, for the API description (``shared.api``)."""
+"""The shapes of the issuer's answers, for the API description (``shared.web.api``)."""
 
 from __future__ import annotations
 

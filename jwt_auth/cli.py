@@ -12,8 +12,6 @@ from typing import Any
 
 import click
 
-from shared.serving import prepare_multiprocess_metrics, run_gunicorn
-
 _LAZY_COMMANDS = {
     "keygen": "issuer.commands:keygen",
     "clients": "issuer.commands:clients",
@@ -54,14 +52,16 @@ def main() -> None:
     help="Address to listen on [default: 127.0.0.1:8001 for the issuer, :8002 for the verifier].",
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-# 2 threads: the busy routes never wait on I/O, and the threads of a worker take turns on one
-# interpreter; with 4, p99 at 64 connections was 2.5x p50 (gthread's own, not the answer's),
-# with 2 it is 1.3x, for 4% fewer requests/s (bench/side_by_side.py)
-@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Threads per worker (gthread keeps connections alive).")
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Threads per worker for the routes that may wait (Flask's views; Redis, "
+                   "JWKS and signing calls of the busy routes); the event loop serves the rest.")
 @click.option("--no-access-log", is_flag=True, help="Do not log one line per request.")
 def serve(service: str, bind: str | None, workers: int, threads: int, no_access_log: bool) -> None:
-    """Run the issuer or the verifier under gunicorn, configured from the environment."""
+    """Run the issuer or the verifier under gunicorn's asgi worker, configured from the
+    environment."""
+    # before any service module: prometheus_client picks its storage when first imported
+    from shared.web.gunicorn import prepare_multiprocess_metrics, run_gunicorn
+
     prepare_multiprocess_metrics()
     module = importlib.import_module(f"{service}.app")
     factory: Any = module.create_app

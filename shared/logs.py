@@ -8,7 +8,7 @@
 
 ``time`` is ISO 8601 in UTC with milliseconds; ``request_id`` is there while a request is being
 answered (``shared.requestid``), absent otherwise. gunicorn's access line has its own fields
-(``shared.accesslog``); audit events are JSON lines in both formats (``shared.audit``).
+(``shared.web.accesslog``); audit events are JSON lines in both formats (``shared.audit``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ one line, and the process keeps serving with what it had.
 
 Two triggers, because a service runs as a gunicorn master with forked workers:
 
-- SIGHUP to the master: gunicorn calls ``on_reload`` (``shared.serving``), which reloads here in
-  the master, then forks fresh workers that inherit the new state and retires the old ones.
+- SIGHUP to the master: gunicorn calls ``on_reload`` (``shared.web.gunicorn``), which reloads
+  here in the master, then forks fresh workers that inherit the new state and retires the old
+  ones.
 - A file change: every worker polls the fingerprints once per ``POLL_SECONDS`` from a
   background thread and reloads what changed. The command-line tools write these files
   atomically (a new file renamed over the old), so a reader sees the old file or the new one.
@@ -113,7 +114,7 @@ class Reloader:
 
         A worker inherits the state the master last read (at start or SIGHUP); a worker that
         gunicorn restarts later must not serve, even for a second, keys removed since.
-        gunicorn calls this before the worker accepts its first connection.
+        The app's ASGI lifespan start-up calls this, before the worker accepts a connection.
         """
         self.check()
         self.start()

@@ -1,16 +1,14 @@
 """Request ids: one per request, in the ``X-Request-Id`` answer header and on its log lines.
 
-``shared.hotroutes.HotRoutes``, the outermost layer of both services that sees every request,
-calls ``begin`` first: the caller's ``X-Request-Id`` when it is acceptable (``is_acceptable``),
-a fresh one otherwise. The id is then
+``shared.web.app.ServiceApp``, which sees every request first, gives each its id: the caller's
+``X-Request-Id`` when it is acceptable (``accept``), a fresh one otherwise. The id is then
 
-- in the WSGI environ under ``ENVIRON_KEY``, where gunicorn's access line reads it after the
-  answer (``shared.accesslog``);
-- in the context variable ``current`` until the app has answered, where ``RequestIdFilter``
-  puts it on every log record of the request (gthread serves a request on one thread; each
-  thread has a context of its own);
+- in the context variable ``current`` until the request is answered, where ``RequestIdFilter``
+  puts it on every log record of the request: an async handler and a Flask view in its thread
+  alike (the thread runs in a copy of the request's context);
 - in the answer's ``X-Request-Id`` header, whatever answered: a hot route, a Flask view, a
-  problem, a 404.
+  problem, a 404;
+- on the request's access line (``shared.web.accesslog``).
 
 An id that is not acceptable is replaced, never echoed or logged: a header value is the
 caller's text, and a line break or a quote in it would forge or break log lines.
@@ -21,11 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from contextvars import ContextVar, Token
-from typing import Any
+from contextvars import ContextVar
 
 HEADER = "X-Request-Id"
-ENVIRON_KEY = "jwt_auth.request_id"
 MAX_LENGTH = 128
 
 # letters, digits and - _ . : / + = @ (UUIDs, W3C trace ids, base64 ids, "host:1234"), no
@@ -33,7 +29,7 @@ MAX_LENGTH = 128
 _ACCEPTABLE = re.compile(rf"[A-Za-z0-9._:/+=@-]{{1,{MAX_LENGTH}}}").fullmatch
 
 current: ContextVar[str | None] = ContextVar("jwt_auth_request_id", default=None)
-"""The id of the request this thread is answering; None outside of one."""
+"""The id of the request being answered in this context; None outside of one."""
 
 
 def is_acceptable(value: str) -> bool:
@@ -46,16 +42,9 @@ def new_request_id() -> str:
     return os.urandom(12).hex()
 
 
-def begin(environ: dict[str, Any]) -> tuple[str, Token[str | None]]:
-    """Give the request its id (environ, context); ``end`` with the token when it has answered."""
-    offered = environ.get("HTTP_X_REQUEST_ID")
-    request_id = offered if offered and _ACCEPTABLE(offered) is not None else new_request_id()
-    environ[ENVIRON_KEY] = request_id
-    return request_id, current.set(request_id)
-
-
-def end(token: Token[str | None]) -> None:
-    current.reset(token)
+def accept(offered: str) -> str:
+    """The caller's id when it may be kept, else a new one."""
+    return offered if _ACCEPTABLE(offered) is not None else new_request_id()
 
 
 class RequestIdFilter(logging.Filter):

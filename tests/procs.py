@@ -291,3 +291,22 @@ def service_pair(
     finally:
         for service in started:
             service.stop()
+
+
+@contextmanager
+def one_verifier(
+    key_pair: KeyPair, redis_server: RedisServer, folder: Path, *, threads: int = 4, **env: str
+) -> Iterator[ServiceProcess]:
+    """A verifier with one worker on the test's Redis (started again if a test stopped it), an
+    admin key file holding one admin key; stopped after."""
+    admins = folder / "admins.json"
+    add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins, **env),
+                              folder / "verifier.log", workers=1, threads=threads)
+    verifier.start()
+    try:
+        yield verifier
+    finally:
+        verifier.stop()

@@ -1,10 +1,11 @@
 """The verifier service: token checks, sessions and revocation for app backends.
 
-The same shape as the issuer (``issuer/app.py``): ``create_app()`` builds the service's objects,
-starts from ``shared.api.service_app`` (JSON, problem+json, metrics, ``/healthz``, ``/readyz``,
-``/metrics``, ``/openapi.json``, ``/docs``), registers the Blueprint ``views`` and answers
-``POST /v1/verify`` and ``/v1/auth`` in front of Flask (``verifier.hotpath``). Every route is
-declared once, through ``api``, which makes the OpenAPI document.
+The same shape as the issuer (``issuer/app.py``): ``create_app()`` builds the service's objects
+and its ``ServiceApp`` (``shared.web``): a Flask app made by ``shared.web.api.service_flask``
+(problem+json, ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``, ``/docs``) with the
+``views`` below, and ``POST /v1/verify`` and ``/v1/auth`` answered on the event loop
+(``verifier.hotpath``). Every route is declared once, to the app's own ``Api``, which makes the
+OpenAPI document.
 
 gunicorn serves ``create_app()`` built once in the master before workers fork; nothing built here
 holds a socket or a thread (the Redis client and the revocation mirror start lazily in each
@@ -16,11 +17,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 from werkzeug.routing import PathConverter
 
-from shared.api import Api, operation_id, serve_hot_routes, service_app
-from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
+from shared.apikeys import ApiClient, ApiKeyRegistry
 from shared.audit import audit
 from shared.errors import (
     Forbidden,
@@ -32,7 +32,10 @@ from shared.errors import (
 from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
-from shared.serving import exit_on_startup_error
+from shared.startup import exit_on_startup_error
+from shared.web.api import Api, Views, operation_id, service_flask
+from shared.web.app import ServiceApp
+from verifier.callers import require_admin, require_introspecting_client
 from verifier.config import VerifierSettings
 from verifier.errors import (
     TOKEN_ERRORS,
@@ -58,23 +61,23 @@ from verifier.verification import VerificationPolicy
 
 log = logging.getLogger(__name__)
 
-api = Api(
-    "jwt-custom-auth verifier",
+TITLE = "jwt-custom-auth verifier"
+DESCRIPTION = (
     "Verifies JSON Web Tokens with public keys only (the algorithms VERIFIER_ALGORITHMS allows, "
     "RS256 by default), and keeps sessions and revocations in Redis. Every error is "
-    "application/problem+json with a stable `code`.",
-    security_schemes={
-        "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-        "session": {"type": "http", "scheme": "bearer",
-                    "description": "A session id from POST /v1/sessions"},
-        "adminKey": {"type": "http", "scheme": "bearer",
-                     "description": "An admin key from VERIFIER_ADMIN_KEYS_FILE"},
-        "clientKey": {"type": "http", "scheme": "bearer",
-                      "description": "A key from VERIFIER_CLIENT_KEYS_FILE (or "
-                                     "VERIFIER_ADMIN_KEYS_FILE)"},
-    },
+    "application/problem+json with a stable `code`."
 )
-views = Blueprint("verifier", __name__)
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "session": {"type": "http", "scheme": "bearer",
+                "description": "A session id from POST /v1/sessions"},
+    "adminKey": {"type": "http", "scheme": "bearer",
+                 "description": "An admin key from VERIFIER_ADMIN_KEYS_FILE"},
+    "clientKey": {"type": "http", "scheme": "bearer",
+                  "description": "A key from VERIFIER_CLIENT_KEYS_FILE (or "
+                                 "VERIFIER_ADMIN_KEYS_FILE)"},
+}
+views = Views("verifier")
 
 SESSION_PATH = "/v1/sessions/"
 _SESSION_ID = {"session_id": "a session id from POST /v1/sessions (a bearer credential)"}
@@ -82,14 +85,14 @@ _USER_ID = {"user_id": "the user id as the verifier reports it (escape character
 _ADMIN_ERRORS = (Unauthorized, Forbidden, RequestInvalid, StoreUnavailable)
 
 
-def create_app(settings: VerifierSettings | None = None) -> Flask:
+def create_app(settings: VerifierSettings | None = None) -> ServiceApp:
     """The verifier app; from the environment (a bad start: one line, exit 3) if no settings."""
     if settings is None:
         return exit_on_startup_error("verifier", lambda: _build(VerifierSettings.from_env()))
     return _build(settings)
 
 
-def _build(settings: VerifierSettings) -> Flask:
+def _build(settings: VerifierSettings) -> ServiceApp:
     configure_logging(settings.log_level, settings.log_format)
     keyset = KeySet.from_settings(settings)
     if settings.jwks_url:
@@ -111,20 +114,23 @@ def _build(settings: VerifierSettings) -> Flask:
         failed = ", ".join(name for name, ok in checks.items() if not ok)
         return False, {"checks": checks, "reason": f"{failed} unavailable."}
 
-    app = service_app("verifier", api, readiness, ready_answer=VerifierReady,
-                      max_body_bytes=settings.max_body_bytes)
-    app.extensions["verifier"] = service
-    app.extensions["verifier.admins"] = admins
-    app.extensions["verifier.clients"] = clients
+    api = Api(TITLE, DESCRIPTION, security_schemes=SECURITY_SCHEMES)
+    flask = service_flask("verifier", api, readiness, ready_answer=VerifierReady,
+                          max_body_bytes=settings.max_body_bytes)
+    flask.extensions["verifier"] = service
+    flask.extensions["verifier.admins"] = admins
+    flask.extensions["verifier.clients"] = clients
     # the PEM keys and the admin keys file are read again when they change, and on SIGHUP,
     # which also refetches the JWKS and ends the grace of withdrawn keys (shared.reloading)
-    app.extensions[RELOADER_EXTENSION] = Reloader([keyset, admins, clients])
-    app.url_map.converters["user_id"] = UserIdConverter
-    app.register_blueprint(views)
-    serve_hot_routes(app, "verifier", hot_routes(api, service, admins=admins,
-                                                 max_body_bytes=settings.max_body_bytes))
-    app.wsgi_app = _RedactSessionIds(app.wsgi_app)  # type: ignore[method-assign]  # WSGI wrapping
-    return app
+    reloader = Reloader([keyset, admins, clients])
+    flask.extensions[RELOADER_EXTENSION] = reloader
+    flask.url_map.converters["user_id"] = UserIdConverter
+    api.add_views(flask, views)
+    return ServiceApp(
+        "verifier", flask, api, hot_routes(api, service, admins=admins),
+        max_body_bytes=settings.max_body_bytes, redact_path=redact_session_id,
+        on_start=[reloader.start_in_worker], on_stop=[store.close],
+    )
 
 
 def prepare_store(store: Store) -> None:
@@ -156,24 +162,11 @@ class UserIdConverter(PathConverter):
     regex = "[^/](?s:.*?)"
 
 
-class _RedactSessionIds:
-    """Keeps session ids, which are bearer credentials, out of gunicorn's access log.
-
-    gunicorn writes the access line after the response, from this same WSGI environ; the path
-    is rewritten only once the app has answered.
-    """
-
-    def __init__(self, wsgi_app: Any) -> None:
-        self.wsgi_app = wsgi_app
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        try:
-            return self.wsgi_app(environ, start_response)
-        finally:
-            path = environ.get("PATH_INFO", "")
-            if path.startswith(SESSION_PATH) and len(path) > len(SESSION_PATH):
-                environ["PATH_INFO"] = SESSION_PATH + "<redacted>"
-                environ["RAW_URI"] = SESSION_PATH + "<redacted>"
+def redact_session_id(path: str) -> str:
+    """A path for the access log: session ids, which are bearer credentials, never reach it."""
+    if path.startswith(SESSION_PATH) and len(path) > len(SESSION_PATH):
+        return SESSION_PATH + "<redacted>"
+    return path
 
 
 def _token_from_request() -> str:
@@ -189,43 +182,27 @@ def _service() -> VerifierService:
 
 def _admin() -> ApiClient:
     """The admin calling, or 401/403."""
-    registry: ApiKeyRegistry = current_app.extensions["verifier.admins"]
-    client = registry.authenticate(bearer_token(request.headers.get("Authorization")))
-    if client is None:
-        raise Unauthorized(
-            "Send an admin API key from VERIFIER_ADMIN_KEYS_FILE as Authorization: Bearer <key>.",
-            headers={"WWW-Authenticate": 'Bearer realm="jwt-auth-verifier-admin"'},
-        )
-    if not client.admin:
-        raise Forbidden(f"The key of {client.name!r} is not an admin key.")
-    return client
+    return require_admin(current_app.extensions["verifier.admins"],
+                         request.headers.get("Authorization"))
 
 
 def _introspecting_client() -> ApiClient:
     """The resource server calling introspection, or 401 (RFC 7662 section 2.1)."""
-    key = bearer_token(request.headers.get("Authorization"))
-    for name in ("verifier.clients", "verifier.admins"):
-        registry: ApiKeyRegistry = current_app.extensions[name]
-        client = registry.authenticate(key)
-        if client is not None:
-            return client
-    raise Unauthorized(
-        "Send a key from VERIFIER_CLIENT_KEYS_FILE (or VERIFIER_ADMIN_KEYS_FILE) as "
-        "Authorization: Bearer <key>.",
-        headers={"WWW-Authenticate": 'Bearer realm="jwt-auth-verifier-introspection"'},
-    )
+    return require_introspecting_client(current_app.extensions["verifier.clients"],
+                                        current_app.extensions["verifier.admins"],
+                                        request.headers.get("Authorization"))
 
 
-@api.view(views, "/v1/introspect", ["POST"], "Token introspection (RFC 7662)",
-          description="A form body token=<jwt> (token_type_hint is accepted and ignored), from "
-          "a resource server holding a key of VERIFIER_CLIENT_KEYS_FILE or "
-          "VERIFIER_ADMIN_KEYS_FILE. Any token that is not good is {\"active\": false}; a good "
-          "one has its identity and registered claims. The revocation check and the failure "
-          "modes are those of /v1/verify (503 store_unavailable in closed mode).",
-          body=IntrospectionRequest, body_media_type="application/x-www-form-urlencoded",
-          answer=Introspection,
-          errors=(Unauthorized, RequestInvalid, StoreUnavailable, NotReady),
-          security=("clientKey",))
+@views.route("/v1/introspect", ["POST"], "Token introspection (RFC 7662)",
+             description="A form body token=<jwt> (token_type_hint is accepted and ignored), from "
+             "a resource server holding a key of VERIFIER_CLIENT_KEYS_FILE or "
+             "VERIFIER_ADMIN_KEYS_FILE. Any token that is not good is {\"active\": false}; a good "
+             "one has its identity and registered claims. The revocation check and the failure "
+             "modes are those of /v1/verify (503 store_unavailable in closed mode).",
+             body=IntrospectionRequest, body_media_type="application/x-www-form-urlencoded",
+             answer=Introspection,
+             errors=(Unauthorized, RequestInvalid, StoreUnavailable, NotReady),
+             security=("clientKey",))
 def introspect() -> Response:
     _introspecting_client()
     if request.get_data(cache=True) and request.mimetype != "application/x-www-form-urlencoded":
@@ -241,26 +218,26 @@ def introspect() -> Response:
     return response
 
 
-@api.view(views, "/v1/sessions", ["POST"],
-          "Log in: verify the token, update the user record, open a session",
-          description="Over VERIFIER_LOGIN_RATE logins of the user in the last minute: 429 "
-          "login_rate_exceeded with Retry-After, and nothing written. At "
-          "VERIFIER_MAX_SESSIONS_PER_USER live sessions, the user's oldest are ended first.",
-          body=TokenRequest, body_required=False, status=201, answer=Session,
-          errors=(*TOKEN_ERRORS, LoginRateExceeded, StoreUnavailable, NotReady),
-          security=("bearerJwt", ""),
-          links={
-              name: {"operationId": operation_id(method, "/v1/sessions/{session_id}"),
-                     "parameters": {"session_id": "$response.body#/sessionId"}}
-              for name, method in (("GetSession", "GET"), ("Logout", "DELETE"))
-          })
+@views.route("/v1/sessions", ["POST"],
+             "Log in: verify the token, update the user record, open a session",
+             description="Over VERIFIER_LOGIN_RATE logins of the user in the last minute: 429 "
+             "login_rate_exceeded with Retry-After, and nothing written. At "
+             "VERIFIER_MAX_SESSIONS_PER_USER live sessions, the user's oldest are ended first.",
+             body=TokenRequest, body_required=False, status=201, answer=Session,
+             errors=(*TOKEN_ERRORS, LoginRateExceeded, StoreUnavailable, NotReady),
+             security=("bearerJwt", ""),
+             links={
+                 name: {"operationId": operation_id(method, "/v1/sessions/{session_id}"),
+                        "parameters": {"session_id": "$response.body#/sessionId"}}
+                 for name, method in (("GetSession", "GET"), ("Logout", "DELETE"))
+             })
 def login() -> tuple[Response, int]:
     session = _service().login(_token_from_request())
     return jsonify(session), 201
 
 
-@api.view(views, "/v1/sessions/<session_id>", ["GET"], "Look up a session", answer=Session,
-          errors=(SessionNotFound, StoreUnavailable), path_parameters=_SESSION_ID)
+@views.route("/v1/sessions/<session_id>", ["GET"], "Look up a session", answer=Session,
+             errors=(SessionNotFound, StoreUnavailable), path_parameters=_SESSION_ID)
 def get_session(session_id: str) -> Response:
     session = _service().session(session_id)
     if session is None:
@@ -268,30 +245,30 @@ def get_session(session_id: str) -> Response:
     return jsonify(session)
 
 
-@api.view(views, "/v1/sessions/<session_id>", ["DELETE"], "Log out (idempotent)",
-          status=204, errors=(StoreUnavailable,), path_parameters=_SESSION_ID)
+@views.route("/v1/sessions/<session_id>", ["DELETE"], "Log out (idempotent)",
+             status=204, errors=(StoreUnavailable,), path_parameters=_SESSION_ID)
 def logout(session_id: str) -> tuple[str, int]:
     # idempotent: logging out of a session that already ended is a success
     _service().logout(session_id)
     return "", 204
 
 
-@api.view(views, "/v1/revocations", ["POST"],
-          "Revoke a token (holding it is the right to revoke it)",
-          description="The token must verify. An expired or too old token is already refused "
-          "for good: 204 without a write. An already revoked token is written and confirmed "
-          "again (a retry after a 503).",
-          body=TokenRequest, body_required=False, status=204,
-          errors=(*TOKEN_ERRORS, StoreUnavailable, NotReady), security=("bearerJwt", ""))
+@views.route("/v1/revocations", ["POST"],
+             "Revoke a token (holding it is the right to revoke it)",
+             description="The token must verify. An expired or too old token is already refused "
+             "for good: 204 without a write. An already revoked token is written and confirmed "
+             "again (a retry after a 503).",
+             body=TokenRequest, body_required=False, status=204,
+             errors=(*TOKEN_ERRORS, StoreUnavailable, NotReady), security=("bearerJwt", ""))
 def revoke() -> tuple[str, int]:
     _service().revoke(_token_from_request())
     return "", 204
 
 
-@api.view(views, "/v1/users/<user_id:user_id>/sessions", ["DELETE"],
-          "End every session of a user and refuse every token issued so far",
-          answer=UserLogout, errors=_ADMIN_ERRORS, security=("adminKey",),
-          path_parameters=_USER_ID)
+@views.route("/v1/users/<user_id:user_id>/sessions", ["DELETE"],
+             "End every session of a user and refuse every token issued so far",
+             answer=UserLogout, errors=_ADMIN_ERRORS, security=("adminKey",),
+             path_parameters=_USER_ID)
 def end_user_sessions(user_id: str) -> Response:
     admin = _admin()
     ended = _service().end_user_sessions(user_id)
@@ -300,9 +277,9 @@ def end_user_sessions(user_id: str) -> Response:
     return jsonify(ended)
 
 
-@api.view(views, "/v1/users/<user_id:user_id>", ["GET"], "The user record as of the last login",
-          answer=User, errors=(*_ADMIN_ERRORS, UserNotFound), security=("adminKey",),
-          path_parameters=_USER_ID)
+@views.route("/v1/users/<user_id:user_id>", ["GET"], "The user record as of the last login",
+             answer=User, errors=(*_ADMIN_ERRORS, UserNotFound), security=("adminKey",),
+             path_parameters=_USER_ID)
 def get_user(user_id: str) -> Response:
     admin = _admin()
     record = _service().user(user_id)

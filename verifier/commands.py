@@ -9,7 +9,7 @@ import time
 
 import click
 
-from shared.serving import exit_on_startup_error
+from shared.startup import exit_on_startup_error
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
 from verifier.keyset import KeySet

@@ -1,8 +1,10 @@
-"""The two routes every app backend calls on every request, answered without Flask.
+"""The two routes every app backend calls on every request, answered on the event loop.
 
-``POST /v1/verify`` and ``/v1/auth`` (forward-auth) are nearly all of the verifier's traffic;
-``shared.hotroutes`` serves them in front of Flask. The body rules (``token_from_body``) are
-the ones the Flask views for login and revocation use too.
+``POST /v1/verify`` and ``/v1/auth`` (forward-auth) are nearly all of the verifier's traffic
+(``shared.web.hot``). A token is judged from what the process holds when it can be
+(``VerifierService.verify_from_memory``: the cache, the keys, the revocation mirror); when only
+Redis or the issuer's JWKS can settle it, the verification runs in the app's thread pool. The
+body rules (``token_from_body``) are the ones the Flask views for login and revocation use too.
 """
 
 from __future__ import annotations
@@ -12,19 +14,14 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from shared.api import Api
 from shared.apikeys import ApiKeyRegistry, bearer_token
 from shared.claims import first_error
 from shared.errors import Forbidden, NotReady, RequestInvalid, Unauthorized
-from shared.hotroutes import (
-    Answer,
-    Environ,
-    Route,
-    json_answer,
-    parse_json,
-    read_body,
-)
-from shared.metrics import HTTP_METHODS
+from shared.web.api import Api
+from shared.web.hot import HotRoute, Request, parse_json
+from shared.web.metrics import HTTP_METHODS
+from shared.web.problems import Answer, json_answer
+from verifier.callers import require_admin
 from verifier.claimheaders import claim_headers
 from verifier.errors import (
     FORWARD_AUTH_ONLY,
@@ -102,57 +99,54 @@ def header_safe(value: str) -> tuple[str, bool]:
     return urllib.parse.quote(value, safe=""), True
 
 
+async def _verdict(request: Request, service: VerifierService, token: str) -> Verdict:
+    """The verdict from memory when the process holds all it needs, else from a thread."""
+    verdict = service.verify_from_memory(token)
+    if verdict is None:
+        verdict = await request.in_thread(service.verify, token)
+    return verdict
+
+
 def hot_routes(
-    api: Api, service: VerifierService, *, max_body_bytes: int, admins: ApiKeyRegistry
-) -> list[Route]:
-    """The verifier's routes served in front of Flask, declared to ``api``."""
+    api: Api, service: VerifierService, *, admins: ApiKeyRegistry
+) -> list[HotRoute]:
+    """The verifier's routes answered on the event loop, declared to ``api``."""
     claim_mapping = service.settings.claim_headers
 
-    def explain(environ: Environ) -> Answer:
+    async def explain(request: Request) -> Answer:
         """Every step of the pipeline for the body's token; the admin key in Authorization."""
-        client = admins.authenticate(bearer_token(environ.get("HTTP_AUTHORIZATION")))
-        if client is None:
-            raise Unauthorized(
-                "explain=true needs an admin key from VERIFIER_ADMIN_KEYS_FILE as "
-                'Authorization: Bearer <key>, and the token in the body {"token": "<jwt>"}.',
-                headers={"WWW-Authenticate": 'Bearer realm="jwt-auth-verifier-admin"'},
-            )
-        if not client.admin:
-            raise Forbidden(f"The key of {client.name!r} is not an admin key.")
+        require_admin(admins, request.header("authorization"))
         # the token comes from the body only: Authorization carries the admin key
-        token = token_from_body(read_body(environ, max_body_bytes),
-                                environ.get("CONTENT_TYPE"), None)
-        return json_answer(200, service.explain(token), [("Cache-Control", "no-store")])
+        token = token_from_body(await request.body(), request.header("content-type"), None)
+        explained = await request.in_thread(service.explain, token)
+        return json_answer(200, explained, [("Cache-Control", "no-store")])
 
-    def verify(environ: Environ, method: str) -> Answer:
-        query = environ.get("QUERY_STRING")
-        if query and _explain_requested(query):
-            return explain(environ)
-        token = token_from_body(
-            read_body(environ, max_body_bytes), environ.get("CONTENT_TYPE"),
-            environ.get("HTTP_AUTHORIZATION"),
-        )
-        verdict = service.verify(token)
+    async def verify(request: Request) -> Answer:
+        if request.query and _explain_requested(request.query):
+            return await explain(request)
+        token = token_from_body(await request.body(), request.header("content-type"),
+                                request.header("authorization"))
+        verdict = await _verdict(request, service, token)
         checked = "true" if verdict.revocation_checked else "false"
         return json_answer(200, verified_body(verdict), [(REVOCATION_HEADER, checked)])
 
-    def forward_auth(environ: Environ, method: str) -> Answer:
+    async def forward_auth(request: Request) -> Answer:
         """nginx auth_request, Traefik ForwardAuth, Envoy ext_authz (which appends the path)."""
-        credential = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+        credential = bearer_token(request.header("authorization"))
         if credential is None:
             raise TokenMissing("Send Authorization: Bearer <jwt or session id>.")
         checked = True
         extra: list[tuple[str, str]] = []
         if "." in credential:
             # a JWT always has dots; a session id never does
-            verdict = service.verify(credential)
+            verdict = await _verdict(request, service, credential)
             token = verdict.token
             user_id, is_admin, provider = token.user_id, token.is_admin, token.provider
             checked = verdict.revocation_checked
             if claim_mapping:  # VERIFIER_CLAIM_HEADERS; a session holds no claims
                 extra = claim_headers(claim_mapping, token.claims)
         else:
-            session = service.session(credential)
+            session = await request.in_thread(service.session, credential)
             if session is None:
                 raise SessionUnknown("No live session has this id.")
             user_id, is_admin, provider = (
@@ -182,12 +176,10 @@ def hot_routes(
             for header, claim in claim_mapping}},
         "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, StoreUnavailable, NotReady),
         "security": ("bearerJwt", "session"),
-        "answers_at_once": service.answers_from_memory,
     }
     summary = "Forward-auth for nginx auth_request, Traefik ForwardAuth, Envoy ext_authz"
     return [
         api.hot("/v1/verify", ["POST"], verify, "Verify a token", body=TokenRequest,
-                answers_at_once=service.answers_from_memory,
                 body_required=False, answer=Verified,
                 description="With ?explain=true and an admin key in Authorization (the token "
                 "in the body), the answer is instead {\"verdict\": \"accepted\" or a code, "

@@ -8,6 +8,11 @@ JWKS keys are fetched at start, kept in memory, and fetched again when a token n
 issuer withdrew stops being trusted). Every fetch is rate limited to one per
 ``settings.jwks_min_refetch_interval`` seconds, so a flood of random ``kid`` values costs the
 issuer one request per interval, not one per token.
+
+A caller that must not wait on the issuer asks with ``fetch=False`` (``select``, ``trusts``) or
+through ``in_memory()``: the answer then comes from the keys in memory, a refresh that is merely
+due starts in a thread of its own, and ``FetchNeeded`` says when only a fetch could settle it
+(an unknown ``kid`` that may be the issuer's new key, or no key loaded yet).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from typing import Any
 
 from shared.claimrule import ClaimRule
 from shared.errors import KeyInvalid, KeyLoadError
-from shared.eventloop import before_waiting
 from shared.keys import VerificationKey, load_public_keys, public_key_from_jwk, read_pem
 from shared.reloading import file_fingerprint
 from shared.strictjson import StrictJSONError, loads_strict
@@ -212,6 +216,8 @@ def published_rule_url(jwks_url: str) -> str | None:
     return f"{base}/{RULE_DOCUMENT}"
 
 
+
+
 def check_published_rule(jwks_url: str, rule: ClaimRule, *, timeout: float = JWKS_TIMEOUT) -> None:
     """Warn, loudly, when the trusted issuer grants admin by a different rule than ours.
 
@@ -251,8 +257,12 @@ def _read_static(file: str | None, text: str | None) -> list[VerificationKey]:
     return load_public_keys(pem, source=source)
 
 
+class FetchNeeded(Exception):
+    """Raised by a lookup that may not wait when only a JWKS fetch can answer it."""
+
+
 class KeySet:
-    """The trusted verification keys; safe to share between the threads of a gthread worker."""
+    """The trusted verification keys; safe to share between threads."""
 
     def __init__(
         self,
@@ -284,6 +294,8 @@ class KeySet:
         self._last_success: float | None = None
         # held only while fetching: threads needing fresh keys wait for the one fetch in flight
         self._fetch_lock = threading.Lock()
+        # held by the one thread refreshing a due JWKS for callers that do not wait
+        self._background = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -324,20 +336,38 @@ class KeySet:
             self.refresh()
         return bool(self._index.keys)
 
+    @property
+    def has_keys(self) -> bool:
+        """At least one key is loaded (``ready`` without trying a fetch)."""
+        return bool(self._index.keys)
+
+    def in_memory(self) -> InMemoryKeys:
+        """This key set for a caller that must not wait: ``select`` never fetches."""
+        return InMemoryKeys(self)
+
     def keys(self) -> list[VerificationKey]:
         """Every trusted key, configured PEM keys first."""
         return list(self._index.keys)
 
-    def select(self, kid: str | None) -> VerificationKey:
-        """The key a token's ``kid`` names; without a kid, the only key. Raises KeyUnknown."""
+    def select(self, kid: str | None, *, fetch: bool = True) -> VerificationKey:
+        """The key a token's ``kid`` names; without a kid, the only key. Raises KeyUnknown.
+
+        ``fetch=False``: from memory only; FetchNeeded when a fetch is allowed now and could
+        find the key (not while the refetch interval holds a flood of unknown kids back).
+        """
         if kid is not None and (not isinstance(kid, str) or len(kid) > KID_MAX_LENGTH):
             raise KeyUnknown("the token's kid names no trusted key")
         if self._jwks_url:
             index = self._index
             if not index.keys or (kid is not None and kid not in index.by_kid):
-                self.refresh()
-            else:
+                if fetch:
+                    self.refresh()
+                elif self._fetch_lock.locked() or self._refetch_allowed():
+                    raise FetchNeeded(kid)
+            elif fetch:
                 self._refresh_if_due()
+            else:
+                self._refresh_in_background_if_due()
         index = self._index
         if kid is None:
             if len(index.keys) == 1:
@@ -387,23 +417,44 @@ class KeySet:
         interval = max(MIN_REFETCH_FLOOR, min(self._min_interval, self._fresh_for))
         return min(interval, KEYLESS_REFETCH) if not self._index.keys else interval
 
+    def _refetch_allowed(self) -> bool:
+        """Whether the refetch interval lets a fetch go ahead now."""
+        return (self._last_attempt is None
+                or self._clock() - self._last_attempt >= self._refetch_interval())
+
+    def _refresh_due(self) -> bool:
+        return (self._last_success is not None
+                and self._clock() - self._last_success >= self._fresh_for)
+
     def _refresh_if_due(self) -> None:
         """Refetch once the cached JWKS is older than its lifetime, never waiting for another
         thread's fetch (a request must not queue behind it)."""
-        if (
-            self._last_success is not None
-            and self._clock() - self._last_success >= self._fresh_for
-        ):
+        if self._refresh_due():
             self.refresh(wait=False)
 
-    def trusts(self, kid: str) -> bool:
+    def _refresh_in_background_if_due(self) -> None:
+        """The same refetch, in a thread of its own: the caller answers with the keys it has."""
+        if self._refresh_due() and self._background.acquire(blocking=False):
+            def refresh() -> None:
+                try:
+                    self.refresh(wait=False)
+                finally:
+                    self._background.release()
+
+            threading.Thread(target=refresh, name="jwks-refresh", daemon=True).start()
+
+    def trusts(self, kid: str, *, fetch: bool = True) -> bool:
         """Whether the key with this thumbprint is still trusted (for results cached earlier).
 
-        In JWKS mode a due refresh runs here too, without waiting, so a verifier answering
-        only cached tokens still learns of retired keys within the JWKS cache lifetime.
+        In JWKS mode a due refresh runs here too, without waiting for another thread's (with
+        ``fetch=False``, in a thread of its own), so a verifier answering only cached tokens
+        still learns of retired keys within the JWKS cache lifetime.
         """
         if self._jwks_url:
-            self._refresh_if_due()
+            if fetch:
+                self._refresh_if_due()
+            else:
+                self._refresh_in_background_if_due()
         index = self._index
         if kid not in index.by_kid:
             return False
@@ -421,7 +472,6 @@ class KeySet:
         if not self._fetch_lock.acquire(blocking=False):
             if not wait:
                 return False
-            before_waiting()  # on the worker's event loop, a thread waits instead
             if not self._fetch_lock.acquire(timeout=FETCH_WAIT):
                 return False
         try:
@@ -432,8 +482,6 @@ class KeySet:
                 and now - self._last_attempt < self._refetch_interval()
             ):
                 return False
-            # before the attempt is recorded: the thread that takes the request over fetches
-            before_waiting()
             self._last_attempt = now
             try:
                 fetched = fetch_jwks(self._jwks_url, timeout=self._timeout)
@@ -489,3 +537,16 @@ class KeySet:
                 kept.append((alias, key))
                 grace_until[key.kid] = deadline
         return kept, grace_until
+
+
+class InMemoryKeys:
+    """A key set's keys for a caller that must not wait on the issuer (``KeySet.in_memory``)."""
+
+    __slots__ = ("_keyset",)
+
+    def __init__(self, keyset: KeySet) -> None:
+        self._keyset = keyset
+
+    def select(self, kid: str | None) -> VerificationKey:
+        """``KeySet.select`` without fetching: raises FetchNeeded when only a fetch can tell."""
+        return self._keyset.select(kid, fetch=False)

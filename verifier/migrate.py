@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 import click
 import redis
 
-from shared.serving import exit_on_startup_error
+from shared.startup import exit_on_startup_error
 from verifier.layout import VERSION, KeyLayout, glob_escape, user_tag
 from verifier.redisconn import Connector, RedisSettings
 from verifier.store import REDIS_FAILURES

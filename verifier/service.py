@@ -5,6 +5,10 @@ RSA work, but never the revocation and cut-off check, which comes from the proce
 Redis (``verifier.mirror``) when it is in sync and from one Redis MGET when it is not. The cache
 can only save work, never admit a token Redis refuses. (Why there is no cache in Redis itself:
 see ``verifier.store``.)
+
+``verify_from_memory`` is the same verification for a caller that must not wait on a network
+peer: it answers from what this process holds (the cache, the keys, the mirror), or None when
+only Redis or the issuer's JWKS can settle it; ``verify`` then does, waiting as it must.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from verifier.errors import (
     TokenRevoked,
     TokenTooOld,
 )
-from verifier.keyset import KeySet
+from verifier.keyset import FetchNeeded, KeySet
 from verifier.layout import SESSION_TAG_SEPARATOR, is_user_tag
 from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
 from verifier.mirror import Snapshot
@@ -138,17 +142,20 @@ class VerifierService:
 
     # verification ---------------------------------------------------------------------------
 
-    def answers_from_memory(self) -> bool:
-        """Whether a verification most likely needs no round trip now: the revocation mirror is
-        in sync. The worker's guess for answering on its event loop (``shared.eventloop``); a
-        verification that must read Redis after all is sent to a thread there."""
-        mirror = self.store.mirror
-        return mirror is not None and mirror.synced
-
     def verify(self, token: str) -> Verdict:
         """Verify a token, its revocation and its user's cut-off; counts the outcome."""
+        verdict = self._counted(token, from_memory=False)
+        assert verdict is not None  # only a verification from memory declines
+        return verdict
+
+    def verify_from_memory(self, token: str) -> Verdict | None:
+        """``verify`` without waiting on Redis or the issuer: the verdict, or None when only they
+        can give it (nothing is counted then; ``verify`` will be)."""
+        return self._counted(token, from_memory=True)
+
+    def _counted(self, token: str, *, from_memory: bool) -> Verdict | None:
         try:
-            verdict = self._verify(token)
+            verdict = self._verify(token, from_memory=from_memory)
         except TokenError as exc:
             VERIFICATIONS.labels(exc.code).inc()
             log.info("token %s refused: %s", token_fingerprint(token), exc.code)
@@ -160,6 +167,8 @@ class VerifierService:
         except NotReady:
             VERIFICATIONS.labels("not_ready").inc()
             raise
+        if verdict is None:
+            return None
         if verdict.revocation_checked:
             VERIFICATIONS.labels("ok").inc()
         else:
@@ -171,7 +180,7 @@ class VerifierService:
             )
         return verdict
 
-    def _verify(self, token: str) -> Verdict:
+    def _verify(self, token: str, *, from_memory: bool) -> Verdict | None:
         if not isinstance(token, str):
             raise TokenMalformed("the token must be a string")
         now = self.clock()
@@ -179,25 +188,46 @@ class VerifierService:
         verified = self.local.get(digest, now)
         # a result is only as good as its key: one the issuer retired since (or whose grace
         # ended) must not keep a cached token alive
-        if verified is not None and not self.keyset.trusts(verified.kid):
+        if verified is not None and not self.keyset.trusts(verified.kid, fetch=not from_memory):
             verified = None
-        cached = verified is not None
         if verified is None:
-            if not self.keyset.ready:
-                # the verifier cannot judge any token (its JWKS was never fetched): a 401 would
-                # tell the caller the token is bad, when trying again shortly is the answer
-                raise NotReady("No trusted key is loaded yet: the issuer's JWKS could not be "
-                               "fetched. Try again shortly.")
-            # raises only TokenError: nothing a caller sends yields a 500
-            verified = verify_token(token, keys=self.keyset, policy=self.policy, now=now)
-        try:
-            snapshot = self.store.lookup(revocation_id(verified.jti, digest), verified.user_id)
-        except StoreUnavailable:
-            return self._without_store(verified)
-        _refuse_if_revoked(verified, snapshot)
-        if not cached:
+            verified = self._verify_signature(token, now, from_memory=from_memory)
+            if verified is None:
+                return None
+            # cached before the revocation check, which every use of the cache runs again: a
+            # verification from memory that must read Redis after all leaves its RSA work here
             self.local.put(digest, verified, self._cache_until(verified, now), now)
+        rev_id = revocation_id(verified.jti, digest)
+        if from_memory:
+            snapshot = self.store.lookup_in_memory(rev_id, verified.user_id)
+            if snapshot is None:
+                return None
+        else:
+            try:
+                snapshot = self.store.lookup(rev_id, verified.user_id)
+            except StoreUnavailable:
+                return self._without_store(verified)
+        _refuse_if_revoked(verified, snapshot)
         return Verdict(verified, True)
+
+    def _verify_signature(self, token: str, now: float, *, from_memory: bool
+                          ) -> VerifiedToken | None:
+        """The pipeline (``verify_token``); None when it would have to fetch keys first."""
+        if from_memory:
+            if not self.keyset.has_keys:
+                return None
+            try:
+                return verify_token(token, keys=self.keyset.in_memory(), policy=self.policy,
+                                    now=now)
+            except FetchNeeded:
+                return None
+        if not self.keyset.ready:
+            # the verifier cannot judge any token (its JWKS was never fetched): a 401 would
+            # tell the caller the token is bad, when trying again shortly is the answer
+            raise NotReady("No trusted key is loaded yet: the issuer's JWKS could not be "
+                           "fetched. Try again shortly.")
+        # raises only TokenError: nothing a caller sends yields a 500
+        return verify_token(token, keys=self.keyset, policy=self.policy, now=now)
 
     def _without_store(self, verified: VerifiedToken) -> Verdict:
         """Redis failed after the token proved valid: 503 in closed mode, unchecked in open."""

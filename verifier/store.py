@@ -56,7 +56,6 @@ from redis.exceptions import (
 
 from shared.digest import sha256_hex
 from shared.errors import StartupError
-from shared.eventloop import before_waiting
 from verifier.config import VerifierSettings
 from verifier.errors import LoginRateExceeded, StoreUnavailable
 from verifier.layout import (
@@ -313,7 +312,6 @@ class Store:
         without opening the breaker: the node answers, reads go on. ``repeatable`` says whether
         the action may run twice (all but a login, which would open a second session).
         """
-        before_waiting()  # on the worker's event loop, a thread takes the request instead
         if not self._layout_checked:
             self._check_layout_lazily()
         for attempt in (1, 2):
@@ -477,7 +475,6 @@ class Store:
 
     def _check_layout_lazily(self) -> None:
         """The layout check of a process that could not reach Redis when it started."""
-        before_waiting()
         try:
             self.check_layout()
         except REDIS_FAILURES:
@@ -522,6 +519,16 @@ class Store:
         return warnings
 
     # verification -----------------------------------------------------------------------------
+
+    def lookup_in_memory(self, rev_id: str, user_id: str) -> Snapshot | None:
+        """``lookup`` from the mirror alone, or None when only Redis can answer: the mirror is
+        off, out of sync or unsure of these keys, or this process has not yet checked the
+        layout of the Redis it would mirror."""
+        if self.mirror is None or not self._layout_checked:
+            return None
+        legacy_key = self.keys.legacy_revocation(rev_id) if self.legacy_revocations else None
+        return self.mirror.lookup(self.keys.revocation(user_id, rev_id),
+                                  self.keys.cutoff(user_id), legacy_key)
 
     def lookup(self, rev_id: str, user_id: str) -> Snapshot:
         """Whether the token is revoked, and its user's cut-off: from the mirror when it is in

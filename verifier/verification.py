@@ -29,13 +29,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from jwcrypto.jwa import JWA
 from marshmallow import Schema, ValidationError
 
 from shared.claimrule import json_equal
 from shared.claims import check_against, claims_schema, first_error
+from shared.keys import VerificationKey
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
 from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
@@ -51,7 +52,7 @@ from verifier.errors import (
     TokenNotYetValid,
     TokenTooOld,
 )
-from verifier.keyset import KeySet
+from verifier.keyset import FetchNeeded
 
 log = logging.getLogger(__name__)
 
@@ -406,8 +407,16 @@ def _seen(payload: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {name: payload.get(name) for name in names if name in payload}
 
 
+class KeySource(Protocol):
+    """Where the pipeline finds a token's key: a ``KeySet``, or its ``in_memory()`` view."""
+
+    def select(self, kid: str | None) -> VerificationKey:
+        """The key ``kid`` names; raises KeyUnknown (or FetchNeeded, from memory only)."""
+        ...
+
+
 def _verify(
-    token: str, keys: KeySet, policy: VerificationPolicy, now: float, trace: Trace | None = None
+    token: str, keys: KeySource, policy: VerificationPolicy, now: float, trace: Trace | None = None
 ) -> VerifiedToken:
     step = "structure"
     parsed: _Parsed | None = None
@@ -498,17 +507,18 @@ def _record_failure(
 
 
 def verify_token(
-    token: str, *, keys: KeySet, policy: VerificationPolicy, now: float,
+    token: str, *, keys: KeySource, policy: VerificationPolicy, now: float,
     trace: Trace | None = None,
 ) -> VerifiedToken:
-    """Verify a compact JWS and its claims at time ``now``; raises only TokenError subclasses.
+    """Verify a compact JWS and its claims at time ``now``; raises only TokenError subclasses
+    (and FetchNeeded, from keys that may not be fetched: ``KeySet.in_memory``).
 
     With ``trace``, each step records what it saw (``jwt-auth verify --explain``, ``POST
     /v1/verify?explain=true``): the same pipeline, only observed.
     """
     try:
         return _verify(token, keys, policy, now, trace)
-    except TokenError:
+    except (TokenError, FetchNeeded):
         raise
     except Exception as exc:  # noqa: BLE001 - the contract: no input yields anything but a 401
         log.warning(

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from shared.apikeys import add_client
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, verifier_env, wait_until
+from tests.procs import RedisServer, ServiceProcess, one_verifier, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,24 +20,9 @@ pytestmark = pytest.mark.e2e
 def verifier(
     key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    folder = tmp_path_factory.mktemp("request-logs")
-    admins = folder / "admins.json"
-    add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    service = ServiceProcess(
-        "verifier",
-        {**verifier_env(key_pair, redis_server.url, admins), "LOG_FORMAT": "json",
-         "LOG_LEVEL": "info"},
-        folder / "verifier.log",
-        workers=1,
-        threads=2,
-    )
-    service.start()
-    try:
+    with one_verifier(key_pair, redis_server, tmp_path_factory.mktemp("request-logs"),
+                      threads=2, LOG_FORMAT="json", LOG_LEVEL="info") as service:
         yield service
-    finally:
-        service.stop()
 
 
 def _objects(output: str) -> list[dict[str, Any]]:

@@ -1,12 +1,14 @@
-"""Slow and odd clients against the real gunicorn services (``shared.worker``).
+"""Slow and odd clients against the real services under gunicorn's asgi worker.
 
-Each service runs with 1 worker x 2 threads, so a handful of connections that never finish
-their request would hold every thread of stock gthread. The figures under a 200-connection
-attack come from ``bench/slow_clients.py``; here the service must simply keep answering.
+A connection whose request is still arriving costs the worker's event loop a parser and a
+buffer, never a thread: under gthread a handful of such connections held every thread. The
+figures under a 200-connection attack come from ``bench/slow_clients.py``; here the service
+must simply keep answering.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -16,10 +18,9 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from shared.worker import REQUEST_READ_TIMEOUT
 from tests.forge import fresh
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, service_pair, wait_until
+from tests.procs import RedisServer, ServiceProcess, service_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +78,7 @@ def _verify_request(token: str) -> bytes:
 
 
 def test_connections_that_never_finish_their_request_hold_no_thread(services: Services) -> None:
-    # 60 connections per service sit mid-head (stock gthread gives each a thread that waits)
+    # 60 connections per service sit mid-head (gthread gave each a thread that waited)
     tricklers = [_connect(service) for service in (services.issuer, services.verifier)
                  for _ in range(TRICKLERS)]
     try:
@@ -137,33 +138,19 @@ def test_expect_100_continue_gets_its_interim_answer_before_the_body(
             chunk = sock.recv(65536)
             assert chunk, received
             received += chunk
-    # a second interim 100 may come first (gunicorn's own): HTTP clients skip 1xx answers
-    final = received.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b"")
-    assert final.startswith(b"HTTP/1.1 200 ")
+    # exactly one interim answer, then the final one
+    assert received.startswith(b"HTTP/1.1 200 "), received[:80]
+    assert b"100 Continue" not in received
 
 
-def test_a_head_that_never_ends_is_refused_with_431(services: Services) -> None:
+def test_a_head_line_over_the_limit_is_refused_with_431(services: Services) -> None:
+    """gunicorn refuses a header line past its limit (8190 bytes) with its own 431 and closes
+    the connection; the app never sees the request."""
     with _connect(services.verifier) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000)
         answer = b""
-        while chunk := sock.recv(65536):  # until closed
-            answer += chunk
-        assert answer.startswith(b"HTTP/1.1 431 ")
-        assert b"\r\nContent-Type: application/problem+json\r\n" in answer
-        assert answer.endswith(b'"code":"headers_too_large"}')
-    # the warning (gunicorn's text form here) names the answer's id
-    request_id = answer.split(b"\r\nX-Request-Id: ", 1)[1].split(b"\r\n", 1)[0].decode()
-    wait_until(lambda: any("Invalid request" in line and line.endswith(f" request_id={request_id}")
-                           for line in services.verifier.output().splitlines()),
-               timeout=10, what="the warning line under the answer's id")
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):  # until closed
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
     assert requests.get(f"{services.verifier.url}/healthz", timeout=3).status_code == 200
-
-
-@pytest.mark.slow
-def test_a_request_still_unfinished_after_the_read_timeout_is_closed(
-    services: Services
-) -> None:
-    with _connect(services.verifier) as sock:
-        sock.settimeout(REQUEST_READ_TIMEOUT + 10)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
-        assert sock.recv(1024) == b""  # closed without an answer, not left open forever

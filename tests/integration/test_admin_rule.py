@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from a2wsgi import ASGIMiddleware
 from werkzeug.serving import make_server
 
 from issuer.app import create_app as create_issuer
@@ -49,7 +50,8 @@ def live_issuer(
         key_passphrase_file=str(key_pair.passphrase_path),
         clients_file=str(clients), rate_limit=0, claim_rule=rule,
     ))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    # the issuer's ASGI app behind a WSGI server in a thread: a live JWKS for the verifier
+    server = make_server("127.0.0.1", 0, ASGIMiddleware(app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -276,10 +276,10 @@ def test_openapi_documents_every_route(issuer: Issuer) -> None:
     document = issuer.client.get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
     routes: dict[str, set[str]] = {}
-    # Flask's rules, and the routes answered in front of Flask
-    rules = [(rule.rule, rule.methods or set()) for rule in issuer.app.url_map.iter_rules()
+    # Flask's rules, and the routes answered on the event loop
+    rules = [(rule.rule, rule.methods or set()) for rule in issuer.app.flask.url_map.iter_rules()
              if rule.endpoint != "static"]
-    rules += [(route.label, route.methods) for route in issuer.app.extensions["hot_routes"]]
+    rules += [(route.label, route.methods) for route in issuer.app.hot_routes]
     for rule, methods in rules:
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
         routes.setdefault(path, set()).update(m.lower() for m in set(methods) - {"HEAD", "OPTIONS"})

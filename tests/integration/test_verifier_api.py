@@ -178,8 +178,10 @@ def test_a_made_up_method_is_refused_and_counted_as_other(client: FlaskClient) -
 
 
 def test_health_readiness_metrics_and_openapi(
-    client: FlaskClient, key_pair: KeyPair
+    make_app: Callable[..., Any], key_pair: KeyPair
 ) -> None:
+    app = make_app()
+    client = app.test_client()
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 200
@@ -194,11 +196,10 @@ def test_health_readiness_metrics_and_openapi(
 
     document = client.get("/openapi.json").get_json()
     assert document["openapi"].startswith("3.1")
-    app = client.application
-    # Flask's rules, and the routes answered in front of Flask
-    rules = [(rule.rule, rule.methods or set()) for rule in app.url_map.iter_rules()
+    # Flask's rules, and the routes answered on the event loop
+    rules = [(rule.rule, rule.methods or set()) for rule in app.flask.url_map.iter_rules()
              if rule.endpoint != "static"]
-    rules += [(route.label, route.methods) for route in app.extensions["hot_routes"]]
+    rules += [(route.label, route.methods) for route in app.hot_routes]
     for rule, methods in rules:
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
         assert path in document["paths"], path

@@ -1,10 +1,13 @@
 """One place per route: its path, methods, schemas and refusals, and the OpenAPI made from them.
 
-Each service declares every route once, through an ``Api``: a Flask view with ``Api.view``, a
-route answered in front of Flask (``shared.hotroutes``) with ``Api.hot``. The declaration carries
-the marshmallow schemas of the body and of the answer and the ``Problem`` classes the route may
-raise; ``Api.document`` turns them into the OpenAPI 3.1 document with apispec, the error codes
-read from the exception classes themselves. Nothing about a route is written twice.
+Each app has its own ``Api``, built by its factory. Flask views are declared once, at import
+time, in a ``Views`` collection (``@views.route(rule, methods, summary, schemas...)``); the
+factory adds them to its Flask app and its ``Api`` with ``Api.add_views``. Hot routes
+(``shared.web.hot``) are declared with ``Api.hot`` when the factory builds them. Either way the
+declaration carries the marshmallow schemas of the body and of the answer and the ``Problem``
+classes the route may raise; ``Api.document`` turns them into the OpenAPI 3.1 document with
+apispec, the error codes read from the exception classes themselves. Nothing about a route is
+written twice.
 
 ``operations_blueprint`` gives both services the same operational routes: ``/healthz``,
 ``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs`` (Swagger UI from the
@@ -34,10 +37,10 @@ from shared.errors import (
     RequestInvalid,
     UnsupportedMediaType,
 )
-from shared.hotroutes import PROBLEM_MIMETYPE, Handler, HotRoutes, Route
-from shared.http import install_problem_handlers
-from shared.metrics import install_request_metrics, metrics_response
 from shared.requestid import HEADER as REQUEST_ID_HEADER
+from shared.web.hot import Handler, HotRoute
+from shared.web.metrics import exposition
+from shared.web.problems import PROBLEM_MIMETYPE, install_problem_handlers
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -102,8 +105,38 @@ class Operation:
         return _RULE_PARAMETER.sub(r"{\1}", self.rule)
 
 
+@dataclass(frozen=True)
+class DeclaredView:
+    """A Flask view and its description, not yet added to an app."""
+
+    rule: str
+    methods: tuple[str, ...]
+    summary: str
+    documented: Mapping[str, Any]
+    view: Callable[..., Any]
+
+
+class Views:
+    """A service's Flask views, declared at import time and added to each app it builds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # the Blueprint's name: endpoints are "<name>.<function>"
+        self.declared: list[DeclaredView] = []
+
+    def route(
+        self, rule: str, methods: Iterable[str], summary: str, **documented: Any,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare a view: its rule, methods and what ``Operation`` documents."""
+
+        def declare(view: Callable[..., Any]) -> Callable[..., Any]:
+            self.declared.append(DeclaredView(rule, tuple(methods), summary, documented, view))
+            return view
+
+        return declare
+
+
 class Api:
-    """A service's routes and the OpenAPI document made from them."""
+    """One app's routes and the OpenAPI document made from them."""
 
     def __init__(
         self, title: str, description: str,
@@ -114,39 +147,25 @@ class Api:
         self.security_schemes = dict(security_schemes or {})
         self.operations: list[Operation] = []
 
-    def _describe(self, operation: Operation) -> None:
-        # apps are built more than once per process (tests): one description per route
-        self.operations = [known for known in self.operations
-                           if (known.rule, known.methods) != (operation.rule, operation.methods)]
-        self.operations.append(operation)
-
-    def view(
-        self, blueprint: Blueprint, rule: str, methods: Iterable[str], summary: str,
-        **documented: Any,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register a Flask view on ``blueprint`` and describe it."""
-        methods = tuple(methods)
-        self._describe(Operation(rule, methods, summary, **documented))
-
-        def register(view: Callable[..., Any]) -> Callable[..., Any]:
-            blueprint.add_url_rule(rule, view_func=view, methods=list(methods))
-            return view
-
-        return register
+    def add_views(self, app: Flask, views: Views) -> None:
+        """Add the declared views to ``app`` (one Blueprint) and describe them."""
+        blueprint = Blueprint(views.name, views.name)
+        for declared in views.declared:
+            self.operations.append(Operation(declared.rule, declared.methods, declared.summary,
+                                             **declared.documented))
+            blueprint.add_url_rule(declared.rule, view_func=declared.view,
+                                   methods=list(declared.methods))
+        app.register_blueprint(blueprint)
 
     def hot(
         self, rule: str, methods: Iterable[str], handler: Handler, summary: str, *,
-        prefix: str | None = None, answers_at_once: Callable[[], bool] | None = None,
-        **documented: Any,
-    ) -> Route:
-        """A route answered in front of Flask; ``prefix`` also serves every path below it;
-        ``answers_at_once`` lets the worker's event loop answer it (``shared.eventloop``)."""
+        prefix: str | None = None, **documented: Any,
+    ) -> HotRoute:
+        """A route answered on the event loop; ``prefix`` also serves every path below it."""
         methods = frozenset(methods)
-        ordered = tuple(sorted(methods))
-        self._describe(Operation(rule, ordered, summary, **documented))
+        self.operations.append(Operation(rule, tuple(sorted(methods)), summary, **documented))
         path = prefix if prefix is not None else rule
-        return Route(path, rule, methods, handler, prefix=prefix is not None,
-                     answers_at_once=answers_at_once)
+        return HotRoute(path, rule, methods, handler, prefix=prefix is not None)
 
     def document(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document (built per call: small, and served rarely)."""
@@ -264,24 +283,24 @@ def _problems(problems: list[type[Problem]]) -> dict[str, Any]:
     return response
 
 
-def operations_blueprint(
+def operation_views(
     api: Api, readiness: Callable[[], tuple[bool, dict[str, Any]]],
     ready_answer: type[Schema] = Status,
-) -> Blueprint:
+) -> Views:
     """``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs``, described.
 
     ``readiness`` answers (ready, what to report): the report is the body of a 200, and the
     ``extra`` members of the 503 problem.
     """
-    blueprint = Blueprint("operations", __name__)
+    views = Views("operations")
     tag = "operations"
 
-    @api.view(blueprint, "/healthz", ["GET"], "The process is alive", answer=Status, tag=tag)
+    @views.route("/healthz", ["GET"], "The process is alive", answer=Status, tag=tag)
     def healthz() -> Response:
         return jsonify({"status": "ok"})
 
-    @api.view(blueprint, "/readyz", ["GET"], "Ready to serve: every dependency answers",
-              answer=ready_answer, errors=(NotReady,), tag=tag)
+    @views.route("/readyz", ["GET"], "Ready to serve: every dependency answers",
+                 answer=ready_answer, errors=(NotReady,), tag=tag)
     def readyz() -> Response:
         ready, report = readiness()
         if not ready:
@@ -290,28 +309,29 @@ def operations_blueprint(
             raise NotReady(f"Not ready: {reason}", extra=report)
         return jsonify({"status": "ready", **report})
 
-    @api.view(blueprint, "/metrics", ["GET"], "Prometheus metrics, summed over the workers",
-              media_type="text/plain", tag=tag)
+    @views.route("/metrics", ["GET"], "Prometheus metrics, summed over the workers",
+                 media_type="text/plain", tag=tag)
     def metrics() -> Response:
-        return metrics_response()
+        body, content_type = exposition()
+        # content_type, not mimetype: Flask would add a second "; charset=utf-8"
+        return Response(body, content_type=content_type)
 
-    @api.view(blueprint, "/openapi.json", ["GET"], "This API description (OpenAPI 3.1)",
-              tag=tag)
+    @views.route("/openapi.json", ["GET"], "This API description (OpenAPI 3.1)", tag=tag)
     def openapi() -> Response:
         return jsonify(api.document())
 
-    @api.view(blueprint, "/docs", ["GET"], "This API description, to read (Swagger UI)",
-              media_type="text/html", tag=tag)
+    @views.route("/docs", ["GET"], "This API description, to read (Swagger UI)",
+                 media_type="text/html", tag=tag)
     def docs() -> Response:
         return Response(_DOCS_PAGE.replace("{title}", api.title), mimetype="text/html")
 
-    @api.view(blueprint, "/docs/static/<path:name>", ["GET"], "Swagger UI's own files",
-              media_type="*/*", errors=(NotFound,), tag=tag)
+    @views.route("/docs/static/<path:name>", ["GET"], "Swagger UI's own files",
+                 media_type="*/*", errors=(NotFound,), tag=tag)
     def docs_static(name: str) -> Response:
         # Swagger UI's own files, from the installed package: the page needs no CDN
         return send_from_directory(SWAGGER_UI_FILES, name, max_age=3600)
 
-    return blueprint
+    return views
 
 
 _DOCS_PAGE = r"""<!doctype html>
@@ -338,27 +358,17 @@ _DOCS_PAGE = r"""<!doctype html>
 
 
 
-def service_app(
+def service_flask(
     name: str, api: Api, readiness: Callable[[], tuple[bool, dict[str, Any]]], *,
     ready_answer: type[Schema] = Status, max_body_bytes: int,
 ) -> Flask:
-    """The Flask app both services start from: JSON, problem+json errors, metrics, the
-    operational routes; each adds its own Blueprint of views and its hot routes."""
+    """The Flask app both services start from: JSON, problem+json errors and the operational
+    routes; each adds its own views (``Api.add_views``)."""
     app = Flask(name)
-    # werkzeug answers 413 before the body is read past this many bytes
+    # werkzeug answers 413 before the body is read past this many bytes (a chunked body: the
+    # ServiceApp refuses a larger announced length before Flask sees the request)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     install_problem_handlers(app)
-    install_request_metrics(app, name)
-    app.register_blueprint(operations_blueprint(api, readiness, ready_answer))
-    app.extensions["api"] = api
+    api.add_views(app, operation_views(api, readiness, ready_answer))
     return app
-
-
-def serve_hot_routes(app: Flask, name: str, routes: list[Route]) -> None:
-    """Answer ``routes`` in front of Flask (``shared.hotroutes``)."""
-    app.extensions["hot_routes"] = routes
-    hot = HotRoutes(app.wsgi_app, name, routes)
-    app.wsgi_app = hot  # type: ignore[method-assign]  # WSGI wrapping
-    # asked by shared.worker before a request is parsed: may the event loop answer it?
-    app.answers_at_once = hot.answers_at_once  # type: ignore[attr-defined]  # the worker's hook

@@ -1,13 +1,15 @@
-"""Answers given on the worker's event loop (``shared.eventloop``), against real gunicorn services.
+"""The serving model (``shared.web``) against real services under gunicorn's asgi worker.
 
-The issuer's token endpoint and the verifier's verify and forward-auth (mirror in sync) are
-answered on the event loop; a request there that must wait on Redis goes to a thread. Each
-answer must be what a thread would have given: right, counted once, logged once. A client that
-stops reading its answers must not hold the loop, which serves every other connection.
+The issuer's token endpoint and the verifier's verify and forward-auth are answered on the event
+loop; what must wait on Redis or sign with RSA runs in the app's thread pool; every other route
+is Flask, through a2wsgi. Each answer must be right, counted once and logged once, whoever gave
+it. A client that stops reading its answers, and a Redis that stops answering, must not hold the
+loop, which serves every other connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +29,6 @@ import swagger_ui
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.apikeys import add_client
-from shared.worker import GATHER_LIMIT
 from tests.forge import fresh
 from tests.keypairs import KeyPair
 from tests.procs import (
@@ -36,6 +37,7 @@ from tests.procs import (
     RedisServer,
     ServiceProcess,
     issuer_env,
+    one_verifier,
     service_environment,
     service_pair,
     wait_until,
@@ -56,11 +58,11 @@ class Services:
 def services(
     key_pair: KeyPair, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Services]:
-    folder = tmp_path_factory.mktemp("loop-answers")
+    folder = tmp_path_factory.mktemp("serving")
     with service_pair(key_pair, redis_server, folder, LOG_FORMAT="json",
                       LOG_LEVEL="info") as pair:
-        # the hot routes go to the loop once the revocation mirror, which a worker starts on
-        # its first verification, is in sync
+        # verifications are answered from memory once the revocation mirror, which a worker
+        # starts on its first verification, is in sync
         requests.post(f"{pair.verifier.url}/v1/verify", json={"token": fresh(key_pair, "first")},
                       timeout=10)
         wait_until(lambda: _mirror_synced(pair.verifier), timeout=15, what="the mirror in sync")
@@ -141,7 +143,7 @@ def test_hot_answers_are_right_and_each_is_counted_and_logged_once(services: Ser
 
 
 def test_a_session_at_forward_auth_waits_on_redis_in_a_thread_once(services: Services) -> None:
-    """A session id needs a Redis read: the loop hands the request over before answering it."""
+    """A session id needs a Redis read: it runs in the pool, and is answered and logged once."""
     verifier = services.verifier
     login = requests.post(f"{verifier.url}/v1/sessions",
                           json={"token": fresh(services.key_pair, "carol")}, timeout=10)
@@ -154,16 +156,18 @@ def test_a_session_at_forward_auth_waits_on_redis_in_a_thread_once(services: Ser
             "Authorization": f"Bearer {session_id}", "X-Request-Id": request_id})
         assert answer.status_code == 200, answer.text
         assert answer.headers["X-Auth-User-Id"] == "carol"
-        # the same connection goes on being answered after the hand-over
+        # the same connection goes on being answered after the wait
         again = http.get(f"{verifier.url}/v1/auth", timeout=10,
                          headers={"Authorization": f"Bearer {session_id}"})
         assert again.status_code == 200
     assert _requests_counted(verifier, "/v1/auth", "200") - before == 2
     wait_until(lambda: _access_lines(verifier, {request_id}) == {request_id: 1}, timeout=10,
-               what="one access line for the handed-over request")
+               what="one access line for the request that waited")
 
 
 def test_a_client_that_stops_reading_does_not_hold_the_loop(services: Services) -> None:
+    """A client pipelines verifications and never reads an answer. gunicorn stops reading it
+    once its answers back up (or drops it); every other client goes on being answered."""
     verifier = services.verifier
     token = fresh(services.key_pair, "dave")
     body = json.dumps({"token": token}).encode()
@@ -175,53 +179,48 @@ def test_a_client_that_stops_reading_does_not_hold_the_loop(services: Services) 
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.settimeout(30)
     stuck.connect(("127.0.0.1", verifier.port))
+    stop = threading.Event()
+    sent = [0]
 
     def flood() -> None:
-        # pipelined requests, never reading an answer, until the server stops reading them;
-        # ends when the socket is closed
-        try:
-            for _ in range(300):
-                stuck.sendall(request * 100)
-        except OSError:
-            pass
+        # pipelined requests, ten at a time, never reading an answer, until the server stops
+        # reading them (sendall blocks) or drops the connection; ends when the socket closes
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                stuck.sendall(request * 10)
+                sent[0] += 10
+                time.sleep(0.001)
 
-    before = _requests_counted(verifier, "/v1/verify", "200")
     sender = threading.Thread(target=flood, daemon=True)
     sender.start()
     try:
-        # the loop answers the flood until the client's window and the server's send buffer
-        # are full, then leaves the rest of that answer to a thread; the count stops growing
-        counts = [before]
-
-        def stalled() -> bool:
-            time.sleep(0.5)
-            counts.append(_requests_counted(verifier, "/v1/verify", "200"))
-            return counts[-1] == counts[-2] > before + 100
-
-        wait_until(stalled, timeout=60, what="the flood to fill every buffer")
+        wait_until(lambda: sent[0] >= 100, timeout=30, what="the flood to start")
         with requests.Session() as http:
             for _ in range(30):
                 answer = http.post(f"{verifier.url}/v1/verify", json={"token": token},
                                    timeout=5)
                 assert answer.status_code == 200
+                time.sleep(0.05)
             issued = http.post(f"{services.issuer.url}/v1/tokens", json={"userId": "erin"},
                                headers={"Authorization": f"Bearer {services.client_key}"},
                                timeout=5)
             assert issued.status_code == 201
         assert requests.get(f"{verifier.url}/healthz", timeout=5).status_code == 200
     finally:
-        stuck.shutdown(socket.SHUT_RDWR)  # wakes the sender blocked in sendall
+        stop.set()
+        # wakes the sender blocked in sendall (unless the server closed the connection)
+        with contextlib.suppress(OSError):
+            stuck.shutdown(socket.SHUT_RDWR)
         stuck.close()
         sender.join(timeout=30)
     assert not sender.is_alive()
-    # the thread that was waiting for the client gave up with it: the service answers as before
     assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
                          timeout=5).status_code == 200
 
 
 def test_large_answers_from_threads_come_through_whole(services: Services) -> None:
-    """Answers are gathered to leave in one send: a static file (sendfile) and a document larger
-    than the gathering limit must still arrive whole, the head first."""
+    """Flask's answers stream through a2wsgi: a static file and a large document arrive whole,
+    and the next answer on the connection starts where they end."""
     bundle = Path(swagger_ui.__file__).parent / "static" / "swagger-ui-bundle.js"
     with requests.Session() as http:  # one connection: a misordered answer would break the next
         for _ in range(2):
@@ -231,14 +230,14 @@ def test_large_answers_from_threads_come_through_whole(services: Services) -> No
             assert served.content == bundle.read_bytes()
             document = http.get(f"{services.verifier.url}/openapi.json", timeout=10)
             assert document.status_code == 200
-            assert len(document.content) > GATHER_LIMIT
+            assert len(document.content) > 64 * 1024
             assert "/v1/verify" in document.json()["paths"]
 
 
-def test_a_malformed_request_to_a_loop_route_gets_a_400_problem(services: Services) -> None:
-    """gunicorn refuses the head; on the loop the answer is sent without waiting. It is a
-    problem document with a request id, like every other answer, and gunicorn's warning
-    line carries that id (it writes no access line for a head it could not read)."""
+def test_a_malformed_request_is_refused_by_gunicorn_and_the_service_goes_on(
+        services: Services) -> None:
+    """gunicorn's parser refuses a head it cannot read, with its own short 400 (the app never
+    sees the request, so it is no problem document) and closes the connection."""
     verifier = services.verifier
     with socket.create_connection(("127.0.0.1", verifier.port), timeout=5) as sock:
         sock.sendall(b"POST /v1/verify HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon here\r\n"
@@ -248,25 +247,60 @@ def test_a_malformed_request_to_a_loop_route_gets_a_400_problem(services: Servic
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     head, _, body = answer.partition(b"\r\n\r\n")
-    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
-    assert headers["Content-Type"] == "application/problem+json"
-    assert headers["Connection"] == "close"
-    problem = json.loads(body)
-    assert (problem["status"], problem["code"]) == (400, "request_invalid")
+    assert b"\r\nConnection: close" in head
     assert b"No colon" not in body  # the request's bytes are not echoed
-    request_id = headers["X-Request-Id"]
-
-    def logged() -> bool:
-        return any(line.get("request_id") == request_id and line["level"] == "WARNING"
-                   and "Invalid request" in line["message"] for line in _json_lines(verifier))
-
-    wait_until(logged, timeout=10, what="the warning line under the answer's id")
     token = fresh(services.key_pair, "frank")
     assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
                          timeout=5).status_code == 200
 
 
-# -- plain requests (shared.http11) and the ones gunicorn reads answer alike --------------------
+def test_the_loop_answers_while_the_pool_waits_on_a_stopped_redis(
+        key_pair: KeyPair, redis_server: RedisServer, tmp_path: Path) -> None:
+    """With the mirror off every verification reads Redis, in the pool. While a stopped Redis
+    holds those reads for their timeout, the loop goes on answering: refusals decided from the
+    token alone, and Flask's routes."""
+    with one_verifier(key_pair, redis_server, tmp_path, threads=2, VERIFIER_MIRROR_MAX_KEYS="0",
+                      VERIFIER_REDIS_TIMEOUT_MS="3000") as verifier:
+        _verify_while_redis_is_stopped(verifier, redis_server, fresh(key_pair, "gina"))
+
+
+def _verify_while_redis_is_stopped(verifier: ServiceProcess, redis_server: RedisServer,
+                                   token: str) -> None:
+    assert requests.post(f"{verifier.url}/v1/verify", json={"token": token},
+                         timeout=10).status_code == 200
+    assert redis_server.process is not None
+    waiting: list[requests.Response] = []
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        def verify() -> None:
+            waiting.append(requests.post(f"{verifier.url}/v1/verify", json={"token": token},
+                                         timeout=30))
+
+        # more than the pool's two threads: the others queue behind them
+        held = [threading.Thread(target=verify) for _ in range(6)]
+        for thread in held:
+            thread.start()
+        time.sleep(0.5)
+        assert not waiting, "a verification answered although Redis is stopped"
+        started = time.monotonic()
+        refused = requests.post(f"{verifier.url}/v1/verify", json={"token": "not.a.token"},
+                                timeout=10)
+        health = requests.get(f"{verifier.url}/healthz", timeout=10)
+        elapsed = time.monotonic() - started
+        assert (refused.status_code, health.status_code) == (401, 200)
+        # answered while the pool's reads wait out their 3 s timeout (generous: a loop that
+        # blocked would take at least that)
+        assert elapsed < 2.0, elapsed
+        assert not waiting
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    for thread in held:
+        thread.join(timeout=60)
+    assert {answer.status_code for answer in waiting} <= {200, 503}
+    assert len(waiting) == 6
+
+
+# -- raw requests -------------------------------------------------------------------------------
 
 def _exchange(sock: socket.socket, request: bytes) -> tuple[str, dict[str, str], bytes]:
     """Sends one request and reads one answer: status line, headers, body."""
@@ -291,9 +325,9 @@ def _chunked(body: bytes) -> bytes:
     return f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
 
 
-def test_plain_and_gunicorn_read_requests_get_the_same_answers(services: Services) -> None:
-    """The same requests, once plain and once in a form only gunicorn reads (a chunked body, a
-    header with an underscore), answered on one connection: the same status, headers, body."""
+def test_chunked_and_measured_bodies_get_the_same_answers(services: Services) -> None:
+    """The same requests, once with a Content-Length body and once chunked (or with one more
+    header), answered on one connection: the same status, headers, body."""
     token = fresh(services.key_pair, "grace")
     verify = json.dumps({"token": token}).encode()
     verifier, issuer = services.verifier, services.issuer
@@ -315,7 +349,7 @@ def test_plain_and_gunicorn_read_requests_get_the_same_answers(services: Service
     for service, head, body in cases:
         if body is None:
             plain_request = head + b"\r\n"
-            judged_request = head + b"X_Dropped_By_Gunicorn: 1\r\n\r\n"
+            judged_request = head + b"X-Unrelated: 1\r\n\r\n"
         else:
             plain_request = head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
             judged_request = head + b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(body)
@@ -335,7 +369,7 @@ def test_plain_and_gunicorn_read_requests_get_the_same_answers(services: Service
         assert plain == judged, head
 
 
-def test_plain_answers_keep_or_close_the_connection_as_asked(services: Services) -> None:
+def test_answers_keep_or_close_the_connection_as_asked(services: Services) -> None:
     token = fresh(services.key_pair, "heidi").encode()
     verifier = services.verifier
     ask = b"GET /v1/auth HTTP/1.%d\r\nHost: v\r\nAuthorization: Bearer " + token + b"\r\n"
@@ -355,13 +389,13 @@ def test_plain_answers_keep_or_close_the_connection_as_asked(services: Services)
     }
     for name, request in keeps.items():
         with socket.create_connection(("127.0.0.1", verifier.port), timeout=10) as sock:
-            for _ in range(3):
+            for _ in range(3):  # three answers on one connection
                 status, headers, _ = _exchange(sock, request)
                 assert status.endswith("200 OK"), name
-                assert headers["connection"] == "keep-alive", name
+                assert headers.get("connection", "keep-alive") == "keep-alive", name
 
 
-def test_a_plain_head_request_gets_the_head_alone(services: Services) -> None:
+def test_a_head_request_gets_the_head_alone(services: Services) -> None:
     token = fresh(services.key_pair, "ivan").encode()
     with socket.create_connection(("127.0.0.1", services.verifier.port), timeout=10) as sock:
         head = b"HEAD /v1/auth HTTP/1.1\r\nHost: v\r\nAuthorization: Bearer " + token + b"\r\n\r\n"
@@ -375,10 +409,8 @@ def test_a_plain_head_request_gets_the_head_alone(services: Services) -> None:
         assert headers["x-auth-user-id"] == "ivan"
 
 
-def test_an_issuer_on_a_unix_socket_answers_plain_requests(
-        key_pair: KeyPair, tmp_path: Path) -> None:
-    """A unix socket's addresses are strings, not (host, port): gunicorn builds that environ
-    itself, and the worker must keep answering (a plain reading of it killed the worker)."""
+def test_an_issuer_on_a_unix_socket_answers(key_pair: KeyPair, tmp_path: Path) -> None:
+    """A unix socket has no (host, port) addresses: the access line and the answers do without."""
     clients = tmp_path / "clients.json"
     client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
     path = tmp_path / "issuer.sock"
@@ -409,7 +441,7 @@ def test_an_issuer_on_a_unix_socket_answers_plain_requests(
                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         for _ in range(2):  # the second on a new connection: the worker is still there
             status, _, answer = ask(request)
-            assert status == "HTTP/1.1 201 CREATED", answer
+            assert status.startswith("HTTP/1.1 201 "), answer
             assert json.loads(answer)["token"].count(".") == 2
         assert "Traceback" not in log_path.read_text(errors="replace")
     finally:

@@ -1,37 +1,30 @@
-"""Running a service under gunicorn, and stopping cleanly when it cannot start."""
+"""Running a service under gunicorn's own ``asgi`` worker.
+
+The worker is gunicorn's: an asyncio event loop per worker (uvloop), gunicorn's HTTP/1.1 parser
+(gunicorn-h1c's C parser where it is installed, gunicorn's Python parser otherwise: the
+``auto`` setting), keep-alive, and flow control that stops reading a connection whose unread
+body passes 256 KiB. Nothing here parses HTTP or touches a socket.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from shared.errors import StartupError
+from shared.logs import format_gunicorn_lines, json_lines
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # imported when the app is: prometheus_client must wait for its folder
+    from shared.web.app import ServiceApp
 
-# gunicorn's arbiter stops (instead of respawning forever) when a worker exits with this status
-STARTUP_FAILED = 3
+WORKER_CLASS = "asgi"
 
-BUFFERING_WORKER = "shared.worker.BufferingThreadWorker"
-
-
-def exit_on_startup_error(service: str, build: Callable[[], T]) -> T:
-    """Run ``build``; on a StartupError print one line naming the problem and exit 3.
-
-    Used when a service is built from the environment (gunicorn, the CLI): there a traceback
-    helps nobody and the process must not serve. Tests build apps from explicit settings and
-    see the exception instead.
-    """
-    try:
-        return build()
-    except StartupError as exc:
-        print(f"jwt-auth {service}: cannot start: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(STARTUP_FAILED) from None
+GRACEFUL_TIMEOUT = 10
+"""Seconds a stopping worker lets requests in flight finish (Kubernetes' termination grace
+period must be longer)."""
 
 
 def prepare_multiprocess_metrics() -> None:
@@ -60,62 +53,69 @@ def _child_exit(server: Any, worker: Any) -> None:
         fold_dead_process(folder, worker.pid)
 
 
-def _reloader_of(app: Any) -> Any:
-    extensions = getattr(app, "extensions", None)
-    return extensions.get(RELOADER_EXTENSION) if isinstance(extensions, dict) else None
-
-
-def _start_watching(worker: Any) -> None:
-    # each worker polls its key files from a thread of its own, started after the fork
-    reloader = _reloader_of(worker.wsgi)
-    if reloader is not None:
-        reloader.start_in_worker()
-
-
 def _reload_in_master(arbiter: Any) -> None:
     # SIGHUP: gunicorn forks fresh workers from the master right after this hook, so reading
     # the files again here is what hands the new keys to every new worker
-    reloader = _reloader_of(arbiter.app.callable)
+    extensions = getattr(arbiter.app.callable, "extensions", {})
+    reloader = extensions.get(RELOADER_EXTENSION)
     if reloader is not None:
         reloader.reload_all()
 
 
+def _logger_class() -> Any:
+    from gunicorn.glogging import Logger
+
+    class _Logger(Logger):  # type: ignore[misc]  # gunicorn has no types: Logger is Any
+        """gunicorn's logger, whose own lines keep ``LOG_FORMAT`` after a SIGHUP."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            # gunicorn makes its handlers again on SIGHUP: keep its lines JSON with json
+            format_gunicorn_lines("json" if json_lines() else "text")
+
+    return _Logger
+
+
 def run_gunicorn(
-    factory: Callable[[], Any],
+    factory: Callable[[], ServiceApp],
     *,
     bind: str,
     workers: int,
     threads: int,
     access_log: bool = True,
-    worker_class: str = BUFFERING_WORKER,
 ) -> None:
-    """Serve the WSGI app made by ``factory`` under gunicorn until a signal stops it.
+    """Serve the app made by ``factory`` under gunicorn until a signal stops it.
 
     The app is built once in the master before workers fork (``preload_app``): loading the
     private key is slow (``shared.keys.load_private_key``) and happens once, and a bad
-    configuration stops the whole service with one line instead of a crash loop of workers. The
-    gthread worker keeps connections alive, which the sync worker does not. Key files are read
-    again on SIGHUP and when they change (``shared.reloading``).
+    configuration stops the whole service with one line instead of a crash loop of workers.
+    ``threads`` sizes each worker's two pools (Flask's routes; the hot routes' waits). Key
+    files are read again on SIGHUP and when they change (``shared.reloading``).
     """
     from gunicorn.app.base import BaseApplication
 
-    from shared.accesslog import AccessLogger
+    def load() -> ServiceApp:
+        app = factory()
+        app.threads = threads
+        if not access_log:
+            app.access_log = None
+        return app
 
     options: dict[str, Any] = {
         "bind": bind,
         "workers": workers,
-        "threads": threads,
-        # gthread whose event loop reads each request whole first: slow clients hold no thread
-        "worker_class": worker_class,
+        "worker_class": WORKER_CLASS,
+        # uvloop is a dependency; gunicorn-h1c where it built ("auto" falls back to Python's)
+        "asgi_loop": "uvloop",
+        "http_parser": "auto",
         "preload_app": True,
         "keepalive": 5,
         "timeout": 30,
-        "graceful_timeout": 10,
-        "accesslog": "-" if access_log else None,
-        # the path only (a token in a query string must not reach the log), in few fields
-        "logger_class": AccessLogger,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        # the app writes the access line itself (shared.web.accesslog)
+        "accesslog": None,
+        "logger_class": _logger_class(),
         "child_exit": _child_exit,
-        "post_worker_init": _start_watching,
         "on_reload": _reload_in_master,
         # gunicorn >= 25.1 opens a control socket at one per-user path ($HOME/.gunicorn): every
         # gunicorn of the user (issuer and verifier side by side) would fight over it, and in a
@@ -126,13 +126,10 @@ def run_gunicorn(
     class _Application(BaseApplication):  # type: ignore[misc]  # gunicorn has no types
         def load_config(self) -> None:
             for name, value in options.items():
-                # the control socket setting is unknown to gunicorn < 25.1, which has no socket
-                if name == "control_socket_disable" and name not in self.cfg.settings:
-                    continue
                 if value is not None:
                     self.cfg.set(name, value)
 
         def load(self) -> Any:
-            return factory()
+            return load()
 
     _Application().run()

@@ -1,4 +1,5 @@
-"""Prometheus metrics that add up across gunicorn workers.
+"""Prometheus metrics that add up across gunicorn workers, and the request counts of both kinds
+of routes.
 
 Under gunicorn each worker is a process with its own counters; prometheus_client's multiprocess
 mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``jwt-auth serve`` before the app is imported) keeps
@@ -7,9 +8,8 @@ them in shared files so ``/metrics`` reports the whole service, whichever worker
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
-from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -32,8 +32,11 @@ HTTP_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
-
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+UNMATCHED = "unmatched"
+"""The ``route`` label of a request no route took (a 404): never the raw path, whose values a
+client chooses."""
 
 
 def method_label(method: str) -> str:
@@ -42,34 +45,38 @@ def method_label(method: str) -> str:
     return method if method in HTTP_METHODS else "other"
 
 
-def metrics_response() -> Response:
-    """The Prometheus text exposition for this service (all workers when multiprocess)."""
+def exposition() -> tuple[bytes, str]:
+    """The Prometheus text exposition for this service (all workers when multiprocess), and
+    its Content-Type."""
     # prometheus_client itself decides multiprocess mode from this variable
     folder = multiproc_dir()
     if folder is None:
-        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
     prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped
     # the master folds a dead worker's files into the archives under the same lock
     with reading(folder):
-        body = generate_latest(registry)
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def install_request_metrics(app: Flask, service: str) -> None:
-    """Count and time every request by route template (never by raw path: ids would explode)."""
+class RequestMetrics:
+    """Counts and times every request of one service by route template (never by raw path)."""
 
-    @app.before_request
-    def _start_timer() -> None:
-        g.request_started = time.perf_counter()
+    def __init__(self, service: str) -> None:
+        self.service = service
+        # label children resolved once: labels() takes a lock and hashes on every call
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
 
-    @app.after_request
-    def _record(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        HTTP_REQUESTS.labels(
-            service, method_label(request.method), route, str(response.status_code)
-        ).inc()
-        started = g.get("request_started")
-        if started is not None:
-            HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
-        return response
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters.setdefault(
+                key, HTTP_REQUESTS.labels(self.service, method_label(method), route, str(status))
+            )
+        counter.inc()
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers.setdefault(route, HTTP_LATENCY.labels(self.service, route))
+        timer.observe(seconds)
