@@ -1,29 +1,42 @@
-"""Client for the jwt-custom-auth verifier: ``VerifierClient`` and its typed errors.
+"""Clients for the jwt-custom-auth services, and their typed errors.
 
-Standard library only. The integrations are separate modules, imported only when used:
-``jwt_auth_client.flask`` (Flask), ``jwt_auth_client.wsgi`` and ``jwt_auth_client.asgi``
-(Starlette, FastAPI, any ASGI application).
+``VerifierClient`` and ``IssuerClient`` need nothing but the standard library. The
+integrations are separate modules, imported only when used: ``jwt_auth_client.flask``,
+``jwt_auth_client.wsgi`` and ``jwt_auth_client.asgi``.
 """
 
 from __future__ import annotations
 
-from jwt_auth_client.client import Identity, Session, VerifierClient
+from jwt_auth_client._version import __version__
+from jwt_auth_client.client import VerifierClient
 from jwt_auth_client.errors import (
     ERRORS_BY_CODE,
+    ISSUER_ERRORS_BY_CODE,
+    AdminNotPermitted,
     AlgorithmNotAllowed,
+    ApiKeyInvalid,
+    ApiKeyMissing,
     AttributesMismatch,
     ClaimInvalid,
     ClaimMissing,
+    ClaimReserved,
+    ExpiresInInvalid,
     Forbidden,
     InternalError,
     InvalidToken,
+    IssuerClaimInvalid,
+    IssuerError,
+    IssuerUnavailable,
+    JwtAuthError,
     KeyUnknown,
     LoginRateExceeded,
     MethodNotAllowed,
     NotFound,
     NotReady,
     PayloadTooLarge,
+    RateLimited,
     RequestInvalid,
+    ServiceUnavailable,
     SessionNotFound,
     SignatureInvalid,
     StoreUnavailable,
@@ -39,24 +52,40 @@ from jwt_auth_client.errors import (
     VerifierError,
     VerifierUnavailable,
 )
+from jwt_auth_client.issuer import IssuerClient
+from jwt_auth_client.models import Identity, IssuedToken, Session
 
 __all__ = [
     "ERRORS_BY_CODE",
+    "ISSUER_ERRORS_BY_CODE",
+    "AdminNotPermitted",
     "AlgorithmNotAllowed",
+    "ApiKeyInvalid",
+    "ApiKeyMissing",
     "AttributesMismatch",
     "ClaimInvalid",
     "ClaimMissing",
+    "ClaimReserved",
+    "ExpiresInInvalid",
     "Forbidden",
     "Identity",
     "InternalError",
     "InvalidToken",
+    "IssuedToken",
+    "IssuerClaimInvalid",
+    "IssuerClient",
+    "IssuerError",
+    "IssuerUnavailable",
+    "JwtAuthError",
     "KeyUnknown",
     "LoginRateExceeded",
     "MethodNotAllowed",
     "NotFound",
     "NotReady",
     "PayloadTooLarge",
+    "RateLimited",
     "RequestInvalid",
+    "ServiceUnavailable",
     "Session",
     "SessionNotFound",
     "SignatureInvalid",
@@ -73,4 +102,5 @@ __all__ = [
     "VerifierClient",
     "VerifierError",
     "VerifierUnavailable",
+    "__version__",
 ]
