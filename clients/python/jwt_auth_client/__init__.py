@@ -1,11 +1,15 @@
 """Clients for the jwt-custom-auth services, and their typed errors.
 
-``VerifierClient`` and ``IssuerClient`` need nothing but the standard library. The
+``VerifierClient`` and ``IssuerClient`` need nothing but the standard library.
+``AsyncVerifierClient`` and ``AsyncIssuerClient`` need the ``async`` extra (httpx); they are
+importable from here, and httpx is imported only when one of them is first used. The
 integrations are separate modules, imported only when used: ``jwt_auth_client.flask``,
-``jwt_auth_client.wsgi`` and ``jwt_auth_client.asgi``.
+``jwt_auth_client.fastapi``, ``jwt_auth_client.wsgi`` and ``jwt_auth_client.asgi``.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from jwt_auth_client._version import __version__
 from jwt_auth_client.client import VerifierClient
@@ -55,6 +59,9 @@ from jwt_auth_client.errors import (
 from jwt_auth_client.issuer import IssuerClient
 from jwt_auth_client.models import Identity, IssuedToken, Session
 
+if TYPE_CHECKING:
+    from jwt_auth_client.aio import AsyncIssuerClient, AsyncVerifierClient
+
 __all__ = [
     "ERRORS_BY_CODE",
     "ISSUER_ERRORS_BY_CODE",
@@ -62,6 +69,8 @@ __all__ = [
     "AlgorithmNotAllowed",
     "ApiKeyInvalid",
     "ApiKeyMissing",
+    "AsyncIssuerClient",
+    "AsyncVerifierClient",
     "AttributesMismatch",
     "ClaimInvalid",
     "ClaimMissing",
@@ -104,3 +113,14 @@ __all__ = [
     "VerifierUnavailable",
     "__version__",
 ]
+
+_ASYNC = ("AsyncIssuerClient", "AsyncVerifierClient")
+
+
+def __getattr__(name: str) -> Any:
+    """The async clients, imported on first use: only they need httpx."""
+    if name in _ASYNC:
+        from jwt_auth_client import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
