@@ -78,6 +78,7 @@ def test_the_wheel_installs_and_runs_alone_in_a_clean_venv(
     script = """
 import importlib.metadata, importlib.util, json, sys
 import jwt_auth_client
+from jwt_auth_client import *  # the whole public namespace, without the async extra
 from jwt_auth_client import VerifierClient
 with VerifierClient(sys.argv[1], retries=0) as client:
     identity = client.identify(sys.argv[2])

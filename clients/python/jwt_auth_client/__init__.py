@@ -60,8 +60,11 @@ from jwt_auth_client.issuer import IssuerClient
 from jwt_auth_client.models import Identity, IssuedToken, Session
 
 if TYPE_CHECKING:
-    from jwt_auth_client.aio import AsyncIssuerClient, AsyncVerifierClient
+    # "as": re-exported for type checkers; at run time __getattr__ below imports them
+    from jwt_auth_client.aio import AsyncIssuerClient as AsyncIssuerClient
+    from jwt_auth_client.aio import AsyncVerifierClient as AsyncVerifierClient
 
+# not the async clients: "from jwt_auth_client import *" must work without httpx
 __all__ = [
     "ERRORS_BY_CODE",
     "ISSUER_ERRORS_BY_CODE",
@@ -69,8 +72,6 @@ __all__ = [
     "AlgorithmNotAllowed",
     "ApiKeyInvalid",
     "ApiKeyMissing",
-    "AsyncIssuerClient",
-    "AsyncVerifierClient",
     "AttributesMismatch",
     "ClaimInvalid",
     "ClaimMissing",
