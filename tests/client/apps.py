@@ -62,6 +62,8 @@ def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 async def whoami(request: Request) -> JSONResponse:
-    identity: Identity = request.state.identity
+    identity: Identity | None = getattr(request.state, "identity", None)
+    if identity is None:  # an exempt path
+        return JSONResponse({"userId": None})
     return JSONResponse({"userId": identity.user_id, "isAdmin": identity.is_admin,
                          "session": identity.session})

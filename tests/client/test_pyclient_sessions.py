@@ -176,10 +176,20 @@ def starlette_serving(client: VerifierClient | AsyncVerifierClient, **rules: Any
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_asgi_sessions_and_admin_paths(
         verifier: Verifier, callers: Callers, flavour: str) -> None:
-    client = (VerifierClient(verifier.url, retries=0) if flavour == "sync"
-              else AsyncVerifierClient(verifier.url, retries=0))
-    with starlette_serving(client, admin_paths=["/admin"], exempt=["/healthz"]) as url, \
-            requests.Session() as http:
+    with contextlib.ExitStack() as stack:
+        if flavour == "sync":
+            client: VerifierClient | AsyncVerifierClient = stack.enter_context(
+                VerifierClient(verifier.url, retries=0))
+        else:
+            client = AsyncVerifierClient(verifier.url, retries=0)  # closed by the lifespan
+        url = stack.enter_context(
+            starlette_serving(client, admin_paths=["/admin"], exempt=["/healthz"]))
+        check_asgi_routes(url, callers)
+
+
+def check_asgi_routes(url: str, callers: Callers) -> None:
+    """/admin... needs an admin, any other path any caller (test_asgi_sessions_and_admin_paths)."""
+    with requests.Session() as http:
         def get(path: str, headers: dict[str, str]) -> requests.Response:
             return http.get(f"{url}{path}", headers=headers, timeout=10)
 
@@ -199,8 +209,8 @@ def test_asgi_sessions_and_admin_paths(
         answer = get("/me", cookie(callers.ended_session))
         assert_problem(answer.status_code, answer.headers, answer.content, 401,
                        "session_not_found", "invalid_token")
-    if isinstance(client, VerifierClient):
-        client.close()
+        # an exempt path needs no credential
+        assert get("/healthz", {}).json() == {"userId": None}
 
 
 # -- FastAPI: Depends(identity) and Depends(admin_identity) ---------------------------------------

@@ -112,7 +112,8 @@ def _client_for(url: str) -> VerifierClient | AsyncVerifierClient:
 
 
 async def _refusal_answer(request: Request, error: Exception) -> Response:
-    assert isinstance(error, AuthenticationRefused)
+    if not isinstance(error, AuthenticationRefused):  # registered for that class alone
+        raise error
     refusal = error.refusal
     return Response(refusal.body, status_code=refusal.status,
                     headers=dict(refusal.header_list()))
