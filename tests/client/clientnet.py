@@ -1,4 +1,4 @@
-"""Network helpers for the client tests: a counting TCP proxy and uvicorn in a thread.
+"""Network helpers for the client tests: the services, a counting TCP proxy, uvicorn in a thread.
 
 Shared by tests/client's conftest and test files (a test never imports conftest).
 """
@@ -8,15 +8,24 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
-from tests.procs import ServiceProcess, free_port, wait_until
+from jwt_auth_client import StoreUnavailable, VerifierClient, VerifierUnavailable
+from tests.forge import fresh
+from tests.keypairs import KeyPair
+from tests.procs import RedisServer, ServiceProcess, free_port, wait_until
 
 REQUEST_LINE_END = b" HTTP/1.1\r\n"
+
+
+def access_lines(service: ServiceProcess, request_id: str) -> int:
+    """How many requests the service's access log shows under this request id."""
+    return sum(1 for line in service.output().splitlines()
+               if line.startswith('127.0.0.1 "') and line.endswith(f" request_id={request_id}"))
 
 
 @dataclass
@@ -31,9 +40,23 @@ class Verifier:
         return self.service.url
 
     def access_lines(self, request_id: str) -> int:
-        """How many requests the verifier's access log shows under this request id."""
-        return sum(1 for line in self.service.output().splitlines()
-                   if line.startswith('127.0.0.1 "') and line.endswith(f" request_id={request_id}"))
+        return access_lines(self.service, request_id)
+
+
+@dataclass
+class Issuer:
+    """A real issuer of the verifier's key pair (conftest's ``issuer`` fixture)."""
+
+    service: ServiceProcess
+    client_key: str  # a client added without --admin
+    admin_key: str  # a client added with --admin: may ask for isAdmin: true
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    def access_lines(self, request_id: str) -> int:
+        return access_lines(self.service, request_id)
 
 
 class CountingProxy:
@@ -129,11 +152,15 @@ class CountingProxy:
 
 
 @contextlib.contextmanager
-def uvicorn_serving(app: Any) -> Iterator[str]:
-    """An ASGI application under a real uvicorn server in a thread; yields its base URL."""
+def uvicorn_serving(app: Any, *, lifespan: str = "off") -> Iterator[str]:
+    """An ASGI application under a real uvicorn server in a thread; yields its base URL.
+
+    ``lifespan="on"`` runs the application's startup and shutdown (where an async client is
+    closed, on the loop that used it).
+    """
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+        app, host="127.0.0.1", port=port, lifespan=lifespan, log_level="warning",
         access_log=False,
     )
     server = uvicorn.Server(config)
@@ -145,3 +172,32 @@ def uvicorn_serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        assert not thread.is_alive(), "uvicorn did not stop within 15 s"
+
+
+@contextlib.contextmanager
+def store_down(redis_server: RedisServer, verifier: Verifier, key_pair: KeyPair) -> Iterator[None]:
+    """Redis killed until the block ends: meanwhile the verifier answers 503 store_unavailable.
+
+    The verifier runs without a revocation mirror (conftest), so each verification reads Redis.
+    """
+    direct = VerifierClient(verifier.url, retries=0)
+
+    def answers(expected: type[Exception] | None) -> Callable[[], bool]:
+        def check() -> bool:
+            try:
+                direct.verify(fresh(key_pair))
+            except (StoreUnavailable, VerifierUnavailable) as error:
+                return expected is not None and isinstance(error, expected)
+            return expected is None
+        return check
+
+    redis_server.kill()
+    try:
+        wait_until(answers(StoreUnavailable), timeout=10,
+                   what="the verifier answering 503 without Redis")
+        yield
+    finally:
+        redis_server.start()
+        wait_until(answers(None), timeout=10, what="the verifier using Redis again")
+        direct.close()

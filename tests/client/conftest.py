@@ -1,4 +1,5 @@
-"""A real verifier (gunicorn) on the session's real Redis, for every client test."""
+"""A real verifier (gunicorn) on the session's real Redis, and a real issuer of the same key
+pair, for every client test."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import redis
 
 from jwt_auth_client import VerifierClient
 from shared.apikeys import add_client
-from tests.client.clientnet import Verifier
+from tests.client.clientnet import CountingProxy, Issuer, Verifier
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, verifier_env
+from tests.procs import RedisServer, ServiceProcess, issuer_env, verifier_env
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,30 @@ def verifier(
         service.stop()
 
 
+@pytest.fixture(scope="module")
+def issuer(key_pair: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Issuer]:
+    """The issuer without a rate limit (the rate-limit test starts one of its own)."""
+    folder = tmp_path_factory.mktemp("client-issuer")
+    clients = folder / "clients.json"
+    client_key = add_client(clients, "webapp", admin=False, variable="ISSUER_CLIENTS_FILE")
+    admin_key = add_client(clients, "backoffice", admin=True, variable="ISSUER_CLIENTS_FILE")
+    service = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0"),
+                             folder / "issuer.log", workers=1)
+    service.start()
+    try:
+        yield Issuer(service, client_key, admin_key)
+    finally:
+        service.stop()
+
+
 @pytest.fixture
 def client(verifier: Verifier) -> Iterator[VerifierClient]:
     with VerifierClient(verifier.url, timeout=5, retries=2, backoff=0.05) as made:
+        yield made
+
+
+@pytest.fixture
+def proxy(verifier: Verifier) -> Iterator[CountingProxy]:
+    """A counting TCP proxy in front of the module's verifier."""
+    with CountingProxy(verifier.service.port) as made:
         yield made

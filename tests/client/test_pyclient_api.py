@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,15 +15,20 @@ from jwt_auth_client import (
     ERRORS_BY_CODE,
     Identity,
     InvalidToken,
+    IssuerError,
+    JwtAuthError,
     KeyUnknown,
     LoginRateExceeded,
+    ServiceUnavailable,
     SessionNotFound,
     SignatureInvalid,
+    StoreUnavailable,
     TokenExpired,
     TokenMalformed,
     TokenRevoked,
     VerifierClient,
     VerifierError,
+    VerifierUnavailable,
 )
 from jwt_auth_client.errors import error_for
 from tests.client.clientnet import Verifier
@@ -102,6 +108,25 @@ def test_login_session_logout(client: VerifierClient, key_pair: KeyPair) -> None
         client.login(fresh(key_pair, "dave", lifetime=-3600))
 
 
+def test_identify_takes_a_jwt_or_a_session_id(client: VerifierClient, key_pair: KeyPair) -> None:
+    """A credential with a dot is a JWT, anything else a session id: the verifier's own rule."""
+    token = fresh(key_pair, "fay", isAdmin=True, plan="gold")
+    by_token = client.identify(token)
+    assert by_token == client.verify(token)
+    assert (by_token.session, by_token.claims["plan"]) == (False, "gold")
+
+    session = client.login(token)
+    by_session = client.identify(session.session_id)
+    assert (by_session.user_id, by_session.is_admin, by_session.provider) == ("fay", True, "jwt")
+    assert (by_session.session, by_session.claims, by_session.expires_at) == (True, {}, None)
+
+    client.logout(session.session_id)
+    with pytest.raises(SessionNotFound) as raised:
+        client.identify(session.session_id)
+    # forward-auth's answer for a session that ended: 401, where GET /v1/sessions/<id> says 404
+    assert (raised.value.status, raised.value.code) == (401, "session_not_found")
+
+
 def test_too_many_logins_say_when_to_come_back(client: VerifierClient, key_pair: KeyPair) -> None:
     token = fresh(key_pair, "erin")
     # VERIFIER_LOGIN_RATE as shipped: 30 logins a minute for one user
@@ -138,22 +163,48 @@ def test_every_code_of_the_verifier_has_its_exception() -> None:
         assert getattr(jwt_auth_client, cls.__name__) is cls
 
 
+def test_verifier_errors_keep_their_tree_under_a_common_base() -> None:
+    """Code written for 0.1 catches VerifierError: every verifier error still is one."""
+    for cls in ERRORS_BY_CODE.values():
+        assert issubclass(cls, VerifierError)
+        assert issubclass(cls, JwtAuthError)
+        assert not issubclass(cls, IssuerError)
+    assert issubclass(StoreUnavailable, VerifierUnavailable)
+    assert issubclass(VerifierUnavailable, ServiceUnavailable)
+    assert ERRORS_BY_CODE["login_rate_exceeded"] is LoginRateExceeded
+    error = VerifierUnavailable("down", attempts=3, status=503)
+    assert (error.attempts, error.status, error.code) == (3, 503, "verifier_unavailable")
+
+
 def test_an_unknown_code_is_the_base_class() -> None:
     error = error_for(418, "brand_new_code", "something new")
     assert type(error) is VerifierError
     assert (error.status, error.code, error.detail) == (418, "brand_new_code", "something new")
 
 
-def test_importing_the_client_imports_no_server_library() -> None:
-    heavy = {"flask", "werkzeug", "starlette", "fastapi", "redis", "jwcrypto", "gunicorn",
-             "urllib3", "requests"}
+HEAVY = ("flask", "werkzeug", "starlette", "fastapi", "redis", "jwcrypto", "gunicorn", "urllib3",
+         "requests", "httpx", "httpcore", "anyio")
+
+
+def imported_after(statements: str) -> list[str]:
+    """The third-party top-level modules of HEAVY a fresh interpreter has after ``statements``."""
     script = (
-        "import jwt_auth_client, sys; "
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(heavy)!r}))"
+        f"import json, sys; {statements}; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True, timeout=60)
-    assert result.stdout.strip() == "[]", result.stdout
+    loaded: list[str] = json.loads(result.stdout)
+    return loaded
+
+
+def test_importing_the_client_imports_no_server_library_and_no_httpx() -> None:
+    """The sync clients are the standard library only: httpx comes with the async ones."""
+    assert imported_after("import jwt_auth_client") == []
+    assert imported_after("from jwt_auth_client import IssuerClient, VerifierClient, "
+                          "JwtAuthError; import jwt_auth_client.errors") == []
+    # the async clients are importable from the package, and bring httpx when they are used
+    assert "httpx" in imported_after("from jwt_auth_client import AsyncVerifierClient")
 
 
 def test_the_package_is_typed() -> None:

@@ -6,70 +6,26 @@ uvicorn server, in a Starlette app and in the README's FastAPI example.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import sys
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
 
 import pytest
 import requests
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 from werkzeug.test import Client
 
-from jwt_auth_client import Identity, VerifierClient
+from jwt_auth_client import VerifierClient
 from jwt_auth_client.asgi import VerifierMiddleware as AsgiMiddleware
-from jwt_auth_client.wsgi import ENVIRON_KEY
 from jwt_auth_client.wsgi import VerifierMiddleware as WsgiMiddleware
+from tests.client.apps import EXAMPLES, assert_problem, bare_app, bearer, load_example, whoami
 from tests.client.clientnet import Verifier, uvicorn_serving
 from tests.forge import fresh
 from tests.keypairs import KeyPair
 from tests.procs import REPO, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
-
-EXAMPLES = REPO / "clients" / "python" / "examples"
-
-
-def load_example(name: str, verifier_url: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Import an example file as it is, with VERIFIER_URL naming the test's verifier."""
-    monkeypatch.setenv("VERIFIER_URL", verifier_url)
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_problem(
-    status: int, headers: Any, body: bytes, expected_status: int, code: str,
-    challenge: str | None,
-) -> None:
-    assert status == expected_status, body
-    assert headers["Content-Type"] == "application/problem+json"
-    document = json.loads(body)
-    assert (document["status"], document["code"]) == (expected_status, code)
-    assert document["type"].endswith(code.replace("_", "-"))
-    assert document["title"]
-    assert document["detail"]
-    authenticate = headers["WWW-Authenticate"]
-    assert authenticate.startswith('Bearer realm="api"')
-    if challenge is None:
-        assert "error=" not in authenticate
-    else:
-        assert f'error="{challenge}"' in authenticate
-
 
 # -- Flask: the README example --------------------------------------------------------------
 
@@ -136,13 +92,6 @@ def test_flask_says_503_when_the_verifier_is_away(
 # -- WSGI -------------------------------------------------------------------------------------
 
 
-def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    identity = environ.get(ENVIRON_KEY)
-    body = json.dumps({"userId": identity.user_id if isinstance(identity, Identity) else None})
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [body.encode()]
-
-
 @pytest.fixture
 def client(verifier: Verifier) -> Iterator[VerifierClient]:
     with VerifierClient(verifier.url, retries=0) as made:
@@ -156,8 +105,12 @@ def test_wsgi_middleware(client: VerifierClient, key_pair: KeyPair) -> None:
 
     answer = http.get("/anything")
     assert_problem(answer.status_code, answer.headers, answer.data, 401, "token_missing", None)
-    answer = http.get("/anything", headers=bearer("not-a-token"))
+    answer = http.get("/anything", headers=bearer("not.a.token"))
     assert_problem(answer.status_code, answer.headers, answer.data, 401, "token_malformed",
+                   "invalid_token")
+    # without a dot it is a session id, as the verifier's forward-auth has it
+    answer = http.get("/anything", headers=bearer("not-a-token"))
+    assert_problem(answer.status_code, answer.headers, answer.data, 401, "session_not_found",
                    "invalid_token")
     # an exempt path reaches the application without a token
     assert Client(WsgiMiddleware(bare_app, client, exempt=["/healthz"])).get(
@@ -174,11 +127,6 @@ def test_wsgi_middleware(client: VerifierClient, key_pair: KeyPair) -> None:
 # -- ASGI: Starlette and the README's FastAPI example, under uvicorn -------------------------
 
 
-async def whoami(request: Request) -> JSONResponse:
-    identity: Identity = request.state.identity
-    return JSONResponse({"userId": identity.user_id, "isAdmin": identity.is_admin})
-
-
 def test_asgi_middleware_in_starlette(client: VerifierClient, key_pair: KeyPair) -> None:
     app = Starlette(
         routes=[Route("/me", whoami)],
@@ -187,7 +135,8 @@ def test_asgi_middleware_in_starlette(client: VerifierClient, key_pair: KeyPair)
     with uvicorn_serving(app) as url, requests.Session() as http:
         answer = http.get(f"{url}/me", headers=bearer(fresh(key_pair, "jo", isAdmin=True)),
                           timeout=10)
-        assert (answer.status_code, answer.json()) == (200, {"userId": "jo", "isAdmin": True})
+        assert (answer.status_code, answer.json()) == (200, {"userId": "jo", "isAdmin": True,
+                                                             "session": False})
 
         answer = http.get(f"{url}/me", timeout=10)
         assert_problem(answer.status_code, answer.headers, answer.content, 401,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,18 +18,12 @@ from jwt_auth_client import (
     VerifierClient,
     VerifierUnavailable,
 )
-from tests.client.clientnet import CountingProxy, Verifier
+from tests.client.clientnet import CountingProxy, Verifier, store_down
 from tests.forge import fresh
 from tests.keypairs import KeyPair
 from tests.procs import RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def proxy(verifier: Verifier) -> Iterator[CountingProxy]:
-    with CountingProxy(verifier.service.port) as made:
-        yield made
 
 
 def test_one_connection_carries_every_call(
@@ -123,39 +116,17 @@ def test_a_connection_closed_without_an_answer_is_retried() -> None:
 def test_a_503_is_retried_then_raised_as_store_unavailable(
     proxy: CountingProxy, key_pair: KeyPair, redis_server: RedisServer, verifier: Verifier
 ) -> None:
-    direct = VerifierClient(verifier.url, retries=0)
     token = fresh(key_pair)
-    redis_server.kill()
-    try:
-        def store_down() -> bool:
-            try:
-                direct.verify(token)
-            except StoreUnavailable:
-                return True
-            return False
-
-        wait_until(store_down, timeout=10, what="the verifier answering 503 without Redis")
-        with VerifierClient(proxy.url, retries=2, backoff=0.01) as client, \
-                pytest.raises(StoreUnavailable) as raised:
-            client.verify(token)
-        assert isinstance(raised.value, VerifierUnavailable)
-        assert (raised.value.status, raised.value.code) == (503, "store_unavailable")
-        assert raised.value.attempts == 3
-        assert proxy.requests == 3
-        # every attempt was the same call: the verifier logged each under the call's one id
-        request_id = raised.value.request_id
-        assert request_id is not None
-        wait_until(lambda: verifier.access_lines(request_id) == 3, timeout=10,
-                   what="three access lines under the call's id")
-    finally:
-        redis_server.start()
-
-        def verifies() -> bool:
-            try:
-                direct.verify(fresh(key_pair))
-            except VerifierUnavailable:
-                return False
-            return True
-
-        wait_until(verifies, timeout=10, what="the verifier using Redis again")
-        direct.close()
+    with store_down(redis_server, verifier, key_pair), \
+            VerifierClient(proxy.url, retries=2, backoff=0.01) as client, \
+            pytest.raises(StoreUnavailable) as raised:
+        client.verify(token)
+    assert isinstance(raised.value, VerifierUnavailable)
+    assert (raised.value.status, raised.value.code) == (503, "store_unavailable")
+    assert raised.value.attempts == 3
+    assert proxy.requests == 3
+    # every attempt was the same call: the verifier logged each under the call's one id
+    request_id = raised.value.request_id
+    assert request_id is not None
+    wait_until(lambda: verifier.access_lines(request_id) == 3, timeout=10,
+               what="three access lines under the call's id")

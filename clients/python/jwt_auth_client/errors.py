@@ -1,24 +1,34 @@
-"""One exception per problem ``code`` the verifier answers, all under ``VerifierError``.
+"""One exception per problem ``code`` each service answers, all under ``JwtAuthError``.
 
-The verifier's codes are a stable contract (``verifier/errors.py`` and ``docs/verifier.md``);
-a code this client does not know yet is raised as ``VerifierError`` itself, with its code.
+The verifier's errors are under ``VerifierError``, the issuer's under ``IssuerError``: code that
+catches ``VerifierError`` around verifier calls sees only verifier errors, as it always did.
+Both services' codes are a stable contract (``verifier/errors.py``, ``issuer/errors.py``,
+``shared/errors.py`` and ``docs/``); a code this client does not know yet is raised as the
+service's base class itself (``VerifierError`` or ``IssuerError``), with its code.
+
+Two codes mean different things in the two services, so they are looked up per service:
+``claim_invalid`` is a refused token from the verifier (401, ``ClaimInvalid``) and a refused
+payload from the issuer (422, ``IssuerClaimInvalid``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 
-class VerifierError(Exception):
-    """The verifier refused a request, or could not be reached.
+class JwtAuthError(Exception):
+    """A jwt-custom-auth service refused a request, or could not be reached.
 
     ``status`` is the HTTP status (0 when no answer came), ``code`` the problem's stable
     snake_case code, ``detail`` its human-readable explanation, ``request_id`` the id of the
-    call (the verifier's ``X-Request-Id``: its log lines for the call carry it), or None.
+    call (the service's ``X-Request-Id``: its log lines for the call carry it), or None.
+    ``retry_after`` is the answer's ``Retry-After`` in seconds (429 answers), else None.
     """
 
-    code: str = "verifier_error"
+    code: str = "jwt_auth_error"
     request_id: str | None = None
+    retry_after: int | None = None
 
     def __init__(
         self, detail: str, *, status: int = 0, code: str | None = None,
@@ -37,14 +47,33 @@ class VerifierError(Exception):
         return f"{text} [request_id={self.request_id}]" if self.request_id else text
 
 
-class VerifierUnavailable(VerifierError):
-    """No usable answer after the retries: the connection failed, or the verifier said 503."""
+class ServiceUnavailable(JwtAuthError):
+    """No usable answer after the retries: the connection failed, or the service said 503.
 
-    code = "verifier_unavailable"
+    ``attempts`` is how many times the call was tried. The parent of ``VerifierUnavailable``
+    and ``IssuerUnavailable``.
+    """
+
+    code = "service_unavailable"
 
     def __init__(self, detail: str, *, attempts: int = 1, **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
         self.attempts = attempts
+
+
+# -- the verifier ---------------------------------------------------------------------------
+
+
+class VerifierError(JwtAuthError):
+    """The verifier refused a request, or could not be reached (see ``JwtAuthError``)."""
+
+    code = "verifier_error"
+
+
+class VerifierUnavailable(VerifierError, ServiceUnavailable):
+    """No usable answer after the retries: the connection failed, or the verifier said 503."""
+
+    code = "verifier_unavailable"
 
 
 class StoreUnavailable(VerifierUnavailable):
@@ -130,7 +159,6 @@ class LoginRateExceeded(VerifierError):
     """
 
     code = "login_rate_exceeded"
-    retry_after: int | None = None
 
 
 class RequestInvalid(VerifierError):
@@ -169,8 +197,81 @@ class InternalError(VerifierError):
     code = "internal_error"
 
 
-def _subclasses(base: type[VerifierError]) -> list[type[VerifierError]]:
-    found: list[type[VerifierError]] = []
+# -- the issuer -----------------------------------------------------------------------------
+
+
+class IssuerError(JwtAuthError):
+    """The issuer refused a request, or could not be reached (see ``JwtAuthError``).
+
+    The codes both services answer (``request_invalid``, ``payload_too_large``, ``not_found``,
+    ``internal_error``...) come from the issuer as ``IssuerError`` itself, with that code.
+    """
+
+    code = "issuer_error"
+
+
+class IssuerUnavailable(IssuerError, ServiceUnavailable):
+    """No usable answer after the retries: the connection failed, or the issuer said 503."""
+
+    code = "issuer_unavailable"
+
+
+class ApiKeyMissing(IssuerError):
+    """401: no API key was sent (the client was made with an empty key)."""
+
+    code = "api_key_missing"
+
+
+class ApiKeyInvalid(IssuerError):
+    """401: the API key is not one of the issuer's clients' (or its rotation grace ended)."""
+
+    code = "api_key_invalid"
+
+
+class AdminNotPermitted(IssuerError):
+    """403: an admin token asked for by a client added without ``--admin``."""
+
+    code = "admin_not_permitted"
+
+
+class IssuerClaimInvalid(IssuerError):
+    """422: the claim schema rejects the payload (``problem["field"]`` names the member).
+
+    Not the verifier's ``ClaimInvalid``, a refused token: the two services share the code.
+    """
+
+    code = "claim_invalid"
+
+
+class ClaimReserved(IssuerError):
+    """422: the payload sets a claim only the issuer sets (iat, exp, jti, iss, aud)."""
+
+    code = "claim_reserved"
+
+
+class ExpiresInInvalid(IssuerError):
+    """400: ``expires_in`` is not a whole number from 1 to the issuer's ``ISSUER_MAX_TOKEN_TTL``."""
+
+    code = "expires_in_invalid"
+
+
+class RateLimited(IssuerError):
+    """429: the client is over its ``ISSUER_RATE_LIMIT`` requests per minute.
+
+    ``retry_after`` is the issuer's ``Retry-After``, in seconds (None if it sent none). A
+    rate-limited call is not retried by the client: waiting is the caller's decision.
+    """
+
+    code = "rate_limited"
+
+
+# -- code to class, per service ---------------------------------------------------------------
+
+E = TypeVar("E", bound=JwtAuthError)
+
+
+def _subclasses(base: type[E]) -> list[type[E]]:
+    found: list[type[E]] = []
     for subclass in base.__subclasses__():
         found += [subclass, *_subclasses(subclass)]
     return found
@@ -179,22 +280,48 @@ def _subclasses(base: type[VerifierError]) -> list[type[VerifierError]]:
 ERRORS_BY_CODE: dict[str, type[VerifierError]] = {
     error.code: error for error in _subclasses(VerifierError)
 }
-"""Every class above by its code, read from the classes (never listed by hand)."""
+"""The verifier's classes above by their code, read from the classes (never listed by hand)."""
+
+ISSUER_ERRORS_BY_CODE: dict[str, type[IssuerError]] = {
+    error.code: error for error in _subclasses(IssuerError)
+}
+"""The issuer's classes above by their code, read from the classes (never listed by hand)."""
+
+
+@dataclass(frozen=True)
+class ServiceErrors(Generic[E]):
+    """How one service's problem answers become exceptions."""
+
+    base: type[E]
+    unavailable: type[E]
+    by_code: dict[str, type[E]]
+
+    def error_for(
+        self, status: int, code: str | None, detail: str,
+        problem: dict[str, Any] | None = None, *, attempts: int = 1,
+    ) -> E:
+        """The exception for a problem answer: its code's class, or the base with the code."""
+        cls = self.by_code.get(code or "")
+        if cls is not None:
+            error = cls(detail, status=status, problem=problem)
+        elif status == 503:
+            error = self.unavailable(
+                detail, status=status, code=code or self.unavailable.code, problem=problem)
+        else:
+            error = self.base(
+                detail, status=status, code=code or f"http_{status}", problem=problem)
+        if isinstance(error, ServiceUnavailable):
+            error.attempts = attempts
+        return error
+
+
+VERIFIER_ERRORS = ServiceErrors(VerifierError, VerifierUnavailable, ERRORS_BY_CODE)
+ISSUER_ERRORS = ServiceErrors(IssuerError, IssuerUnavailable, ISSUER_ERRORS_BY_CODE)
 
 
 def error_for(
     status: int, code: str | None, detail: str, problem: dict[str, Any] | None = None,
     *, attempts: int = 1,
 ) -> VerifierError:
-    """The exception for a problem answer: its code's class, or the base class with the code."""
-    cls = ERRORS_BY_CODE.get(code or "")
-    if cls is not None and issubclass(cls, VerifierUnavailable):
-        return cls(detail, status=status, problem=problem, attempts=attempts)
-    if cls is not None:
-        return cls(detail, status=status, problem=problem)
-    if status == 503:
-        return VerifierUnavailable(
-            detail, status=status, code=code or VerifierUnavailable.code, problem=problem,
-            attempts=attempts,
-        )
-    return VerifierError(detail, status=status, code=code or f"http_{status}", problem=problem)
+    """The verifier's exception for a problem answer (kept for callers of version 0.1)."""
+    return VERIFIER_ERRORS.error_for(status, code, detail, problem, attempts=attempts)
