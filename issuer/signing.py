@@ -20,12 +20,13 @@ from marshmallow import ValidationError
 
 from shared.claimrule import ClaimRule
 from shared.claims import check_against, first_error
-from shared.keys import ALGORITHM, SigningKey
+from shared.keys import ALGORITHMS, SigningKey
 
 RESERVED_CLAIMS = ("iat", "exp", "jti", "iss", "aud")
 """Claims only the issuer sets; a payload carrying any of them is refused."""
 
-_RS256 = jwa.JWA.signing_alg(ALGORITHM)
+# jwcrypto's primitive per algorithm, built once
+_SIGNERS = {alg: jwa.JWA.signing_alg(alg) for alg in ALGORITHMS}
 
 JTI_BYTES = 16  # 128 random bits, the contract's floor
 
@@ -35,11 +36,11 @@ def _compact(value: dict[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _encoded_header(kid: str) -> str:
-    """The token header of a key, encoded once: it holds nothing but the key id."""
+def _encoded_header(alg: str, kid: str) -> str:
+    """The token header of a key, encoded once: its algorithm and its id, nothing more."""
     # exactly these three members: verifiers such as the reference server need nothing else,
     # and nothing here may point a verifier at a key of the caller's choosing
-    return str(base64url_encode(_compact({"alg": ALGORITHM, "typ": "JWT", "kid": kid})))
+    return str(base64url_encode(_compact({"alg": alg, "typ": "JWT", "kid": kid})))
 
 
 class PayloadRejected(ValueError):
@@ -143,11 +144,11 @@ def sign_checked(
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
-    # RFC 7515 compact serialisation over jwcrypto's RS256 primitive: jwcrypto's JWS object
+    # RFC 7515 compact serialisation over jwcrypto's primitive: jwcrypto's JWS object
     # deep-copies its header registry on every construction, which cost a quarter of the
     # signing time of a 2048-bit key here; the bytes signed and produced are the same
-    signing_input = f"{_encoded_header(key.kid)}.{base64url_encode(_compact(claims))}"
-    signature = _RS256.sign(key.jwk, signing_input.encode("ascii"))
+    signing_input = f"{_encoded_header(key.alg, key.kid)}.{base64url_encode(_compact(claims))}"
+    signature = _SIGNERS[key.alg].sign(key.jwk, signing_input.encode("ascii"))
     token = f"{signing_input}.{base64url_encode(signature)}"
     return IssuedToken(token, jti, key.kid, expires_at, claims)
 
@@ -156,11 +157,11 @@ def check_signing_key(key: SigningKey) -> bool:
     """Whether the key still signs and its public half verifies the signature (readiness)."""
     try:
         signature = jws.JWS(b"readiness")
-        signature.add_signature(key.jwk, alg=ALGORITHM, protected={"alg": ALGORITHM})
+        signature.add_signature(key.jwk, alg=key.alg, protected={"alg": key.alg})
         compact = signature.serialize(compact=True)
         check = jws.JWS()
         check.deserialize(compact)
-        check.verify(key.jwk, alg=ALGORITHM)
+        check.verify(key.jwk, alg=key.alg)
     except Exception:  # noqa: BLE001 - any failure means "not ready"; the probe says so
         return False
     return True

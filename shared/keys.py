@@ -1,11 +1,15 @@
-"""Loading, generating and describing RSA keys.
+"""Loading, generating and describing signing keys: RSA (RS256), P-256 (ES256), Ed25519 (EdDSA).
 
 Users hand us keys in whatever form their tools wrote: a PEM file, or PEM text in an environment
 variable with literal ``\\n`` (the seed's advice for pasting a key into code); private keys
 encrypted the way ``openssl genrsa -des3`` writes them (OpenSSL 3's PKCS#8
 ``ENCRYPTED PRIVATE KEY``, or the older ``Proc-Type: 4,ENCRYPTED`` with DES-EDE3-CBC) or not
 encrypted at all; public keys as SPKI (``BEGIN PUBLIC KEY``) or PKCS#1 (``BEGIN RSA PUBLIC KEY``).
-This module and the signing/verification modules are the only places that touch jwcrypto.
+
+A key's type fixes its one algorithm (``algorithm_of``): an RSA key signs and verifies RS256
+only, a P-256 key ES256 only, an Ed25519 key EdDSA only. Nothing else (another curve, DSA, a
+key of another size class) is accepted. This module and the signing/verification modules are
+the only places that touch jwcrypto.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwcrypto import jwk
 
 from shared.errors import (
@@ -31,7 +35,14 @@ from shared.errors import (
 )
 
 MIN_RSA_BITS = 2048
-ALGORITHM = "RS256"
+RS256, ES256, EDDSA = "RS256", "ES256", "EdDSA"
+ALGORITHMS = (RS256, ES256, EDDSA)
+"""Every algorithm a key may have; RS256, the seed's, is the default everywhere."""
+RSA_FAMILY = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+"""What an RSA key may verify (a verifier may allow more than RS256); it signs RS256 here."""
+DEFAULT_ALGORITHM = RS256
+# the size reported for the curve keys (what "bits" means for RSA)
+_CURVE_BITS = 256
 
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----.*?-----END (?P=label)-----", re.DOTALL
@@ -40,11 +51,12 @@ _PEM_BLOCK = re.compile(
 
 @dataclass(frozen=True)
 class SigningKey:
-    """A decrypted private key ready to sign, with its RFC 7638 key id."""
+    """A decrypted private key ready to sign, with its RFC 7638 key id and its algorithm."""
 
     jwk: Any  # jwcrypto.jwk.JWK (untyped library)
     kid: str
     bits: int
+    alg: str = RS256
 
     def public_pem(self) -> str:
         """The public half as SPKI PEM, the form the seed's verifier configuration takes."""
@@ -58,17 +70,49 @@ class SigningKey:
 
 @dataclass(frozen=True)
 class VerificationKey:
-    """A trusted public key and its RFC 7638 key id."""
+    """A trusted public key, its RFC 7638 key id, and the one algorithm it verifies."""
 
     jwk: Any  # jwcrypto.jwk.JWK (untyped library)
     kid: str
     bits: int
+    alg: str = RS256
+
+
+def algorithm_of(key: Any, source: str) -> str:
+    """The algorithm a ``cryptography`` key (private or public) is for; KeyInvalid otherwise."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return RS256
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise KeyInvalid(f"{source}: an EC key on {key.curve.name}; ES256 needs P-256 "
+                             "(prime256v1)")
+        return ES256
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return EDDSA
+    raise KeyInvalid(f"{source}: not an RSA, P-256 or Ed25519 key (RS256, ES256 or EdDSA)")
+
+
+def _bits(key: Any) -> int:
+    return int(key.key_size) if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey) \
+        else _CURVE_BITS
+
+
+def jwk_algorithm(key: Any) -> str:
+    """The algorithm of a jwcrypto key, from its type and curve."""
+    kty, crv = key.get("kty"), key.get("crv")
+    if kty == "RSA":
+        return RS256
+    if kty == "EC" and crv == "P-256":
+        return ES256
+    if kty == "OKP" and crv == "Ed25519":
+        return EDDSA
+    raise KeyInvalid(f"a {kty} key ({crv}) has no algorithm here")
 
 
 def public_jwk(key: Any) -> dict[str, Any]:
     """RFC 7517 members of a key's public half, with ``kid``, ``alg`` and ``use``."""
     exported: dict[str, Any] = key.export_public(as_dict=True)
-    return {**exported, "kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"}
+    return {**exported, "kid": key.thumbprint(), "alg": jwk_algorithm(key), "use": "sig"}
 
 
 def read_pem(
@@ -139,7 +183,8 @@ def _is_encrypted(pem: bytes) -> bool:
 
 
 def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> SigningKey:
-    """Decrypt and validate an RSA private key; ``source`` names it in error messages.
+    """Decrypt and validate a private key (RSA, P-256 or Ed25519); ``source`` names it in error
+    messages.
 
     This is the slow step: about 0.25 s for a 4096-bit key, nearly all of it validating the
     key (decrypting is quick), so services do it once per process, before forking workers.
@@ -178,21 +223,22 @@ def load_private_key(pem: bytes, passphrase: bytes | None, *, source: str) -> Si
         raise KeyInvalid(
             f"{source}: not a readable PEM private key ({type(exc).__name__})"
         ) from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise KeyInvalid(f"{source}: not an RSA key; RS256 needs RSA")
-    _check_size(key.key_size, source)
+    alg = algorithm_of(key, source)
+    if isinstance(key, rsa.RSAPrivateKey):
+        _check_size(key.key_size, source)
     signing = jwk.JWK.from_pyca(key)
-    # jwcrypto keeps the key as numbers and rebuilds the signing key, validating it again (as
-    # slowly as above), at its first use: in every worker, on the first requests, in each
-    # thread that gets there at once. These are the numbers just validated above, so the
-    # second validation is skipped and the key is built now, before the workers fork.
-    signing.unsafe_skip_rsa_key_validation = True
+    if alg == RS256:
+        # jwcrypto keeps the key as numbers and rebuilds the signing key, validating it again
+        # (as slowly as above), at its first use: in every worker, on the first requests, in
+        # each thread that gets there at once. These are the numbers just validated above, so
+        # the second validation is skipped and the key is built now, before the workers fork.
+        signing.unsafe_skip_rsa_key_validation = True
     signing.get_op_key("sign")
-    return SigningKey(jwk=signing, kid=signing.thumbprint(), bits=key.key_size)
+    return SigningKey(jwk=signing, kid=signing.thumbprint(), bits=_bits(key), alg=alg)
 
 
 def load_public_keys(pem: bytes, *, source: str) -> list[VerificationKey]:
-    """Every RSA public key in the PEM data, in order (several keys allow rotation)."""
+    """Every public key in the PEM data, in order (several keys allow rotation)."""
     blocks = [match.group(0) for match in _PEM_BLOCK.finditer(pem)]
     if not blocks:
         raise KeyInvalid(f"{source}: no PEM public key found")
@@ -207,25 +253,73 @@ def load_public_keys(pem: bytes, *, source: str) -> list[VerificationKey]:
             key = serialization.load_pem_public_key(block)
         except Exception:  # noqa: BLE001 - any parser failure is "not a key"
             raise KeyInvalid(f"{source}: not a readable PEM public key") from None
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise KeyInvalid(f"{source}: not an RSA key; RS256 needs RSA")
-        _check_size(key.key_size, source)
+        alg = algorithm_of(key, source)
+        if isinstance(key, rsa.RSAPublicKey):
+            _check_size(key.key_size, source)
         public = jwk.JWK.from_pyca(key)
-        keys.append(VerificationKey(jwk=public, kid=public.thumbprint(), bits=key.key_size))
+        keys.append(VerificationKey(jwk=public, kid=public.thumbprint(), bits=_bits(key),
+                                    alg=alg))
     return keys
 
 
 def public_key_from_jwk(members: dict[str, Any], *, source: str) -> VerificationKey:
-    """A trusted public key from a JWKS entry (only RSA signing keys are accepted)."""
-    if members.get("kty") != "RSA" or "d" in members:
-        raise KeyInvalid(f"{source}: not an RSA public key")
+    """A trusted public key from a JWKS entry: an RSA, P-256 or Ed25519 public key.
+
+    The key is rebuilt by ``cryptography`` from its members, which refuses an EC point that is
+    not on the curve (an invalid-curve attack) and an Ed25519 key of the wrong length. An
+    ``alg`` member, when present, must be the key type's own algorithm.
+    """
+    if "d" in members:
+        raise KeyInvalid(f"{source}: holds a private key")
+    kty = members.get("kty")
     try:
-        public = jwk.JWK(**{name: members[name] for name in ("kty", "n", "e")})
-    except Exception:  # noqa: BLE001 - any parser failure is "not a key"
-        raise KeyInvalid(f"{source}: not a readable RSA JWK") from None
-    key = public.get_op_key("verify")
-    _check_size(key.key_size, source)
-    return VerificationKey(jwk=public, kid=public.thumbprint(), bits=key.key_size)
+        key: Any
+        if kty == "RSA":
+            key = rsa.RSAPublicNumbers(_b64_int(members["e"]), _b64_int(members["n"])) \
+                .public_key()
+        elif kty == "EC":
+            if members.get("crv") != "P-256":
+                raise KeyInvalid(f"{source}: an EC key on {members.get('crv')!r}; ES256 needs "
+                                 "P-256")
+            key = ec.EllipticCurvePublicNumbers(
+                _b64_int(members["x"], 32), _b64_int(members["y"], 32), ec.SECP256R1()
+            ).public_key()
+        elif kty == "OKP":
+            if members.get("crv") != "Ed25519":
+                raise KeyInvalid(f"{source}: an OKP key on {members.get('crv')!r}; EdDSA here "
+                                 "is Ed25519")
+            key = ed25519.Ed25519PublicKey.from_public_bytes(_b64(members["x"], 32))
+        else:
+            raise KeyInvalid(f"{source}: kty {kty!r} is not RSA, EC or OKP")
+    except KeyInvalid:
+        raise
+    except Exception:  # noqa: BLE001 - any parser failure (a point off the curve) is "not a key"
+        raise KeyInvalid(f"{source}: not a readable {kty} public key") from None
+    alg = algorithm_of(key, source)
+    published = members.get("alg")
+    if published is not None and published not in (RSA_FAMILY if alg == RS256 else (alg,)):
+        raise KeyInvalid(f"{source}: a {kty} key published for {members.get('alg')!r}; it "
+                         f"verifies {alg} only")
+    if isinstance(key, rsa.RSAPublicKey):
+        _check_size(key.key_size, source)
+    public = jwk.JWK.from_pyca(key)
+    return VerificationKey(jwk=public, kid=public.thumbprint(), bits=_bits(key), alg=alg)
+
+
+def _b64(value: Any, length: int | None = None) -> bytes:
+    """A base64url JWK member, strict: no padding, canonical, of ``length`` bytes if given."""
+    if not isinstance(value, str) or not value or "=" in value:
+        raise ValueError("not base64url")
+    decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() != value:
+        raise ValueError("not canonical base64url")
+    if length is not None and len(decoded) != length:
+        raise ValueError(f"{len(decoded)} bytes where {length} are needed")
+    return decoded
+
+
+def _b64_int(value: Any, length: int | None = None) -> int:
+    return int.from_bytes(_b64(value, length), "big")
 
 
 def _check_size(bits: int, source: str) -> None:
@@ -233,16 +327,27 @@ def _check_size(bits: int, source: str) -> None:
         raise KeyTooSmall(f"{source}: RSA key of {bits} bits; use at least {MIN_RSA_BITS}")
 
 
-def generate_key_pair(bits: int, passphrase: bytes | None) -> tuple[bytes, bytes]:
-    """A new RSA key pair as (private PEM, public PEM), like the seed's two openssl commands.
+def generate_key_pair(
+    bits: int, passphrase: bytes | None, *, alg: str = DEFAULT_ALGORITHM
+) -> tuple[bytes, bytes]:
+    """A new key pair for ``alg`` as (private PEM, public PEM), like the seed's two openssl
+    commands for RS256 (``bits`` is an RSA key's size; a curve has its own).
 
     The private key is PKCS#8, encrypted under the passphrase when one is given (what
     ``openssl genrsa -des3`` writes on OpenSSL 3, with AES-256 instead of 3DES); the public key
-    is SPKI, what ``openssl rsa -pubout`` writes.
+    is SPKI, what ``openssl rsa -pubout`` (``openssl pkey -pubout``) writes.
     """
-    if bits < MIN_RSA_BITS:
-        raise KeyTooSmall(f"--bits {bits}: use at least {MIN_RSA_BITS}")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    if alg == RS256:
+        if bits < MIN_RSA_BITS:
+            raise KeyTooSmall(f"--bits {bits}: use at least {MIN_RSA_BITS}")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    elif alg == ES256:
+        key = ec.generate_private_key(ec.SECP256R1())
+    elif alg == EDDSA:
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise KeyInvalid(f"--alg {alg}: use one of {', '.join(ALGORITHMS)}")
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
         if passphrase

@@ -18,12 +18,15 @@ from shared.config import (
     log_format_from_env,
 )
 from shared.errors import ConfigError
+from shared.keys import EDDSA, ES256, RSA_FAMILY
 from verifier.claimheaders import parse_claim_headers
 from verifier.redisconn import DEFAULT_URL, RedisSettings
 
-# RSA signature algorithms only: the verifier holds RSA public keys, and an HMAC algorithm with
-# a public key as its secret is the classic forgery
-ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+# public-key signature algorithms only: an HMAC algorithm keyed with a public key is the classic
+# forgery, and "none" is no signature. Each key verifies its own type's: RSA keys the RS and PS
+# algorithms, P-256 keys ES256, Ed25519 keys EdDSA (shared.keys)
+RSA_ALGORITHMS = RSA_FAMILY
+ALLOWED_ALGORITHMS = (*RSA_ALGORITHMS, ES256, EDDSA)
 
 # each login walks its user's session index, and the rate keeps one entry per login of the
 # last minute: the upper bounds keep both, and the keys, small

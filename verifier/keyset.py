@@ -23,17 +23,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
 from shared.claimrule import ClaimRule
 from shared.errors import KeyInvalid, KeyLoadError
-from shared.keys import VerificationKey, load_public_keys, public_key_from_jwk, read_pem
+from shared.keys import (
+    RS256,
+    RSA_FAMILY,
+    VerificationKey,
+    load_public_keys,
+    public_key_from_jwk,
+    read_pem,
+)
 from shared.reloading import file_fingerprint
 from shared.strictjson import StrictJSONError, loads_strict
-from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
+from verifier.config import VerifierSettings
 from verifier.errors import KeyUnknown
 
 log = logging.getLogger(__name__)
@@ -134,11 +141,9 @@ def parse_jwks_document(document: bytes, *, source: str) -> JWKSDocument:
     )
     found: FetchedKeys = []
     for position, entry in enumerate(data["keys"][:JWKS_MAX_KEYS]):
-        if not isinstance(entry, dict) or entry.get("kty") != "RSA":
-            continue  # only RSA keys can verify the algorithms we allow
+        if not isinstance(entry, dict) or entry.get("kty") not in ("RSA", "EC", "OKP"):
+            continue  # no other key type verifies an algorithm we allow
         if entry.get("use", "sig") != "sig":
-            continue
-        if "alg" in entry and entry["alg"] not in ALLOWED_ALGORITHMS:
             continue
         key_ops = entry.get("key_ops")
         if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
@@ -247,14 +252,26 @@ def check_published_rule(jwks_url: str, rule: ClaimRule, *, timeout: float = JWK
         log.info("the issuer's admin rule matches this verifier's (%s)", url)
 
 
-def _read_static(file: str | None, text: str | None) -> list[VerificationKey]:
-    pem, source = read_pem(
-        file=file,
-        text=text,
-        file_variable="VERIFIER_PUBLIC_KEY_FILE",
-        text_variable="VERIFIER_PUBLIC_KEY",
-    )
-    return load_public_keys(pem, source=source)
+def _read_static(
+    file: str | None, text: str | None, algorithms: Iterable[str],
+    *, file_variable: str = "VERIFIER_PUBLIC_KEY_FILE", text_variable: str = "VERIFIER_PUBLIC_KEY",
+    algorithms_variable: str = "VERIFIER_ALGORITHMS",
+) -> list[VerificationKey]:
+    pem, source = read_pem(file=file, text=text, file_variable=file_variable,
+                           text_variable=text_variable)
+    keys = load_public_keys(pem, source=source)
+    for key in keys:
+        if not _allowed(key, algorithms):
+            raise KeyInvalid(
+                f"{source}: a key for {key.alg}, which {algorithms_variable} "
+                f"({', '.join(algorithms)}) does not allow; add {key.alg} to it"
+            )
+    return keys
+
+
+def _allowed(key: VerificationKey, algorithms: Iterable[str]) -> bool:
+    """Whether any allowed algorithm is one this key verifies (``key_verifies``)."""
+    return any(alg in RSA_FAMILY if key.alg == RS256 else alg == key.alg for alg in algorithms)
 
 
 class FetchNeeded(Exception):
@@ -275,8 +292,12 @@ class KeySet:
         timeout: float = JWKS_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         public_key_file: str | None = None,
+        algorithms: Iterable[str] = (RS256,),
     ) -> None:
         self._static = list(static_keys or [])
+        # a JWKS key for another algorithm is left out: the issuer may publish more than this
+        # verifier trusts (an ES256 key beside the RS256 one, during a migration)
+        self.algorithms = tuple(algorithms)
         # read again when it changes (shared.reloading): PEM keys rotate by editing the file
         self._public_key_file = public_key_file
         self.loaded_from = file_fingerprint([public_key_file])
@@ -308,7 +329,8 @@ class KeySet:
         static: list[VerificationKey] = []
         loaded_from = file_fingerprint([settings.public_key_file])
         if settings.public_key_file or settings.public_key:
-            static = _read_static(settings.public_key_file, settings.public_key)
+            static = _read_static(settings.public_key_file, settings.public_key,
+                                  settings.algorithms)
         elif not settings.jwks_url:
             raise KeyInvalid(
                 "no trusted key: set VERIFIER_PUBLIC_KEY_FILE, VERIFIER_PUBLIC_KEY "
@@ -321,6 +343,7 @@ class KeySet:
             grace=settings.jwks_grace,
             clock=clock,
             public_key_file=settings.public_key_file,
+            algorithms=settings.algorithms,
         )
         keyset.loaded_from = loaded_from
         if settings.jwks_url:
@@ -404,7 +427,7 @@ class KeySet:
         """
         self.loaded_from = self.fingerprint()
         if self._public_key_file:
-            static = _read_static(self._public_key_file, None)
+            static = _read_static(self._public_key_file, None, self.algorithms)
             self._static = static
             self._index = _index(static, self._fetched, self._index.grace_until)
         if self._jwks_url and not self.refresh(force=True, forget_grace=True):
@@ -491,8 +514,10 @@ class KeySet:
                 else:
                     log.warning("JWKS fetch failed, not ready yet (will retry on demand): %s", exc)
                 return False
+            fetched = self._trusted_only(fetched)
             if not fetched.keys:
-                log.warning("JWKS at %s holds no usable RSA signing key", self._jwks_url)
+                log.warning("JWKS at %s holds no signing key for %s", self._jwks_url,
+                            ", ".join(self.algorithms))
             kept, grace_until = ([], {}) if forget_grace else self._keys_in_grace(fetched)
             self._fetched = fetched.keys + kept
             self._index = _index(self._static, self._fetched, grace_until)
@@ -504,6 +529,17 @@ class KeySet:
             return True
         finally:
             self._fetch_lock.release()
+
+    def _trusted_only(self, fetched: JWKSDocument) -> JWKSDocument:
+        """The document without the keys for algorithms this verifier does not allow."""
+        kept = [(alias, key) for alias, key in fetched.keys if _allowed(key, self.algorithms)]
+        if len(kept) < len(fetched.keys):
+            left_out = sorted({key.alg for _, key in fetched.keys
+                               if not _allowed(key, self.algorithms)})
+            log.info("JWKS at %s: %d key(s) for %s left out (not in the allowed algorithms %s)",
+                     self._jwks_url, len(fetched.keys) - len(kept), ", ".join(left_out),
+                     ", ".join(self.algorithms))
+        return replace(fetched, keys=kept)
 
     def _keys_in_grace(self, fetched: JWKSDocument) -> tuple[FetchedKeys, dict[str, float]]:
         """Keys the new document no longer lists but that may still sign valid tokens.

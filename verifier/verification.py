@@ -39,7 +39,7 @@ from shared.claims import check_against, claims_schema, first_error
 from shared.keys import VerificationKey
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
-from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
+from verifier.config import ALLOWED_ALGORITHMS, RSA_ALGORITHMS, VerifierSettings
 from verifier.errors import (
     AlgorithmNotAllowed,
     AttributesMismatch,
@@ -256,14 +256,31 @@ def _check_header(header: dict[str, Any], policy: VerificationPolicy) -> tuple[s
 _ENGINES = {name: JWA.signing_alg(name) for name in ALLOWED_ALGORITHMS}
 
 
-def _verify_signature(parsed: _Parsed, alg: str, key: Any) -> None:
+def key_verifies(key: VerificationKey, alg: str) -> bool:
+    """Whether ``key`` may verify ``alg``: an RSA key the RS and PS algorithms, any other key
+    its own algorithm only (ES256 for P-256, EdDSA for Ed25519)."""
+    return alg in RSA_ALGORITHMS if key.alg == "RS256" else alg == key.alg
+
+
+# ES256 and EdDSA signatures are 64 bytes exactly (r||s of P-256; R||S of Ed25519)
+_SIGNATURE_LENGTHS = {"ES256": 64, "EdDSA": 64}
+
+
+def _verify_signature(parsed: _Parsed, alg: str, key: VerificationKey) -> None:
+    if not key_verifies(key, alg):
+        raise AlgorithmNotAllowed(
+            f"alg {alg!r} names a key ({key.kid[:16]}...) that verifies "
+            f"{'RS and PS algorithms' if key.alg == 'RS256' else key.alg} only")
+    length = _SIGNATURE_LENGTHS.get(alg)
+    if length is not None and len(parsed.signature) != length:
+        raise SignatureInvalid(f"an {alg} signature is {length} bytes")
     try:
         # jwcrypto's signature step alone (what JWSCore.verify runs), the algorithm pinned to the
         # allowed header alg and the key to the configured one; the structure, header and JSON
         # checks that jwt.JWT(strict_serialization=True) would add are done above, more
         # strictly, and skipping its re-parsing makes the whole pipeline about 1.5x as fast as
         # jwt.JWT (bench/verify_pipeline.py)
-        _ENGINES[alg].verify(key, parsed.signing_input, parsed.signature)
+        _ENGINES[alg].verify(key.jwk, parsed.signing_input, parsed.signature)
     except Exception:  # noqa: BLE001 - any failure to verify is a bad signature
         raise SignatureInvalid("the signature does not verify with the trusted key") from None
 
@@ -435,7 +452,7 @@ def _verify(
         if trace is not None:
             trace.passed(step, {"kid": key.kid})
         step = "signature"
-        _verify_signature(parsed, alg, key.jwk)
+        _verify_signature(parsed, alg, key)
         if trace is not None:
             trace.passed(step, {"alg": alg, "kid": key.kid})
         payload = parsed.payload

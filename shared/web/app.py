@@ -137,8 +137,9 @@ class ServiceApp:
                 # also keeps the metrics' method label to the few a route accepts
                 allowed = ", ".join(sorted(route.methods))
                 raise MethodNotAllowed(f"Use {allowed}.", headers={"Allow": allowed})
+            # the pool is asked for only when a handler must wait
             request = Request(scope, receive, request_id=request_id,
-                              body_limit=self.max_body_bytes, executor=self.pool())
+                              body_limit=self.max_body_bytes, executor=self.pool)
             answer = await route.handler(request)
         except Problem as problem:
             answer = problem_answer(problem)

@@ -40,7 +40,7 @@ class Request:
                  "query", "request_id")
 
     def __init__(self, scope: dict[str, Any], receive: Receive, *, request_id: str,
-                 body_limit: int, executor: Executor) -> None:
+                 body_limit: int, executor: Callable[[], Executor]) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query: str = scope["query_string"].decode("latin-1")
@@ -68,7 +68,7 @@ class Request:
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, functools.partial(context.run, function, *args, **kwargs)
+            self._executor(), functools.partial(context.run, function, *args, **kwargs)
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwcrypto import jwk as jwcrypto_jwk
 
 from shared.errors import KeyFileMissing, KeyInvalid, KeyTooSmall, StartupError
@@ -145,16 +145,35 @@ def test_bad_pem_stops_start_up(settings: VerifierSettings, error: type[StartupE
         KeySet.from_settings(settings)
 
 
-def test_private_key_small_key_and_ec_key_are_refused(key_pair: KeyPair) -> None:
+def _spki(key: Any) -> str:
+    return str(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+
+
+def test_private_key_small_key_and_other_curves_are_refused(key_pair: KeyPair) -> None:
     with pytest.raises(KeyInvalid, match="private key"):
         KeySet.from_settings(VerifierSettings(public_key=key_pair.private_pem))
     with pytest.raises(KeyTooSmall):
         KeySet.from_settings(VerifierSettings(public_key=_small_key_pem()))
-    ec_pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    with pytest.raises(KeyInvalid, match="RSA"):
-        KeySet.from_settings(VerifierSettings(public_key=ec_pem))
+    with pytest.raises(KeyInvalid, match="P-256"):
+        KeySet.from_settings(VerifierSettings(public_key=_spki(
+            ec.generate_private_key(ec.SECP384R1())), algorithms=("ES256",)))
+
+
+def test_a_pem_key_of_an_algorithm_not_allowed_stops_start_up() -> None:
+    es256 = _spki(ec.generate_private_key(ec.SECP256R1()))
+    refusal = r"VERIFIER_ALGORITHMS \(RS256\) does not allow; add ES256"
+    with pytest.raises(KeyInvalid, match=refusal):
+        KeySet.from_settings(VerifierSettings(public_key=es256))
+    trusted = KeySet.from_settings(VerifierSettings(public_key=es256,
+                                                    algorithms=("RS256", "ES256"))).keys()
+    assert [key.alg for key in trusted] == ["ES256"]
+    eddsa = _spki(ed25519.Ed25519PrivateKey.generate())
+    with pytest.raises(KeyInvalid, match="add EdDSA"):
+        KeySet.from_settings(VerifierSettings(public_key=eddsa, algorithms=("ES256",)))
+    trusted = KeySet.from_settings(VerifierSettings(public_key=eddsa,
+                                                    algorithms=("EdDSA",))).keys()
+    assert [key.alg for key in trusted] == ["EdDSA"]
 
 
 # -- JWKS over real HTTP ---------------------------------------------------------------------------
@@ -215,8 +234,10 @@ def _entry(public_pem: str, kid: str | None = None, **extra: Any) -> dict[str, A
     return {**members, **extra}
 
 
-def _jwks_keys(url: str, clock: Clock, interval: int = 30) -> KeySet:
-    settings = VerifierSettings(jwks_url=url, jwks_min_refetch_interval=interval)
+def _jwks_keys(url: str, clock: Clock, interval: int = 30,
+               algorithms: tuple[str, ...] = ("RS256",)) -> KeySet:
+    settings = VerifierSettings(jwks_url=url, jwks_min_refetch_interval=interval,
+                                algorithms=algorithms)
     return KeySet.from_settings(settings, clock=clock)
 
 
@@ -492,7 +513,7 @@ def test_unusable_documents_leave_the_verifier_not_ready(
     assert issuer.requests == 1
 
 
-def test_only_rsa_signing_keys_are_taken(
+def test_only_public_signing_keys_are_taken(
     issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair
 ) -> None:
     ec_key = jwcrypto_jwk.JWK.generate(kty="EC", crv="P-256")
@@ -522,6 +543,41 @@ def test_only_rsa_signing_keys_are_taken(
         with pytest.raises(KeyUnknown):
             keys.select(kid)
     assert keys.select("good").kid == _kid(key_pair.public_pem)
+
+
+def test_ec_and_okp_keys_are_taken_when_their_algorithms_are_allowed(
+    issuer: JWKSServer, key_pair: KeyPair
+) -> None:
+    es256 = jwcrypto_jwk.JWK.generate(kty="EC", crv="P-256")
+    eddsa = jwcrypto_jwk.JWK.generate(kty="OKP", crv="Ed25519")
+    p384 = jwcrypto_jwk.JWK.generate(kty="EC", crv="P-384")
+    x25519 = jwcrypto_jwk.JWK.generate(kty="OKP", crv="X25519")
+    off_curve = {**es256.export_public(as_dict=True), "kid": "off-curve"}
+    # the same x with y + 1: not a point of P-256 (an invalid-curve attack's key)
+    y = int.from_bytes(jwcrypto_jwk.base64url_decode(off_curve["y"]), "big")
+    off_curve["y"] = jwcrypto_jwk.base64url_encode(((y + 1) % 2**256).to_bytes(32, "big"))
+    issuer.document = {"keys": [
+        {**es256.export_public(as_dict=True), "kid": "es", "alg": "ES256"},
+        {**eddsa.export_public(as_dict=True), "kid": "ed"},
+        {**p384.export_public(as_dict=True), "kid": "p384"},
+        {**x25519.export_public(as_dict=True), "kid": "x25519"},
+        off_curve,
+        {**es256.export_public(as_dict=True), "kid": "ec-as-rsa", "alg": "RS256"},
+        {**eddsa.export_public(as_dict=True), "kid": "ed-as-es", "alg": "ES256"},
+        _entry(key_pair.public_pem, kid="rsa-as-es", alg="ES256"),
+        _entry(key_pair.public_pem, kid="rsa"),
+    ]}
+    every = _jwks_keys(issuer.url, Clock(), algorithms=("RS256", "ES256", "EdDSA"))
+    assert {every.select(kid).alg for kid in ("es", "ed", "rsa")} == {"ES256", "EdDSA", "RS256"}
+    for kid in ("p384", "x25519", "off-curve", "ec-as-rsa", "ed-as-es", "rsa-as-es"):
+        with pytest.raises(KeyUnknown):
+            every.select(kid)
+    # the same document with RS256 alone: the other keys are left out
+    rsa_only = _jwks_keys(issuer.url, Clock())
+    assert rsa_only.select("rsa").alg == "RS256"
+    for kid in ("es", "ed"):
+        with pytest.raises(KeyUnknown):
+            rsa_only.select(kid)
 
 
 def test_pem_and_jwks_together(
