@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tests.keypairs import KeyPair
 
@@ -54,15 +55,29 @@ def private_key(pair: KeyPair) -> rsa.RSAPrivateKey:
     return load_private(pair.private_pem, pair.passphrase)
 
 
-Signer = rsa.RSAPrivateKey | bytes | KeyPair
-"""An RSA private key, an HMAC secret, or a test key pair (its private key)."""
+Signer = (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | bytes
+          | KeyPair)
+"""A private key (RSA, P-256, Ed25519), an HMAC secret, or a test key pair (its private key)."""
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def signature(alg: str, signing_input: bytes, key: Signer) -> bytes:
-    """The raw signature of ``signing_input`` with ``alg`` (RS*, PS*, HS*)."""
-    digest = _HASHES[alg[2:]]
+    """The raw signature of ``signing_input`` with ``alg`` (RS*, PS*, HS*, ES256, EdDSA).
+
+    ES256 signatures are JOSE's r||s, in the low-S form (``high_s`` gives the other one).
+    """
     if isinstance(key, KeyPair):
         key = private_key(key)
+    if alg == "EdDSA":
+        assert isinstance(key, ed25519.Ed25519PrivateKey)
+        return key.sign(signing_input)
+    if alg == "ES256":
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        s = min(s, P256_ORDER - s)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    digest = _HASHES[alg[2:]]
     if alg.startswith("HS"):
         assert isinstance(key, bytes)
         return hmac.new(key, signing_input, getattr(hashlib, f"sha{alg[2:]}")).digest()
@@ -73,6 +88,14 @@ def signature(alg: str, signing_input: bytes, key: Signer) -> bytes:
         pss = padding.PSS(mgf=padding.MGF1(digest()), salt_length=digest().digest_size)
         return key.sign(signing_input, pss, digest())
     raise ValueError(alg)
+
+
+def high_s(token: str) -> str:
+    """The same ES256 token with the other valid signature, (r, n - s): its high-S twin."""
+    signing_input, _, encoded = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    s = int.from_bytes(raw[32:], "big")
+    return f"{signing_input}.{b64u(raw[:32] + (P256_ORDER - s).to_bytes(32, 'big'))}"
 
 
 def sign_raw(header: bytes, payload: bytes, key: Signer, alg: str = "RS256") -> str:

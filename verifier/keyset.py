@@ -372,8 +372,11 @@ class KeySet:
         """Every trusted key, configured PEM keys first."""
         return list(self._index.keys)
 
-    def select(self, kid: str | None, *, fetch: bool = True) -> VerificationKey:
-        """The key a token's ``kid`` names; without a kid, the only key. Raises KeyUnknown.
+    def select(self, kid: str | None, alg: str | None = None, *, fetch: bool = True
+               ) -> VerificationKey:
+        """The key a token's ``kid`` names; without a kid, the only key that verifies ``alg``
+        (a seed-style RS256 token has no kid, and may meet an ES256 key beside its RSA one).
+        Raises KeyUnknown.
 
         ``fetch=False``: from memory only; FetchNeeded when a fetch is allowed now and could
         find the key (not while the refetch interval holds a flood of unknown kids back).
@@ -393,10 +396,14 @@ class KeySet:
                 self._refresh_in_background_if_due()
         index = self._index
         if kid is None:
-            if len(index.keys) == 1:
-                return index.keys[0]
             if not index.keys:
                 raise KeyUnknown("no trusted key is loaded yet")
+            candidates = [key for key in index.keys if alg is None or _allowed(key, (alg,))]
+            if len(candidates) == 1:
+                return candidates[0]
+            if not candidates:
+                # no key of this type: the algorithm check names what the keys verify
+                return index.keys[0]
             raise KeyUnknown(
                 "the token has no kid and several keys are trusted; the issuer must set kid"
             )
@@ -583,6 +590,6 @@ class InMemoryKeys:
     def __init__(self, keyset: KeySet) -> None:
         self._keyset = keyset
 
-    def select(self, kid: str | None) -> VerificationKey:
+    def select(self, kid: str | None, alg: str | None = None) -> VerificationKey:
         """``KeySet.select`` without fetching: raises FetchNeeded when only a fetch can tell."""
-        return self._keyset.select(kid, fetch=False)
+        return self._keyset.select(kid, alg, fetch=False)

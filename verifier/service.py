@@ -200,7 +200,7 @@ class VerifierService:
             # cached before the revocation check, which every use of the cache runs again: a
             # verification from memory that must read Redis after all leaves its RSA work here
             self.local.put(digest, verified, self._cache_until(verified, now), now)
-        rev_id = revocation_id(verified.jti, digest)
+        rev_id = revocation_id(verified.jti, verified.fingerprint)
         if from_memory:
             snapshot = self.store.lookup_in_memory(rev_id, verified.user_id)
             if snapshot is None:
@@ -356,7 +356,8 @@ class VerifierService:
         if verified.expires_at is not None:
             # past exp plus the largest leeway no verifier accepts it, whatever its settings
             ttl = max(1, math.ceil(float(verified.expires_at) - self.clock()) + REVOCATION_MARGIN)
-        self.store.revoke(revocation_id(verified.jti, digest), verified.user_id, ttl)
+        self.store.revoke(revocation_id(verified.jti, verified.fingerprint), verified.user_id,
+                          ttl)
         self.local.discard(digest)
         log.info("token %s revoked", token_fingerprint(token))
 
@@ -410,7 +411,7 @@ def explain_token(
         trace.add(Step("revocation", "not run", REVOCATION_RULE,
                        {"why": "no Redis configured (set REDIS_URL to check revocations)"}))
     else:
-        rev_id = revocation_id(verified.jti, sha256_hex(token))
+        rev_id = revocation_id(verified.jti, verified.fingerprint)
         values: dict[str, Any] = {"revocation": rev_id, "iat": verified.issued_at}
         try:
             snapshot = store.lookup(rev_id, verified.user_id)

@@ -21,6 +21,7 @@ verification raise anything else.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import logging
@@ -36,6 +37,7 @@ from marshmallow import Schema, ValidationError
 
 from shared.claimrule import json_equal
 from shared.claims import check_against, claims_schema, first_error
+from shared.digest import sha256_hex
 from shared.keys import VerificationKey
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
@@ -130,7 +132,12 @@ class VerificationPolicy:
 
 @dataclass(frozen=True)
 class VerifiedToken:
-    """What a good token says, after every check passed."""
+    """What a good token says, after every check passed.
+
+    ``fingerprint`` identifies the token whatever its signature's encoding: the SHA-256 of the
+    token, with an ES256 signature first brought to its low-S form (``canonical_signature``).
+    A token without ``jti`` is revoked by it.
+    """
 
     user_id: str
     is_admin: bool
@@ -140,6 +147,7 @@ class VerifiedToken:
     expires_at: float | None
     jti: str | None
     kid: str
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -427,8 +435,9 @@ def _seen(payload: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 class KeySource(Protocol):
     """Where the pipeline finds a token's key: a ``KeySet``, or its ``in_memory()`` view."""
 
-    def select(self, kid: str | None) -> VerificationKey:
-        """The key ``kid`` names; raises KeyUnknown (or FetchNeeded, from memory only)."""
+    def select(self, kid: str | None, alg: str | None = None) -> VerificationKey:
+        """The key ``kid`` names (without one, the only key for ``alg``); raises KeyUnknown (or
+        FetchNeeded, from memory only)."""
         ...
 
 
@@ -448,7 +457,7 @@ def _verify(
             trace.passed(step, {"alg": alg, "kid": kid, "typ": parsed.header.get("typ"),
                                 "allowed": sorted(policy.algorithms)})
         step = "key"
-        key = keys.select(kid)
+        key = keys.select(kid, alg)
         if trace is not None:
             trace.passed(step, {"kid": key.kid})
         step = "signature"
@@ -492,7 +501,36 @@ def _verify(
         expires_at=exp,
         jti=jti,
         kid=key.kid,
+        fingerprint=token_fingerprint_of(token, alg, parsed),
     )
+
+
+# the order of P-256's group: (r, s) and (r, n - s) are both valid ECDSA signatures of the
+# same message (RFC 7518 and every library accept either), so an ES256 token has two encodings
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def canonical_signature(alg: str, signature: bytes) -> bytes:
+    """The signature in the one form that names the token: ES256's low-S form, else as is."""
+    if alg != "ES256" or len(signature) != 64:
+        return signature
+    s = int.from_bytes(signature[32:], "big")
+    if s <= _P256_ORDER // 2:
+        return signature
+    return signature[:32] + (_P256_ORDER - s).to_bytes(32, "big")
+
+
+def token_fingerprint_of(token: str, alg: str, parsed: _Parsed) -> str:
+    """The SHA-256 of the token as ``canonical_signature`` writes it (``VerifiedToken``)."""
+    canonical = canonical_signature(alg, parsed.signature)
+    if canonical is parsed.signature:
+        return sha256_hex(token)
+    signing_input = parsed.signing_input.decode("ascii")
+    return sha256_hex(f"{signing_input}.{_b64encode(canonical)}")
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _record_failure(

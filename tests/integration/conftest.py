@@ -40,12 +40,12 @@ def make_app(
     built: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
-        settings = VerifierSettings(
-            public_key_file=str(key_pair.public_path),
-            redis_url=redis_url,
-            admin_keys_file=str(admin_keys[0]),
+        settings = VerifierSettings(**{
+            "public_key_file": str(key_pair.public_path),
+            "redis_url": redis_url,
+            "admin_keys_file": str(admin_keys[0]),
             **overrides,
-        )
+        })
         built.append(create_app(settings))
         return built[-1]
 

@@ -93,7 +93,7 @@ def test_tokens() -> None:
     policy = VerificationPolicy()
 
     class _NoKeys:
-        def select(self, kid: str | None) -> Any:
+        def select(self, kid: str | None, alg: str | None = None) -> Any:
             raise AssertionError("no token here gets as far as its key")
 
     def verify(token: str) -> Any:

@@ -468,7 +468,7 @@ def test_kid_of_the_configured_key_selects_it(
 class _BrokenKeySet(KeySet):
     """A key set whose lookup fails in a way verification does not expect."""
 
-    def select(self, kid: str | None) -> Any:
+    def select(self, kid: str | None, alg: str | None = None) -> Any:
         raise RuntimeError("boom")
 
 
