@@ -22,7 +22,7 @@ USER_ID_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
 """What ``validate_user_id`` accepts, as a JSON Schema pattern: no C0 or C1 control character."""
 
 
-def _has_control_character(text: str) -> bool:
+def has_control_character(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
@@ -72,7 +72,7 @@ def validate_user_id(value: str) -> None:
         raise ValidationError("Must not be empty.")
     if len(value) > USER_ID_MAX_LENGTH:
         raise ValidationError(f"Must be at most {USER_ID_MAX_LENGTH} characters.")
-    if _has_control_character(value):
+    if has_control_character(value):
         raise ValidationError("Must not contain control characters.")
 
 

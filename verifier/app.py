@@ -18,10 +18,12 @@ import logging
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
+from marshmallow import Schema, ValidationError
 from werkzeug.routing import PathConverter
 
 from shared.apikeys import ApiClient, ApiKeyRegistry
 from shared.audit import audit
+from shared.claims import USER_ID_MAX_LENGTH, USER_ID_PATTERN, first_error
 from shared.errors import (
     Forbidden,
     NotReady,
@@ -35,6 +37,7 @@ from shared.reloading import Reloader
 from shared.startup import exit_on_startup_error
 from shared.web.api import Api, Views, operation_id, service_flask
 from shared.web.app import ServiceApp
+from shared.web.hot import parse_json
 from verifier.callers import require_admin, require_introspecting_client
 from verifier.config import VerifierSettings
 from verifier.errors import (
@@ -45,10 +48,12 @@ from verifier.errors import (
     UserNotFound,
 )
 from verifier.hotpath import hot_routes, token_from_body
-from verifier.keyset import KeySet, check_published_rule
+from verifier.issuers import TrustedIssuers
+from verifier.keyset import check_published_rule
 from verifier.schemas import (
     Introspection,
     IntrospectionRequest,
+    RevocationByJti,
     Session,
     TokenRequest,
     User,
@@ -57,7 +62,6 @@ from verifier.schemas import (
 )
 from verifier.service import VerifierService
 from verifier.store import REDIS_FAILURES, Store
-from verifier.verification import VerificationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,8 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
                 "description": "A session id from POST /v1/sessions"},
     "adminKey": {"type": "http", "scheme": "bearer",
                  "description": "An admin key from VERIFIER_ADMIN_KEYS_FILE"},
+    "clientBasic": {"type": "http", "scheme": "basic",
+                    "description": "name:key of VERIFIER_CLIENT_KEYS_FILE (client_secret_basic)"},
     "clientKey": {"type": "http", "scheme": "bearer",
                   "description": "A key from VERIFIER_CLIENT_KEYS_FILE (or "
                                  "VERIFIER_ADMIN_KEYS_FILE)"},
@@ -81,8 +87,14 @@ views = Views("verifier")
 
 SESSION_PATH = "/v1/sessions/"
 _SESSION_ID = {"session_id": "a session id from POST /v1/sessions (a bearer credential)"}
-_USER_ID = {"user_id": "the user id as the verifier reports it (escape characters replaced)"}
+_USER_ID: dict[str, str | tuple[str, dict[str, Any]]] = {"user_id": (
+    "the user id as the verifier reports it (escape characters replaced)",
+    # what a token's user id may be (shared.claims): nothing else can be looked up
+    {"type": "string", "pattern": USER_ID_PATTERN, "minLength": 1,
+     "maxLength": USER_ID_MAX_LENGTH})}
 _ADMIN_ERRORS = (Unauthorized, Forbidden, RequestInvalid, StoreUnavailable)
+_PROVIDER = {"provider": "the user's issuer (its providerName in "
+                         "VERIFIER_TRUSTED_ISSUERS_FILE); needed when several are trusted"}
 
 
 def create_app(settings: VerifierSettings | None = None) -> ServiceApp:
@@ -94,10 +106,9 @@ def create_app(settings: VerifierSettings | None = None) -> ServiceApp:
 
 def _build(settings: VerifierSettings) -> ServiceApp:
     configure_logging(settings.log_level, settings.log_format)
-    keyset = KeySet.from_settings(settings)
+    issuers = TrustedIssuers.from_settings(settings)
     if settings.jwks_url:
         check_published_rule(settings.jwks_url, settings.claim_rule)
-    policy = VerificationPolicy.from_settings(settings)
     store = Store(settings)
     prepare_store(store)
     # the app is built in the gunicorn master: no connection may be inherited by the workers
@@ -105,7 +116,7 @@ def _build(settings: VerifierSettings) -> ServiceApp:
     admins = ApiKeyRegistry.load(settings.admin_keys_file, variable="VERIFIER_ADMIN_KEYS_FILE")
     clients = ApiKeyRegistry.load(settings.client_keys_file,
                                   variable="VERIFIER_CLIENT_KEYS_FILE")
-    service = VerifierService(settings, keyset, policy, store)
+    service = VerifierService(settings, issuers, store)
 
     def readiness() -> tuple[bool, dict[str, Any]]:
         checks = service.readiness()
@@ -115,6 +126,9 @@ def _build(settings: VerifierSettings) -> ServiceApp:
         return False, {"checks": checks, "reason": f"{failed} unavailable."}
 
     api = Api(TITLE, DESCRIPTION, security_schemes=SECURITY_SCHEMES)
+    # ?provider= names one of this verifier's issuers, and must when there are several
+    api.refine_query("provider", {"type": "string", "enum": [
+        entry.provider for entry in issuers.entries]}, required=len(issuers.entries) > 1)
     flask = service_flask("verifier", api, readiness, ready_answer=VerifierReady,
                           max_body_bytes=settings.max_body_bytes)
     flask.extensions["verifier"] = service
@@ -122,9 +136,10 @@ def _build(settings: VerifierSettings) -> ServiceApp:
     flask.extensions["verifier.clients"] = clients
     # the PEM keys and the admin keys file are read again when they change, and on SIGHUP,
     # which also refetches the JWKS and ends the grace of withdrawn keys (shared.reloading)
-    reloader = Reloader([keyset, admins, clients])
+    reloader = Reloader([issuers, admins, clients])
     flask.extensions[RELOADER_EXTENSION] = reloader
     flask.url_map.converters["user_id"] = UserIdConverter
+    flask.url_map.converters["user_record_id"] = UserRecordIdConverter
     api.add_views(flask, views)
     return ServiceApp(
         "verifier", flask, api, hot_routes(api, service, admins=admins),
@@ -162,6 +177,17 @@ class UserIdConverter(PathConverter):
     regex = "[^/](?s:.*?)"
 
 
+class UserRecordIdConverter(UserIdConverter):
+    """A user id of ``GET /v1/users/{user_id}``: any, but one that ends in ``/sessions``.
+
+    ``/v1/users/{user_id}/sessions`` (DELETE) is another route: without this, its path also
+    matched the user record's GET (for the user ``<id>/sessions``), and Flask's automatic
+    OPTIONS and 405 answers advertised a GET the API description does not have there.
+    """
+
+    regex = "[^/](?s:.*?)(?<!/sessions)"
+
+
 def redact_session_id(path: str) -> str:
     """A path for the access log: session ids, which are bearer credentials, never reach it."""
     if path.startswith(SESSION_PATH) and len(path) > len(SESSION_PATH):
@@ -195,24 +221,27 @@ def _introspecting_client() -> ApiClient:
 
 @views.route("/v1/introspect", ["POST"], "Token introspection (RFC 7662)",
              description="A form body token=<jwt> (token_type_hint is accepted and ignored), from "
-             "a resource server holding a key of VERIFIER_CLIENT_KEYS_FILE or "
-             "VERIFIER_ADMIN_KEYS_FILE. Any token that is not good is {\"active\": false}; a good "
-             "one has its identity and registered claims. The revocation check and the failure "
-             "modes are those of /v1/verify (503 store_unavailable in closed mode).",
+             "a resource server holding a key of VERIFIER_CLIENT_KEYS_FILE (or "
+             "VERIFIER_ADMIN_KEYS_FILE), sent as HTTP Basic base64(name:key) (RFC 6749 "
+             "client_secret_basic, what OAuth libraries send) or as Bearer <key>. Any token "
+             "that is not good, an empty one included, is {\"active\": false}; a good one has "
+             "sub, iss, exp, iat, jti, token_type and its identity. The revocation check and the "
+             "failure modes are those of /v1/verify (503 store_unavailable in closed mode).",
              body=IntrospectionRequest, body_media_type="application/x-www-form-urlencoded",
              answer=Introspection,
              errors=(Unauthorized, RequestInvalid, StoreUnavailable, NotReady),
-             security=("clientKey",))
+             security=("clientBasic", "clientKey"))
 def introspect() -> Response:
     _introspecting_client()
     if request.get_data(cache=True) and request.mimetype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType(
             "Send the token as a form: Content-Type: application/x-www-form-urlencoded, "
             "token=<jwt>.")
-    token = request.form.get("token", "")
-    if not token:
+    token = request.form.get("token")
+    if token is None:
         raise RequestInvalid("token: send token=<jwt> in the form body.",
                              extra={"field": "token"})
+    # an empty token is a token that is not active (RFC 7662 2.2), not a malformed request
     response = jsonify(_service().introspect(token))
     response.headers["Cache-Control"] = "no-store"  # RFC 7662 section 2.2 advice
     return response
@@ -254,35 +283,62 @@ def logout(session_id: str) -> tuple[str, int]:
 
 
 @views.route("/v1/revocations", ["POST"],
-             "Revoke a token (holding it is the right to revoke it)",
-             description="The token must verify. An expired or too old token is already refused "
-             "for good: 204 without a write. An already revoked token is written and confirmed "
-             "again (a retry after a 503).",
-             body=TokenRequest, body_required=False, status=204,
-             errors=(*TOKEN_ERRORS, StoreUnavailable, NotReady), security=("bearerJwt", ""))
+             "Revoke a token: by holding it, or, with an admin key, by its jti",
+             description="{\"token\": \"<jwt>\"} (or Authorization: Bearer <jwt>): the token "
+             "must verify (holding it is the right to revoke it). An expired or too old token is "
+             "already refused for good: 204 without a write. An already revoked token is "
+             "written and confirmed again (a retry after a 503). With an admin key in "
+             "Authorization, {\"jti\", \"userId\", \"expiresAt\", \"provider\"} revokes a "
+             "token without holding it (what the issuer's admin-token audit line names); "
+             "expiresAt null keeps the revocation for good; the event is audited.",
+             # either shape, each with its own required members
+             body={"anyOf": [TokenRequest, RevocationByJti]}, body_required=False, status=204,
+             errors=(*TOKEN_ERRORS, Unauthorized, Forbidden, StoreUnavailable, NotReady),
+             security=("bearerJwt", "adminKey", ""))
 def revoke() -> tuple[str, int]:
+    body = request.get_data(cache=True)
+    document = parse_json(body, request.content_type) if body else None
+    if isinstance(document, dict) and "jti" in document:
+        admin = _admin()
+        values = _load(RevocationByJti(), document)
+        written = _service().revoke_jti(values["jti"], values["userId"], values["expiresAt"],
+                                        values.get("provider"))
+        audit("token_revoked_by_jti", client=admin.name, jti=values["jti"],
+              userId=values["userId"], provider=values.get("provider"),
+              expiresAt=values["expiresAt"], written=written)
+        return "", 204
     _service().revoke(_token_from_request())
     return "", 204
+
+
+def _load(schema: Schema, document: Any) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = schema.load(document)
+    except ValidationError as exc:
+        field, message = first_error(exc.messages)
+        raise RequestInvalid(f"{field}: {message}", extra={"field": field}) from None
+    return loaded
 
 
 @views.route("/v1/users/<user_id:user_id>/sessions", ["DELETE"],
              "End every session of a user and refuse every token issued so far",
              answer=UserLogout, errors=_ADMIN_ERRORS, security=("adminKey",),
-             path_parameters=_USER_ID)
+             path_parameters=_USER_ID, query=_PROVIDER)
 def end_user_sessions(user_id: str) -> Response:
     admin = _admin()
-    ended = _service().end_user_sessions(user_id)
+    ended = _service().end_user_sessions(user_id, request.args.get("provider"))
     audit("user_sessions_ended", client=admin.name, userId=user_id,
-          sessionsEnded=ended.get("sessionsEnded"))
+          provider=ended["provider"], sessionsEnded=ended.get("sessionsEnded"))
     return jsonify(ended)
 
 
-@views.route("/v1/users/<user_id:user_id>", ["GET"], "The user record as of the last login",
+@views.route("/v1/users/<user_record_id:user_id>", ["GET"],
+             "The user record as of the last login",
              answer=User, errors=(*_ADMIN_ERRORS, UserNotFound), security=("adminKey",),
-             path_parameters=_USER_ID)
+             path_parameters=_USER_ID, query=_PROVIDER)
 def get_user(user_id: str) -> Response:
     admin = _admin()
-    record = _service().user(user_id)
+    record = _service().user(user_id, request.args.get("provider"))
     audit("user_looked_up", client=admin.name, userId=user_id, found=record is not None)
     if record is None:
         raise UserNotFound("No user with this id has logged in.")

@@ -12,31 +12,34 @@ import click
 from shared.startup import exit_on_startup_error
 from verifier.config import VerifierSettings
 from verifier.errors import TokenError
-from verifier.keyset import KeySet
+from verifier.issuers import TrustedIssuers
+from verifier.keyset import KeysNotLoaded
 from verifier.service import explain_token
 from verifier.store import Store
-from verifier.verification import VerificationPolicy, VerifiedToken, verify_token
+from verifier.verification import VerifiedToken, verify_token
 
 
 def _verify_offline(token: str) -> VerifiedToken:
-    keys, policy = exit_on_startup_error("verifier", _load)
-    return verify_token(token, keys=keys, policy=policy, now=time.time())
+    issuers = exit_on_startup_error("verifier", _load)
+    try:
+        return verify_token(token, trust=issuers, now=time.time())
+    except KeysNotLoaded as exc:
+        click.echo(f"not_ready: no key of the issuer {exc.provider!r} could be fetched", err=True)
+        sys.exit(1)
 
 
-def _load() -> tuple[KeySet, VerificationPolicy]:
-    settings = VerifierSettings.from_env()
-    return KeySet.from_settings(settings), VerificationPolicy.from_settings(settings)
+def _load() -> TrustedIssuers:
+    return TrustedIssuers.from_settings(VerifierSettings.from_env())
 
 
 def _explain(token: str) -> None:
     """Print every step of the pipeline; exit 0 when the token is accepted, else 1."""
     settings = exit_on_startup_error("verifier", lambda: VerifierSettings.from_env())
-    keys, policy = exit_on_startup_error("verifier", _load)
+    issuers = exit_on_startup_error("verifier", _load)
     # revocations live in Redis: consulted only when the operator points at one
     store = Store(settings) if os.environ.get("REDIS_URL") else None
     try:
-        explanation = explain_token(token, keys=keys, policy=policy, now=time.time(),
-                                    store=store)
+        explanation = explain_token(token, issuers=issuers, now=time.time(), store=store)
     finally:
         if store is not None:
             store.close()

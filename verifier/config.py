@@ -41,6 +41,8 @@ class VerifierSettings:
     public_key_file: str | None = None
     public_key: str | None = None
     jwks_url: str | None = None
+    # several issuers, each with its keys and policy (verifier.issuers), instead of the above
+    trusted_issuers_file: str | None = None
     # the reference provider's options, with its defaults
     user_id_field: str = "userId"
     is_admin_field: str = "isAdmin"
@@ -92,6 +94,7 @@ class VerifierSettings:
             public_key_file=env_str(env, "VERIFIER_PUBLIC_KEY_FILE"),
             public_key=env_str(env, "VERIFIER_PUBLIC_KEY"),
             jwks_url=env_str(env, "VERIFIER_JWKS_URL"),
+            trusted_issuers_file=env_str(env, "VERIFIER_TRUSTED_ISSUERS_FILE"),
             user_id_field=rule.user_id_field,
             is_admin_field=rule.is_admin_field,
             is_admin_value=rule.is_admin_value,
@@ -136,7 +139,16 @@ class VerifierSettings:
     def check(self) -> None:
         """Refuse combinations that cannot work; each error names a variable."""
         sources = [self.public_key_file, self.public_key, self.jwks_url]
-        if sum(1 for source in sources if source) == 0:
+        if self.trusted_issuers_file:
+            for name, value in (("VERIFIER_PUBLIC_KEY_FILE", self.public_key_file),
+                                ("VERIFIER_PUBLIC_KEY", self.public_key),
+                                ("VERIFIER_JWKS_URL", self.jwks_url),
+                                ("VERIFIER_ISSUER", self.issuer),
+                                ("VERIFIER_AUDIENCE", self.audience)):
+                if value:
+                    raise ConfigError(name, "VERIFIER_TRUSTED_ISSUERS_FILE is set: each "
+                                      "issuer's keys, iss and audience are in that file")
+        elif sum(1 for source in sources if source) == 0:
             raise ConfigError(
                 "VERIFIER_PUBLIC_KEY_FILE",
                 "no trusted key: set VERIFIER_PUBLIC_KEY_FILE, VERIFIER_PUBLIC_KEY "

@@ -39,6 +39,12 @@ class AlgorithmNotAllowed(TokenError):
     code = "algorithm_not_allowed"
 
 
+class IssuerUnknown(TokenError):
+    """Raised when several issuers are trusted and the token's ``iss`` names none of them."""
+
+    code = "issuer_unknown"
+
+
 class SignatureInvalid(TokenError):
     """Raised when the signature does not verify with the selected trusted key."""
 

@@ -84,7 +84,8 @@ def verified_body(verdict: Verdict) -> dict[str, Any]:
 
 
 def _explain_requested(query: str) -> bool:
-    values = urllib.parse.parse_qs(query).get("explain")
+    # blank values kept: "?explain=" is neither true nor false, and is refused as such
+    values = urllib.parse.parse_qs(query, keep_blank_values=True).get("explain")
     if not values:
         return False
     if values[-1] not in ("true", "false"):

@@ -252,7 +252,7 @@ def check_published_rule(jwks_url: str, rule: ClaimRule, *, timeout: float = JWK
         log.info("the issuer's admin rule matches this verifier's (%s)", url)
 
 
-def _read_static(
+def read_static_keys(
     file: str | None, text: str | None, algorithms: Iterable[str],
     *, file_variable: str = "VERIFIER_PUBLIC_KEY_FILE", text_variable: str = "VERIFIER_PUBLIC_KEY",
     algorithms_variable: str = "VERIFIER_ALGORITHMS",
@@ -276,6 +276,14 @@ def _allowed(key: VerificationKey, algorithms: Iterable[str]) -> bool:
 
 class FetchNeeded(Exception):
     """Raised by a lookup that may not wait when only a JWKS fetch can answer it."""
+
+
+class KeysNotLoaded(Exception):
+    """Raised when the keys that must judge a token are not loaded (a JWKS never fetched)."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self.provider = provider
 
 
 class KeySet:
@@ -329,7 +337,7 @@ class KeySet:
         static: list[VerificationKey] = []
         loaded_from = file_fingerprint([settings.public_key_file])
         if settings.public_key_file or settings.public_key:
-            static = _read_static(settings.public_key_file, settings.public_key,
+            static = read_static_keys(settings.public_key_file, settings.public_key,
                                   settings.algorithms)
         elif not settings.jwks_url:
             raise KeyInvalid(
@@ -434,7 +442,7 @@ class KeySet:
         """
         self.loaded_from = self.fingerprint()
         if self._public_key_file:
-            static = _read_static(self._public_key_file, None, self.algorithms)
+            static = read_static_keys(self._public_key_file, None, self.algorithms)
             self._static = static
             self._index = _index(static, self._fetched, self._index.grace_until)
         if self._jwks_url and not self.refresh(force=True, forget_grace=True):

@@ -18,6 +18,23 @@ class TokenRequest(Schema):
     token = StrictString(required=True, validate=validate.Length(min=1))
 
 
+class RevocationByJti(Schema):
+    """An admin's revocation of a token it does not hold: its jti, its user and its expiry."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    jti = StrictString(required=True, validate=validate.Length(min=1, max=128))
+    userId = StrictString(required=True, validate=validate.Length(min=1))
+    expiresAt = fields.Float(
+        required=True, allow_none=True, allow_nan=False,
+        metadata={"description": "the token's exp (unix seconds), or null when it has none: "
+                                 "the revocation then stays"})
+    provider = StrictString(
+        metadata={"description": "the token's issuer (its providerName), needed when several "
+                                 "issuers are trusted"})
+
+
 class Verified(Schema):
     """A good token: who it names, whether an admin, and the whole payload as signed."""
 
@@ -58,6 +75,7 @@ class UserLogout(Schema):
     """A user-wide logout: sessions ended, and the cut-off before which tokens are refused."""
 
     userId = fields.String(required=True)
+    provider = fields.String(required=True)
     sessionsEnded = fields.Integer(required=True)
     tokensRevokedBefore = fields.Float(required=True)
 
@@ -81,9 +99,14 @@ class VerifierReady(Schema):
 
 
 class IntrospectionRequest(Schema):
-    """RFC 7662 section 2.1, sent as application/x-www-form-urlencoded."""
+    """RFC 7662 section 2.1, sent as application/x-www-form-urlencoded. Other parameters are
+    accepted and ignored (the RFC lets a server define more; OAuth clients send some)."""
 
-    token = fields.String(required=True, metadata={"description": "the JWT to look at"})
+    class Meta:
+        unknown = EXCLUDE
+
+    token = fields.String(required=True, metadata={
+        "description": "the JWT to look at; an empty one is {\"active\": false}"})
     token_type_hint = fields.String(
         metadata={"description": "accepted and ignored: the verifier knows one kind of token"})
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.claims import USER_ID_MAX_LENGTH
+from shared.claims import USER_ID_MAX_LENGTH, has_control_character
 from shared.digest import sha256_hex
 from shared.errors import NotReady, Problem
 from shared.logs import token_fingerprint
@@ -36,18 +36,13 @@ from verifier.errors import (
     TokenRevoked,
     TokenTooOld,
 )
-from verifier.keyset import FetchNeeded, KeySet
+from verifier.issuers import TrustedIssuers
+from verifier.keyset import FetchNeeded, KeysNotLoaded
 from verifier.layout import SESSION_TAG_SEPARATOR, is_user_tag
 from verifier.metrics import SESSIONS, STORE_FAILURES, VERIFICATIONS
 from verifier.mirror import Snapshot
-from verifier.store import REVOCATION_MARGIN, Store, revocation_id
-from verifier.verification import (
-    Step,
-    Trace,
-    VerificationPolicy,
-    VerifiedToken,
-    verify_token,
-)
+from verifier.store import REVOCATION_MARGIN, Store, revocation_id, usable_jti
+from verifier.verification import Step, Trace, VerifiedToken, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -118,26 +113,25 @@ class LocalCache:
 
 
 def check_user_id(user_id: str) -> None:
-    """Refuse a user id from a URL that no token could carry (400 request_invalid)."""
-    if not user_id or len(user_id) > USER_ID_MAX_LENGTH or not user_id.isprintable():
+    """Refuse a user id from a URL that no token could carry (400 request_invalid): the claim
+    schema's rule, no more (an unassigned or format code point is a user id like any other)."""
+    if not user_id or len(user_id) > USER_ID_MAX_LENGTH or has_control_character(user_id):
         raise Problem("The user id is empty, too long or holds control characters.")
 
 
 class VerifierService:
-    """The verifier's operations over the key set, the policy and the Redis store."""
+    """The verifier's operations over the trusted issuers and the Redis store."""
 
     def __init__(
         self,
         settings: VerifierSettings,
-        keyset: KeySet,
-        policy: VerificationPolicy,
+        issuers: TrustedIssuers,
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.keyset = keyset
-        self.policy = policy
+        self.issuers = issuers
         self.store = store
         self.clock = clock
         self.open_mode = settings.redis_failure_mode == "open"
@@ -167,9 +161,12 @@ class VerifierService:
             VERIFICATIONS.labels("store_unavailable").inc()
             STORE_FAILURES.labels("closed").inc()
             raise
-        except NotReady:
+        except KeysNotLoaded as exc:
             VERIFICATIONS.labels("not_ready").inc()
-            raise
+            # the verifier cannot judge the token (its issuer's JWKS was never fetched): a 401
+            # would tell the caller the token is bad, when trying again shortly is the answer
+            raise NotReady(f"No key of the issuer {exc.provider!r} is loaded yet: its JWKS "
+                           "could not be fetched. Try again shortly.") from None
         if verdict is None:
             return None
         if verdict.revocation_checked:
@@ -191,7 +188,8 @@ class VerifierService:
         verified = self.local.get(digest, now)
         # a result is only as good as its key: one the issuer retired since (or whose grace
         # ended) must not keep a cached token alive
-        if verified is not None and not self.keyset.trusts(verified.kid, fetch=not from_memory):
+        if verified is not None and not self.issuers.trusts(verified.provider, verified.kid,
+                                                              fetch=not from_memory):
             verified = None
         if verified is None:
             verified = self._verify_signature(token, now, from_memory=from_memory)
@@ -200,14 +198,15 @@ class VerifierService:
             # cached before the revocation check, which every use of the cache runs again: a
             # verification from memory that must read Redis after all leaves its RSA work here
             self.local.put(digest, verified, self._cache_until(verified, now), now)
-        rev_id = revocation_id(verified.jti, verified.fingerprint)
+        rev_id = self._revocation_id(verified)
+        subject = self.subject(verified)
         if from_memory:
-            snapshot = self.store.lookup_in_memory(rev_id, verified.user_id)
+            snapshot = self.store.lookup_in_memory(rev_id, subject)
             if snapshot is None:
                 return None
         else:
             try:
-                snapshot = self.store.lookup(rev_id, verified.user_id)
+                snapshot = self.store.lookup(rev_id, subject)
             except StoreUnavailable:
                 return self._without_store(verified)
         _refuse_if_revoked(verified, snapshot)
@@ -217,20 +216,19 @@ class VerifierService:
                           ) -> VerifiedToken | None:
         """The pipeline (``verify_token``); None when it would have to fetch keys first."""
         if from_memory:
-            if not self.keyset.has_keys:
-                return None
             try:
-                return verify_token(token, keys=self.keyset.in_memory(), policy=self.policy,
-                                    now=now)
+                return verify_token(token, trust=self.issuers.in_memory(), now=now)
             except FetchNeeded:
                 return None
-        if not self.keyset.ready:
-            # the verifier cannot judge any token (its JWKS was never fetched): a 401 would
-            # tell the caller the token is bad, when trying again shortly is the answer
-            raise NotReady("No trusted key is loaded yet: the issuer's JWKS could not be "
-                           "fetched. Try again shortly.")
-        # raises only TokenError: nothing a caller sends yields a 500
-        return verify_token(token, keys=self.keyset, policy=self.policy, now=now)
+        # raises only TokenError (nothing a caller sends yields a 500), or KeysNotLoaded
+        return verify_token(token, trust=self.issuers, now=now)
+
+    def subject(self, verified: VerifiedToken) -> str:
+        """Who the token's user is in Redis: scoped by the provider (``verifier.issuers``)."""
+        return self.issuers.subject(verified.provider, verified.user_id)
+
+    def _revocation_id(self, verified: VerifiedToken) -> str:
+        return token_revocation_id(self.issuers, verified)
 
     def _without_store(self, verified: VerifiedToken) -> Verdict:
         """Redis failed after the token proved valid: 503 in closed mode, unchecked in open."""
@@ -251,8 +249,7 @@ class VerifierService:
 
     def explain(self, token: str) -> dict[str, Any]:
         """Every step of the pipeline for this token, revocation included (admin only)."""
-        return explain_token(token, keys=self.keyset, policy=self.policy, now=self.clock(),
-                             store=self.store)
+        return explain_token(token, issuers=self.issuers, now=self.clock(), store=self.store)
 
     def introspect(self, token: str) -> dict[str, Any]:
         """RFC 7662: the token's state; inactive for any refusal, 503 when Redis must answer.
@@ -265,9 +262,12 @@ class VerifierService:
         except TokenError:
             return {"active": False}
         verified = verdict.token
+        claims = verified.claims
+        subject = claims.get("sub")
         answer: dict[str, Any] = {
             "active": True,
-            "sub": verified.user_id,
+            # the token's own sub when it has one (RFC 7662 2.2), else the user id
+            "sub": subject if isinstance(subject, str) and subject else verified.user_id,
             "username": verified.user_id,
             "userId": verified.user_id,
             "isAdmin": verified.is_admin,
@@ -275,9 +275,12 @@ class VerifierService:
             "token_type": "Bearer",
             "revocationChecked": verdict.revocation_checked,
         }
+        issuer = self.issuers.by_provider(verified.provider)
+        if "iss" not in claims and issuer is not None and issuer.issuer is not None:
+            answer["iss"] = issuer.issuer
         for claim in ("exp", "iat", "nbf", "jti", "iss", "aud"):
-            if claim in verified.claims:
-                answer[claim] = verified.claims[claim]
+            if claim in claims:
+                answer[claim] = claims[claim]
         return answer
 
     # sessions -------------------------------------------------------------------------------
@@ -289,9 +292,8 @@ class VerifierService:
             raise StoreUnavailable("Logging in needs Redis, which is unreachable.")
         verified = verdict.token
         now = self.clock()
-        session_id = self.store.new_session_id(
-            secrets.token_urlsafe(SESSION_ID_BYTES), verified.user_id
-        )
+        subject = self.subject(verified)
+        session_id = self.store.new_session_id(secrets.token_urlsafe(SESSION_ID_BYTES), subject)
         session = {
             "userId": verified.user_id,
             "isAdmin": verified.is_admin,
@@ -300,7 +302,7 @@ class VerifierService:
             "expiresAt": int(now) + self.settings.session_ttl,
         }
         if not self.store.create_session(
-            session_id, session, issued_at=verified.issued_at, now=now
+            session_id, session, subject=subject, issued_at=verified.issued_at, now=now
         ):
             # a user-wide logout landed between verification and the session write
             raise TokenRevoked("every token of this user issued so far was revoked")
@@ -315,6 +317,7 @@ class VerifierService:
         session = self.store.get_session(session_id)
         if session is None:
             return None
+        session.pop("subject", None)  # how Redis names the user: not part of the answer
         return {"sessionId": session_id, **session}
 
     def logout(self, session_id: str) -> bool:
@@ -343,8 +346,7 @@ class VerifierService:
             return
         except TokenRevoked:
             try:
-                verified = verify_token(token, keys=self.keyset, policy=self.policy,
-                                        now=self.clock())
+                verified = verify_token(token, trust=self.issuers, now=self.clock())
             except (TokenExpired, TokenTooOld):
                 return
             verdict = Verdict(verified, True)
@@ -356,28 +358,66 @@ class VerifierService:
         if verified.expires_at is not None:
             # past exp plus the largest leeway no verifier accepts it, whatever its settings
             ttl = max(1, math.ceil(float(verified.expires_at) - self.clock()) + REVOCATION_MARGIN)
-        self.store.revoke(revocation_id(verified.jti, verified.fingerprint), verified.user_id,
-                          ttl)
+        self.store.revoke(self._revocation_id(verified), self.subject(verified), ttl)
         self.local.discard(digest)
         log.info("token %s revoked", token_fingerprint(token))
 
-    def end_user_sessions(self, user_id: str) -> dict[str, Any]:
+    def revoke_jti(self, jti: str, user_id: str, expires_at: float | None,
+                   provider: str | None) -> bool:
+        """Refuse the token with this ``jti`` of this user from now on (an admin's act, without
+        the token); False when it expired long enough ago that no verifier accepts it anyway.
+
+        ``expires_at`` is the token's ``exp`` (None: it never expires, the revocation stays).
+        """
+        check_user_id(user_id)
+        provider = self.provider(provider)
+        ttl: int | None = None
+        if expires_at is not None:
+            left = math.ceil(float(expires_at) - self.clock()) + REVOCATION_MARGIN
+            if left <= 0:
+                return False
+            ttl = left
+        if not usable_jti(jti):
+            raise Problem("jti: 1 to 128 printable characters.", extra={"field": "jti"})
+        self.store.revoke(revocation_id(jti, "", self.issuers.scope(provider)),
+                          self.issuers.subject(provider, user_id), ttl)
+        return True
+
+    def provider(self, name: str | None) -> str:
+        """The provider an admin request names (``?provider=``), or the only one there is."""
+        if name is None:
+            entries = self.issuers.entries
+            if len(entries) == 1:
+                return entries[0].provider
+            raise Problem("provider: several issuers are trusted; name one with ?provider= ("
+                          + ", ".join(entry.provider for entry in entries) + ").",
+                          extra={"field": "provider"})
+        if self.issuers.by_provider(name) is None:
+            raise Problem(f"provider: no trusted issuer is named {name[:64]!r}.",
+                          extra={"field": "provider"})
+        return name
+
+    def end_user_sessions(self, user_id: str, provider: str | None = None) -> dict[str, Any]:
         """End every session of the user and refuse every token issued up to now."""
         check_user_id(user_id)
-        cutoff, ended = self.store.end_user(user_id, self.clock())
+        provider = self.provider(provider)
+        cutoff, ended = self.store.end_user(self.issuers.subject(provider, user_id),
+                                            self.clock())
         SESSIONS.labels("user_logout").inc()
-        return {"userId": user_id, "sessionsEnded": ended, "tokensRevokedBefore": cutoff}
+        return {"userId": user_id, "provider": provider, "sessionsEnded": ended,
+                "tokensRevokedBefore": cutoff}
 
-    def user(self, user_id: str) -> dict[str, Any] | None:
+    def user(self, user_id: str, provider: str | None = None) -> dict[str, Any] | None:
         """The user record (as of the last login) with the user's cut-off, or None."""
         check_user_id(user_id)
-        record, cutoff = self.store.get_user(user_id)
+        provider = self.provider(provider)
+        record, cutoff = self.store.get_user(self.issuers.subject(provider, user_id))
         if record is None:
             return None
         return {
             "userId": record.get("userId", user_id),
             "isAdmin": record.get("isAdmin") == "true",
-            "provider": record.get("provider"),
+            "provider": record.get("provider", provider),
             "createdAt": _number(record.get("createdAt")),
             "lastLoginAt": _number(record.get("lastLoginAt")),
             "tokensRevokedBefore": cutoff,
@@ -385,15 +425,20 @@ class VerifierService:
 
     def readiness(self) -> dict[str, bool]:
         """What /readyz reports: keys loaded, Redis reachable."""
-        return {"keys": self.keyset.ready, "redis": self.store.ping()}
+        return {"keys": self.issuers.ready, "redis": self.store.ping()}
 
 
 REVOCATION_RULE = ("not revoked (by jti, or by hash without one), and issued after its "
                    "user's cut-off (a token without iat never is)")
 
 
+def token_revocation_id(issuers: TrustedIssuers, verified: VerifiedToken) -> str:
+    """What a verified token's revocation is named (scoped by its issuer, ``verifier.issuers``)."""
+    return revocation_id(verified.jti, verified.fingerprint, issuers.scope(verified.provider))
+
+
 def explain_token(
-    token: str, *, keys: KeySet, policy: VerificationPolicy, now: float, store: Store | None
+    token: str, *, issuers: TrustedIssuers, now: float, store: Store | None
 ) -> dict[str, Any]:
     """The verdict and every step that led to it, from the one pipeline (``Trace``).
 
@@ -402,19 +447,22 @@ def explain_token(
     """
     trace = Trace()
     try:
-        verified = verify_token(token, keys=keys, policy=policy, now=now, trace=trace)
+        verified = verify_token(token, trust=issuers, now=now, trace=trace)
     except TokenError as exc:
         trace.add(Step("revocation", "not run", REVOCATION_RULE))
         return {"verdict": exc.code, "steps": trace.as_json()}
+    except KeysNotLoaded as exc:
+        return {"verdict": "not_ready", "steps": trace.as_json(),
+                "detail": f"no key of the issuer {exc.provider!r} is loaded yet"}
     verdict = "accepted"
     if store is None:
         trace.add(Step("revocation", "not run", REVOCATION_RULE,
                        {"why": "no Redis configured (set REDIS_URL to check revocations)"}))
     else:
-        rev_id = revocation_id(verified.jti, verified.fingerprint)
+        rev_id = token_revocation_id(issuers, verified)
         values: dict[str, Any] = {"revocation": rev_id, "iat": verified.issued_at}
         try:
-            snapshot = store.lookup(rev_id, verified.user_id)
+            snapshot = store.lookup(rev_id, issuers.subject(verified.provider, verified.user_id))
             values.update(revoked=snapshot.revoked, cutoff=snapshot.cutoff)
             _refuse_if_revoked(verified, snapshot)
             trace.add(Step("revocation", "passed", REVOCATION_RULE, values))

@@ -58,6 +58,7 @@ from shared.digest import sha256_hex
 from shared.errors import StartupError
 from verifier.config import VerifierSettings
 from verifier.errors import LoginRateExceeded, StoreUnavailable
+from verifier.issuers import SUBJECT_SEPARATOR
 from verifier.layout import (
     SESSION_TAG_SEPARATOR,
     V1_KINDS,
@@ -178,8 +179,10 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 redis.call('DEL', KEYS[1])
 local ok, session = pcall(cjson.decode, raw)
-if ok and type(session) == 'table' and type(session.userId) == 'string' then
-  local index = ARGV[1] .. session.userId
+-- a user of a provider other than the primary one is named by its subject in Redis
+local owner = ok and type(session) == 'table' and (session.subject or session.userId)
+if type(owner) == 'string' then
+  local index = ARGV[1] .. owner
   local kind = redis.call('TYPE', index).ok
   if kind == 'zset' then
     redis.call('ZREM', index, ARGV[2])
@@ -208,15 +211,20 @@ return {cutoff, ended}
 # the cut-off only moves forward: a second user-wide logout never re-admits older tokens
 
 
-def revocation_id(jti: Any, token_hash: str) -> str:
+def usable_jti(jti: Any) -> bool:
+    """Whether a ``jti`` can name a revocation: a short printable string (keys stay bounded)."""
+    return isinstance(jti, str) and 0 < len(jti) <= 128 and jti.isprintable()
+
+
+def revocation_id(jti: Any, token_hash: str, scope: str | None = None) -> str:
     """What a revocation is keyed by: the ``jti`` when usable, else the token's hash.
 
-    Seed-style tokens have no ``jti``; their hash is their identity. A ``jti`` that is not a
-    short printable string is ignored in favour of the hash, so keys stay bounded.
+    Seed-style tokens have no ``jti``; their hash is their identity. A ``jti`` that is not
+    ``usable_jti`` is ignored in favour of the hash. ``scope`` (a provider other than the
+    primary one, ``verifier.issuers``) tells one issuer's jti from another's.
     """
-    if isinstance(jti, str) and 0 < len(jti) <= 128 and jti.isprintable():
-        return f"jti:{jti}"
-    return f"sha256:{token_hash}"
+    name = f"jti:{jti}" if usable_jti(jti) else f"sha256:{token_hash}"
+    return name if scope is None else f"{scope}{SUBJECT_SEPARATOR}{name}"
 
 
 class LayoutError(StartupError):
@@ -571,8 +579,13 @@ class Store:
         *,
         issued_at: float | None,
         now: float,
+        subject: str | None = None,
     ) -> bool:
         """Store a session and update the user record; False when the user's cut-off refuses it.
+
+        ``subject`` is who the user is in Redis (``verifier.issuers``): the user id (the
+        default), scoped by its provider unless that is the primary one; the session keeps it
+        when it differs, so a logout finds the user's index.
 
         In the same step, the login limits: over ``VERIFIER_LOGIN_RATE`` logins of the user in
         the last minute it raises LoginRateExceeded and writes nothing; at
@@ -580,14 +593,18 @@ class Store:
         exactly as their logouts would end them.
         """
         user_id = session["userId"]
+        if subject is None:
+            subject = user_id
+        elif subject != user_id:
+            session = {**session, "subject": subject}
         session_hash = sha256_hex(session_id)
-        tag = user_tag(user_id)
+        tag = user_tag(subject)
         keys = [
-            self.keys.cutoff(user_id),
+            self.keys.cutoff(subject),
             self.keys.session(tag, session_hash),
-            self.keys.sessions(user_id),
-            self.keys.user(user_id),
-            self.keys.logins(user_id),
+            self.keys.sessions(subject),
+            self.keys.user(subject),
+            self.keys.logins(subject),
         ]
         args = [
             "" if issued_at is None else repr(float(issued_at)),

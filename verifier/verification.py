@@ -54,7 +54,7 @@ from verifier.errors import (
     TokenNotYetValid,
     TokenTooOld,
 )
-from verifier.keyset import FetchNeeded
+from verifier.keyset import FetchNeeded, KeysNotLoaded
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +391,8 @@ class Step:
 STEPS = (
     ("structure", "three non-empty base64url segments (canonical), strict JSON objects, at most "
                   f"{MAX_TOKEN_BYTES} bytes"),
+    ("issuer", "with VERIFIER_TRUSTED_ISSUERS_FILE, iss names a trusted issuer, whose keys and "
+               "policy the next steps use"),
     ("header", "alg among VERIFIER_ALGORITHMS; typ JWT when present; no crit, zip, b64"),
     ("key", "the configured key the kid names (the only key when there is no kid)"),
     ("signature", "verifies with that key and the header's alg"),
@@ -441,16 +443,38 @@ class KeySource(Protocol):
         ...
 
 
-def _verify(
-    token: str, keys: KeySource, policy: VerificationPolicy, now: float, trace: Trace | None = None
-) -> VerifiedToken:
+class Trust(Protocol):
+    """Which keys and policy judge a token, from its ``iss`` (``verifier.issuers``)."""
+
+    def choose(self, iss: Any) -> tuple[KeySource, VerificationPolicy]:
+        """The keys and the policy; raises IssuerUnknown when ``iss`` names no trusted issuer."""
+        ...
+
+
+@dataclass(frozen=True)
+class OneIssuer:
+    """The same keys and policy for every token."""
+
+    keys: KeySource
+    policy: VerificationPolicy
+
+    def choose(self, iss: Any) -> tuple[KeySource, VerificationPolicy]:
+        return self.keys, self.policy
+
+
+def _verify(token: str, trust: Trust, now: float, trace: Trace | None = None) -> VerifiedToken:
     step = "structure"
     parsed: _Parsed | None = None
+    policy: VerificationPolicy | None = None
     try:
         parsed = _parse(token)
         if trace is not None:
             trace.passed(step, {"bytes": len(token), "header_members": sorted(parsed.header),
                                 "payload_members": sorted(parsed.payload)})
+        step = "issuer"
+        keys, policy = trust.choose(parsed.payload.get("iss"))
+        if trace is not None:
+            trace.passed(step, {"iss": parsed.payload.get("iss"), "provider": policy.provider_name})
         step = "header"
         alg, kid = _check_header(parsed.header, policy)
         if trace is not None:
@@ -535,12 +559,14 @@ def _b64encode(data: bytes) -> str:
 
 def _record_failure(
     trace: Trace, step: str, error: TokenError, parsed: _Parsed | None,
-    policy: VerificationPolicy, now: float,
+    policy: VerificationPolicy | None, now: float,
 ) -> None:
     """The failed step with what decided it (from the token as parsed, when it got that far),
     then the steps that did not run."""
     values: dict[str, Any] = {}
-    if parsed is not None:
+    if parsed is not None and step == "issuer":
+        values = {"iss": parsed.payload.get("iss")}
+    elif parsed is not None and policy is not None:
         payload = parsed.payload
         if step == "header":
             values = {"alg": parsed.header.get("alg"), "allowed": sorted(policy.algorithms)}
@@ -562,18 +588,26 @@ def _record_failure(
 
 
 def verify_token(
-    token: str, *, keys: KeySource, policy: VerificationPolicy, now: float,
+    token: str, *, now: float, keys: KeySource | None = None,
+    policy: VerificationPolicy | None = None, trust: Trust | None = None,
     trace: Trace | None = None,
 ) -> VerifiedToken:
     """Verify a compact JWS and its claims at time ``now``; raises only TokenError subclasses
-    (and FetchNeeded, from keys that may not be fetched: ``KeySet.in_memory``).
+    (and FetchNeeded, from keys that may not be fetched: ``KeySet.in_memory``; KeysNotLoaded,
+    when the chosen issuer has no key yet).
 
-    With ``trace``, each step records what it saw (``jwt-auth verify --explain``, ``POST
-    /v1/verify?explain=true``): the same pipeline, only observed.
+    The keys and policy are ``trust``'s choice for the token's ``iss`` (several issuers), or
+    ``keys`` and ``policy`` for every token. With ``trace``, each step records what it saw
+    (``jwt-auth verify --explain``, ``POST /v1/verify?explain=true``): the same pipeline, only
+    observed.
     """
+    if trust is None:
+        if keys is None or policy is None:
+            raise TypeError("verify_token needs trust, or keys and policy")
+        trust = OneIssuer(keys, policy)
     try:
-        return _verify(token, keys, policy, now, trace)
-    except (TokenError, FetchNeeded):
+        return _verify(token, trust, now, trace)
+    except (TokenError, FetchNeeded, KeysNotLoaded):
         raise
     except Exception as exc:  # noqa: BLE001 - the contract: no input yields anything but a 401
         log.warning(

@@ -82,7 +82,8 @@ class Operation:
     methods: tuple[str, ...]
     summary: str
     description: str | None = None
-    body: type[Schema] | Schema | None = None
+    # a schema, or a JSON Schema dict over schemas ({"anyOf": [SchemaA, SchemaB]})
+    body: type[Schema] | Schema | Mapping[str, Any] | None = None
     body_required: bool = True
     body_media_type: str = "application/json"  # of the request body
     status: int = 200
@@ -93,7 +94,9 @@ class Operation:
     security: tuple[str, ...] = ()  # scheme names; "" allows no credential
     # name: description, or (description, JSON schema) when the value is not any string
     query: Mapping[str, str | tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
-    path_parameters: Mapping[str, str] = field(default_factory=dict)  # name: description
+    # name: description, or (description, JSON schema) when the value is not any string
+    path_parameters: Mapping[str, str | tuple[str, Mapping[str, Any]]] = field(
+        default_factory=dict)
     tag: str | None = None
     # OpenAPI links from the success answer to other operations (by operationId): how a
     # stateful test (and a reader) goes from one call to the next
@@ -146,6 +149,13 @@ class Api:
         self.description = description
         self.security_schemes = dict(security_schemes or {})
         self.operations: list[Operation] = []
+        # query parameters whose values depend on this app's configuration (refine_query)
+        self._query_refinements: dict[str, tuple[Mapping[str, Any], bool]] = {}
+
+    def refine_query(self, name: str, schema: Mapping[str, Any], *, required: bool) -> None:
+        """Document query parameter ``name`` of every route that takes it with this app's own
+        schema (its configured values, say) and whether this app needs it."""
+        self._query_refinements[name] = (dict(schema), required)
 
     def add_views(self, app: Flask, views: Views) -> None:
         """Add the declared views to ``app`` (one Blueprint) and describe them."""
@@ -203,13 +213,14 @@ class Api:
             document["tags"] = [operation.tag]
         parameters = [
             {"name": name, "in": "path", "required": True, "description": text,
-             "schema": {"type": "string"}}
-            for name, text in _path_parameters(operation).items()
+             "schema": dict(schema)}
+            for name, (text, schema) in _path_parameters(operation).items()
         ]
         for name, documented in operation.query.items():
             text, schema = (documented, {"type": "string"}) if isinstance(documented, str) \
                 else documented
-            parameters.append({"name": name, "in": "query", "required": False,
+            schema, required = self._query_refinements.get(name, (schema, False))
+            parameters.append({"name": name, "in": "query", "required": required,
                                "description": text, "schema": dict(schema)})
         if parameters:
             document["parameters"] = parameters
@@ -232,9 +243,14 @@ def operation_id(method: str, path: str) -> str:
     return method.lower() + "".join(word[:1].upper() + word[1:] for word in words if word)
 
 
-def _path_parameters(operation: Operation) -> dict[str, str]:
-    names = _RULE_PARAMETER.findall(operation.rule)
-    return {name: operation.path_parameters.get(name, "") for name in names}
+def _path_parameters(operation: Operation) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """Each path parameter: its description and JSON schema (any string, unless documented)."""
+    described = {}
+    for name in _RULE_PARAMETER.findall(operation.rule):
+        documented = operation.path_parameters.get(name, "")
+        described[name] = (documented, {"type": "string"}) if isinstance(documented, str) \
+            else documented
+    return described
 
 
 def _success(operation: Operation) -> dict[str, Any]:

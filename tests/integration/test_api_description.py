@@ -87,6 +87,7 @@ def test_error_codes_come_from_the_exception_classes(
         "token_malformed", "algorithm_not_allowed", "signature_invalid", "key_unknown",
         "token_expired", "token_not_yet_valid", "token_too_old", "claim_missing",
         "claim_invalid", "attributes_mismatch", "token_revoked",
+        "issuer_unknown",  # several trusted issuers, and an iss none of them is
         "unauthorized",  # ?explain=true without an admin key
     }
     assert all(issubclass(error, TokenError) for error in TOKEN_ERRORS)

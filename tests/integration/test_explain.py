@@ -14,8 +14,8 @@ from tests.integration.verifier_http import assert_problem
 from tests.keypairs import KeyPair
 from tests.procs import run_cli
 
-STEPS = ["structure", "header", "key", "signature", "claims", "time", "audience and issuer",
-         "attributes", "revocation"]
+STEPS = ["structure", "issuer", "header", "key", "signature", "claims", "time",
+         "audience and issuer", "attributes", "revocation"]
 
 
 def _explain(app: Flask, admin_key: str, token: str) -> dict[str, Any]:
@@ -122,13 +122,13 @@ def test_the_command_explains_too_and_checks_revocation_when_redis_is_named(
     lines = offline.stdout.splitlines()
     assert [line.split(": ")[0] for line in lines if line[:1].isdigit()] == [
         f"{number}. {name}" for number, name in enumerate(STEPS, start=1)]
-    assert "9. revocation: not run" in lines
+    assert "10. revocation: not run" in lines
     assert lines[-1] == "verdict: accepted"
     assert token.split(".")[2] not in offline.stdout
 
     assert client.post("/v1/revocations", json={"token": token}).status_code == 204
     online = run_cli("verify", "--explain", token, env={**env, "REDIS_URL": redis_url})
     assert online.returncode == 1
-    assert "9. revocation: failed" in online.stdout
+    assert "10. revocation: failed" in online.stdout
     assert "   revoked: true" in online.stdout
     assert online.stdout.splitlines()[-1] == "verdict: token_revoked"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,6 +65,7 @@ def test_any_token_that_is_not_good_is_only_inactive(
         fresh(other_key_pair, "bob"),  # another key's signature
         sign({"userId": "bob", "iat": now - 900, "exp": now - 600}, key_pair),  # expired
         revoked,
+        "",  # empty: not active, rather than a malformed request (RFC 7662 2.2)
     ):
         assert _introspect(client, client_key[1], token) == {"active": False}
 
@@ -79,7 +82,40 @@ def test_admin_keys_are_accepted_and_anything_else_is_401(
                     {"Authorization": f"Bearer {token}"}):
         refused = client.post("/v1/introspect", data={"token": token}, headers=headers)
         assert_problem(refused, 401, "unauthorized")
-        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        # RFC 6749's client authentication: Basic first, Bearer keys too
+        assert refused.headers["WWW-Authenticate"].startswith("Basic")
+        assert "Bearer" in refused.headers["WWW-Authenticate"]
+
+
+def _basic(name: str, key: str) -> dict[str, str]:
+    """RFC 6749 2.3.1: name and key form-urlencoded, then base64 (client_secret_basic)."""
+    credentials = f"{urllib.parse.quote_plus(name)}:{urllib.parse.quote_plus(key)}"
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def test_rfc_6749_clients_authenticate_with_basic_name_and_key(
+    app: Flask, client_key: tuple[Path, str], key_pair: KeyPair, other_key_pair: KeyPair,
+) -> None:
+    client = app.test_client()
+    token = sign({"userId": "dan", "sub": "user-7", "iat": int(time.time()), "jti": "j-7",
+                  "exp": int(time.time()) + 60, "iss": "corp-auth"}, key_pair)
+    answer = client.post("/v1/introspect", data={"token": token},
+                         headers=_basic("orders-api", client_key[1]))
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    # the members an RFC 7662 client reads: the token's own sub when it has one
+    assert {key: body[key] for key in ("active", "sub", "iss", "jti", "token_type")} == {
+        "active": True, "sub": "user-7", "iss": "corp-auth", "jti": "j-7",
+        "token_type": "Bearer"}
+    assert {"exp", "iat"} <= set(body)
+    inactive = client.post("/v1/introspect", data={"token": fresh(other_key_pair)},
+                           headers=_basic("orders-api", client_key[1]))
+    assert inactive.get_json() == {"active": False}
+    for headers in (_basic("someone-else", client_key[1]), _basic("orders-api", "jwta_wrong"),
+                    {"Authorization": "Basic not-base64!"},
+                    {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()}):
+        assert_problem(client.post("/v1/introspect", data={"token": token}, headers=headers),
+                       401, "unauthorized")
 
 
 def test_the_body_is_a_form_with_a_token(

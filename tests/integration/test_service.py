@@ -25,10 +25,9 @@ from tests.keypairs import KeyPair
 from tests.procs import RedisServer, wait_until
 from verifier.config import VerifierSettings
 from verifier.errors import SignatureInvalid, StoreUnavailable, TokenExpired, TokenRevoked
-from verifier.keyset import KeySet
+from verifier.issuers import TrustedIssuers
 from verifier.service import VerifierService
 from verifier.store import REVOCATION_MARGIN, Store
-from verifier.verification import VerificationPolicy
 
 P = "jwtauth:"
 
@@ -56,8 +55,7 @@ def make_service(
         )
         service = VerifierService(
             settings,
-            KeySet.from_settings(settings),
-            VerificationPolicy.from_settings(settings),
+            TrustedIssuers.from_settings(settings),
             Store(settings),
             clock=clock,
         )
@@ -225,7 +223,8 @@ def test_ending_a_user_ends_sessions_and_refuses_tokens_issued_until_then(
 
     clock.now = start + 1.5
     assert service.end_user_sessions("judy") == {
-        "userId": "judy", "sessionsEnded": 2, "tokensRevokedBefore": start + 1.5,
+        "userId": "judy", "provider": "jwt", "sessionsEnded": 2,
+        "tokensRevokedBefore": start + 1.5,
     }
 
     assert [service.session(session_id) for session_id in sessions] == [None, None]

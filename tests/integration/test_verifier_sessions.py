@@ -237,7 +237,8 @@ def test_ending_a_user_ends_sessions_and_refuses_earlier_tokens(
     assert record["tokensRevokedBefore"] == cutoff
     # who did it, to whom: one audit event per admin action, never a key
     assert audit_events == [
-        {"event": "user_sessions_ended", "client": "ops", "userId": "judy", "sessionsEnded": 2},
+        {"event": "user_sessions_ended", "client": "ops", "userId": "judy", "provider": "jwt",
+         "sessionsEnded": 2},
         {"event": "user_looked_up", "client": "ops", "userId": "judy", "found": True},
     ]
 

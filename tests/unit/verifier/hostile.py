@@ -12,7 +12,7 @@ NOW = 1_800_000_000.0
 CONTRACT_CODES = {
     "token_malformed", "algorithm_not_allowed", "signature_invalid", "key_unknown",
     "token_expired", "token_not_yet_valid", "token_too_old", "claim_missing", "claim_invalid",
-    "attributes_mismatch", "token_revoked",
+    "attributes_mismatch", "token_revoked", "issuer_unknown",
 }
 """Every code a refused token may carry (the documented 401 codes)."""
 
