@@ -109,9 +109,43 @@ async function silentServer(mode) {
   return server;
 }
 
+/**
+ * A TCP proxy on 127.0.0.1 to `targetUrl` that counts the connections clients open through it:
+ * what is asserted about connection reuse is what crossed the wire.
+ */
+async function countingProxy(targetUrl) {
+  const target = new URL(targetUrl);
+  const sockets = new Set();
+  const server = net.createServer((downstream) => {
+    server.connections += 1;
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const socket of [downstream, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        downstream.destroy();
+        upstream.destroy();
+      });
+    }
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+  });
+  server.connections = 0;
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.url = `http://127.0.0.1:${server.address().port}`;
+  server.stop = async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  };
+  return server;
+}
+
 /** A unique id for one test's call, in the form the services keep. */
 function requestId(label) {
   return `node-${label}-${process.pid}-${Date.now()}`;
 }
 
-module.exports = { services, accessLines, waitFor, waitForLines, freePort, silentServer, requestId };
+module.exports = {
+  services, accessLines, waitFor, waitForLines, freePort, silentServer, countingProxy, requestId,
+};
