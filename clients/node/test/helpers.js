@@ -82,24 +82,27 @@ async function freePort() {
 }
 
 /**
- * A TCP server on 127.0.0.1 that accepts connections and then either never answers
- * ('hang') or closes each at once ('close'): a service that is wedged, or dies mid-request.
- * Counts the connections it accepted. Not a stand-in for a service: it answers nothing.
+ * A TCP server on 127.0.0.1 that reads each request's head and then either never answers
+ * ('hang') or closes the connection ('close'): a service that is wedged, or dies mid-request.
+ * Counts the request lines it received, which is what a retry is; how many connections node's
+ * fetch opens for them is its own business. Not a stand-in for a service: it answers nothing.
  */
 async function silentServer(mode) {
   const sockets = new Set();
   const server = net.createServer((socket) => {
-    server.connections += 1;
-    if (mode === 'close') {
-      socket.destroy();
-      return;
-    }
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
-    socket.resume(); // read and drop the request
+    let seen = '';
+    socket.on('data', (chunk) => {
+      seen += chunk.toString('latin1');
+      const lines = seen.split(' HTTP/1.1\r\n');
+      server.requests += lines.length - 1;
+      seen = lines[lines.length - 1];
+      if (mode === 'close' && lines.length > 1) socket.destroy();
+    });
   });
-  server.connections = 0;
+  server.requests = 0;
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   server.url = `http://127.0.0.1:${server.address().port}`;
   server.stop = async () => {

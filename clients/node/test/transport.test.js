@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const { VerifierClient, IssuerClient, ServiceUnavailable, VerifierUnavailable, TokenExpired } =
   require('..');
 const {
-  services, freePort, silentServer, countingProxy, waitForLines, requestId,
+  services, freePort, silentServer, countingProxy, waitFor, waitForLines, requestId,
 } = require('./helpers');
 
 test('connection refused is retried, then ServiceUnavailable within the budget', async () => {
@@ -26,8 +26,8 @@ test('connection refused is retried, then ServiceUnavailable within the budget',
   assert.equal(error.requestId, 'no-answer-1'); // the id the caller can find in its own logs
   assert.match(error.detail, /ECONNREFUSED/);
   assert.ok(error.cause, 'the connection error underneath');
-  // three waits of at least half of 50, 100 and 200 ms, and far less than the budget
-  assert.ok(elapsed >= 175 && elapsed < 2500, `${elapsed} ms`);
+  // three waits of at least half of 50, 100 and 200 ms (the next test bounds the total)
+  assert.ok(elapsed >= 175, `${elapsed} ms`);
 });
 
 test('the retry budget bounds the total time', async () => {
@@ -39,7 +39,9 @@ test('the retry budget bounds the total time', async () => {
   const elapsed = performance.now() - started;
   assert.ok(error instanceof ServiceUnavailable);
   assert.ok(error.attempts > 1 && error.attempts < 100, `${error.attempts}`);
-  assert.ok(elapsed < 1500, `${elapsed} ms`);
+  // 100 retries would wait about 15 s; the budget stops them after 0.5 s (the bound is loose
+  // so that a busy machine does not fail it)
+  assert.ok(elapsed < 5000, `${elapsed} ms`);
 });
 
 test('a connection closed without an answer is retried', async () => {
@@ -49,7 +51,7 @@ test('a connection closed without an answer is retried', async () => {
     const error = await client.verify('a.b.c').catch((e) => e);
     assert.ok(error instanceof ServiceUnavailable, `${error}`);
     assert.equal(error.attempts, 3);
-    assert.equal(dead.connections, 3);
+    assert.equal(dead.requests, 3);
   } finally {
     await dead.stop();
   }
@@ -67,8 +69,11 @@ test('an attempt that gets no answer in timeoutMs is abandoned and retried', asy
     assert.equal(error.code, 'issuer_unavailable');
     assert.equal(error.attempts, 2);
     assert.match(error.detail, /no answer within 200 ms/);
-    assert.equal(hung.connections, 2);
-    assert.ok(elapsed >= 400 && elapsed < 3000, `${elapsed} ms`);
+    // at most one request per attempt reached it (node's fetch adds no retry of its own); fewer
+    // when an attempt's time ran out while still connecting, which a loaded machine can cause
+    assert.ok(hung.requests <= 2, `${hung.requests} requests`);
+    // two attempts of 200 ms, not of the default 5 s
+    assert.ok(elapsed >= 400 && elapsed < 4000, `${elapsed} ms`);
   } finally {
     await hung.stop();
   }
@@ -82,16 +87,16 @@ test("the caller's AbortSignal ends a call at once, retries included, with its r
       const controller = new AbortController();
       const reason = new Error('the user went away');
       const pending = client.verify('a.b.c', { signal: controller.signal });
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await waitFor(() => hung.requests === 1, { what: 'the request at the hung server' });
       controller.abort(reason);
       const started = performance.now();
       await assert.rejects(pending, (error) => error === reason);
-      assert.ok(performance.now() - started < 1000);
-      assert.equal(hung.connections, 1);
+      assert.ok(performance.now() - started < 4000); // not the 5 s timeout
+      assert.equal(hung.requests, 1);
       // aborted already: no request at all
       await assert.rejects(client.verify('a.b.c', { signal: AbortSignal.abort(reason) }),
         (error) => error === reason);
-      assert.equal(hung.connections, 1);
+      assert.equal(hung.requests, 1);
     } finally {
       await hung.stop();
     }
