@@ -27,6 +27,9 @@ const { VerifierClient } = require('./clients');
 const { JwtAuthError, ServiceUnavailable } = require('./errors');
 
 const PROBLEM_TYPE = 'https://jwt-custom-auth.dev/problems/';
+// the identities this module got from the verifier: a later requireAdmin trusts only these,
+// never a req.identity some other middleware may have set
+const VERIFIED = new WeakSet();
 
 function header(req, name) {
   const value = req.headers[name];
@@ -95,7 +98,7 @@ function guard(options, admin) {
   return async function jwtAuth(req, res, next) {
     // verified already on this request (requireToken, then requireAdmin): no second call
     let identity = req.identity;
-    if (!identity) {
+    if (!identity || !VERIFIED.has(identity)) {
       const token = bearer(header(req, 'authorization'));
       if (token === null) {
         // RFC 6750 3.1: no credentials at all, so no error attribute
@@ -114,6 +117,7 @@ function guard(options, admin) {
         }
         return;
       }
+      VERIFIED.add(identity);
       req.identity = identity;
     }
     if (admin && identity.isAdmin !== true) {

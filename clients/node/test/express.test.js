@@ -23,6 +23,11 @@ function makeApp(options) {
   // both on one route: the token is checked once
   app.get('/both', requireToken(options), requireAdmin(options),
     (req, res) => res.json({ admin: req.identity.userId }));
+  // an identity some other middleware set is not taken for a verified one
+  app.get('/forged', (req, res, next) => {
+    req.identity = { userId: 'mallory', isAdmin: true };
+    next();
+  }, requireAdmin(options), (req, res) => res.json({ admin: req.identity.userId }));
   return app;
 }
 
@@ -116,6 +121,15 @@ test('requireToken then requireAdmin on one route asks the verifier once', async
   assert.equal(accessLines(services.verifierLog, id).length, 1);
   const plain = await get('/both', { token: services.tokens.plain });
   await assertProblem(plain, 403, 'admin_required');
+});
+
+test('requireAdmin checks the token itself when req.identity came from elsewhere', async () => {
+  const missing = await get('/forged');
+  await assertProblem(missing, 401, 'token_missing');
+  await assertProblem(await get('/forged', { token: services.tokens.plain }), 403,
+    'admin_required');
+  const admin = await get('/forged', { token: services.tokens.admin });
+  assert.deepEqual(await admin.json(), { admin: 'node-admin' });
 });
 
 test('a verifier that cannot be reached: 503 with Retry-After, and the app stays up', async () => {
