@@ -83,7 +83,13 @@ function refusal(error, realm) {
 
 function clientFrom(options) {
   if (options instanceof VerifierClient) return options;
-  if (options.client) return options.client;
+  if (options.client) {
+    const extra = Object.keys(options).filter((name) => name !== 'client' && name !== 'realm');
+    if (extra.length) {
+      throw new TypeError(`requireToken: ${extra.join(', ')} would be ignored: set them on the client`);
+    }
+    return options.client;
+  }
   const { verifierUrl, realm, ...rest } = options;
   if (!verifierUrl) {
     throw new TypeError('requireToken: pass { client } or { verifierUrl } (e.g. http://127.0.0.1:8002)');

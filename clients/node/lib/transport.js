@@ -73,6 +73,13 @@ class Transport {
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
       throw new TypeError(`baseUrl must be an http:// or https:// URL, not ${JSON.stringify(baseUrl)}`);
     }
+    for (const name of Object.keys(options)) {
+      // a misspelt option (`timeout` for timeoutMs, as the Python client names it) would
+      // otherwise be ignored without a word, and its default used
+      if (!Object.hasOwn(DEFAULTS, name) && name !== 'apiKey') {
+        throw new TypeError(`unknown option ${name}: the options are ${[...Object.keys(DEFAULTS), 'apiKey'].join(', ')}`);
+      }
+    }
     const settings = { ...DEFAULTS, ...options };
     this.baseUrl = url.origin + url.pathname.replace(/\/+$/, '');
     this.service = service;

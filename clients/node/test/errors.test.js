@@ -5,6 +5,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
+const path = require('node:path');
 const client = require('..');
 const { services } = require('./helpers');
 
@@ -88,4 +89,25 @@ test('an error names itself and its request id', () => {
   assert.equal(error.message, 'token_expired (401): expired at 5 [request_id=abc-123]');
   assert.match(String(error), /^TokenExpired: token_expired \(401\)/);
   assert.equal(VerifierUnavailable, ServiceUnavailable);
+});
+
+test('the ES module entry exports what the CommonJS one does, the same objects', async () => {
+  const esm = await import('../index.mjs');
+  const names = Object.keys(esm).filter((name) => name !== 'default').sort();
+  assert.deepEqual(names, Object.keys(client).sort());
+  for (const name of names) assert.equal(esm[name], client[name], name);
+  assert.equal(esm.default, client);
+});
+
+test('every export is declared in index.d.ts, and nothing more', () => {
+  // read with the TypeScript compiler (a devDependency): the declared exports of the module
+  const ts = require('typescript');
+  const file = path.join(__dirname, '..', 'index.d.ts');
+  const program = ts.createProgram([file], { strict: true, noEmit: true, types: [] });
+  const checker = program.getTypeChecker();
+  const symbol = checker.getSymbolAtLocation(program.getSourceFile(file));
+  const declared = checker.getExportsOfModule(symbol)
+    .filter((exported) => exported.flags & ts.SymbolFlags.Value)
+    .map((exported) => exported.name).sort();
+  assert.deepEqual(declared, Object.keys(client).sort());
 });

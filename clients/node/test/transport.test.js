@@ -5,8 +5,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { VerifierClient, IssuerClient, ServiceUnavailable, VerifierUnavailable, TokenExpired } =
-  require('..');
+const {
+  VerifierClient, IssuerClient, ServiceUnavailable, VerifierUnavailable, TokenExpired, requireToken,
+} = require('..');
 const {
   services, freePort, silentServer, countingProxy, waitFor, waitForLines, requestId,
 } = require('./helpers');
@@ -129,6 +130,11 @@ test('options are checked when the client is made', () => {
   assert.throws(() => new VerifierClient('http://127.0.0.1', { retries: -1 }), TypeError);
   assert.throws(() => new VerifierClient('http://127.0.0.1', { retries: 1.5 }), TypeError);
   assert.throws(() => new VerifierClient('http://127.0.0.1', { timeoutMs: 0 }), TypeError);
+  assert.throws(() => new VerifierClient('http://127.0.0.1', { timeout: 5 }), /unknown option timeout/);
+  assert.throws(() => new IssuerClient('http://127.0.0.1', { apiKey: 'k', retry: 1 }),
+    /unknown option retry/);
+  assert.throws(() => requireToken({ verifierUrl: 'http://127.0.0.1', relm: 'x' }),
+    /unknown option relm/);
   assert.equal(new VerifierClient('http://127.0.0.1:8002/base/').baseUrl,
     'http://127.0.0.1:8002/base');
 });
