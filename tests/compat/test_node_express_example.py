@@ -1,8 +1,9 @@
-"""The express middleware example (examples/node) run by node against a real verifier.
+"""The express example (examples/node) run by node against a real verifier.
 
 The reference system's users were node shops: their app backends should be able to take
-``examples/node/verifier-middleware.js`` as it is. A verifier under gunicorn on the session's
-Redis, the example app under node pointing at it, and requests to the app as a browser sends them.
+``examples/node/app.js``, protected by the node package jwt-auth-client (clients/node, a
+``file:`` dependency there), as it is. A verifier under gunicorn on the session's Redis, the
+example app under node pointing at it, and requests to the app as a browser sends them.
 """
 
 from __future__ import annotations
@@ -88,14 +89,19 @@ class Example:
     verifier: ServiceProcess
     app: NodeApp
 
-    def get(self, path: str, token: str | None = None) -> requests.Response:
+    def get(self, path: str, token: str | None = None,
+            request_id: str | None = None) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        if request_id is not None:
+            headers["X-Request-Id"] = request_id
         return requests.get(f"{self.app.url}{path}", headers=headers, timeout=10)
 
 
 @pytest.fixture
 def example(key_pair: KeyPair, redis_url: str, tmp_path: Path) -> Iterator[Example]:
-    if shutil.which("node") is None or not (EXAMPLE / "node_modules" / "express").is_dir():
+    modules = EXAMPLE / "node_modules"
+    if shutil.which("node") is None or not all(
+            (modules / name).is_dir() for name in ("express", "jwt-auth-client")):
         pytest.fail("node and examples/node/node_modules are needed "
                     "(scripts/bootstrap --with-node, or npm ci in examples/node)")
     verifier = ServiceProcess(
@@ -127,9 +133,12 @@ def test_a_good_token_reaches_the_route_with_the_identity(
     response = example.get("/me", fresh(key_pair, "123", isAdmin=False, plan="gold"))
     assert response.status_code == 200, response.text
     identity = response.json()
-    assert set(identity) == {"userId", "isAdmin", "provider", "claims"}
+    assert set(identity) == {"userId", "isAdmin", "provider", "claims", "issuedAt", "expiresAt",
+                             "revocationChecked"}
     assert (identity["userId"], identity["isAdmin"], identity["provider"]) == ("123", False, "jwt")
     assert identity["claims"]["plan"] == "gold"
+    assert identity["expiresAt"] == identity["claims"]["exp"]
+    assert identity["revocationChecked"] is True
 
     admin = example.get("/admin", fresh(key_pair, "boss", isAdmin=True))
     assert admin.status_code == 200, admin.text
@@ -164,8 +173,27 @@ def test_a_non_admin_on_an_admin_route_gets_403(example: Example, key_pair: KeyP
     response = example.get("/admin", token)
     assert response.status_code == 403, response.text
     assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert response.json()["code"] == "forbidden"
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="insufficient_scope"'
+    assert response.json()["code"] == "admin_required"
     assert example.get("/me", token).status_code == 200
+
+
+def test_the_apps_request_id_is_the_verifiers(example: Example, key_pair: KeyPair) -> None:
+    """The app's X-Request-Id reaches the verifier: its access line carries the same id."""
+    good, refused = "example-good-1", "example-refused-1"
+    assert example.get("/me", fresh(key_pair, "123"), request_id=good).status_code == 200
+    response = example.get("/me", fresh(key_pair, "123", lifetime=-3600), request_id=refused)
+    assert response.status_code == 401
+    assert response.headers["X-Request-Id"] == refused
+
+    def logged(request_id: str, status: int) -> bool:
+        return any(line.startswith('127.0.0.1 "POST /v1/verify" ') and f'" {status} ' in line
+                   and line.endswith(f" request_id={request_id}")
+                   for line in example.verifier.output().splitlines())
+
+    # gunicorn writes the access line just after its answer
+    wait_until(lambda: logged(good, 200) and logged(refused, 401), timeout=10,
+               what="the verifier's access lines under the app's request ids")
 
 
 def test_a_stopped_verifier_answers_503_with_retry_after(
