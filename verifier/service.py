@@ -165,8 +165,8 @@ class VerifierService:
             VERIFICATIONS.labels("not_ready").inc()
             # the verifier cannot judge the token (its issuer's JWKS was never fetched): a 401
             # would tell the caller the token is bad, when trying again shortly is the answer
-            raise NotReady(f"No key of the issuer {exc.provider!r} is loaded yet: its JWKS "
-                           "could not be fetched. Try again shortly.") from None
+            raise NotReady(f"No trusted key is loaded yet: the JWKS of the issuer "
+                           f"{exc.provider!r} could not be fetched. Try again shortly.") from None
         if verdict is None:
             return None
         if verdict.revocation_checked:

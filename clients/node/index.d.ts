@@ -207,6 +207,8 @@ export declare class ClaimMissing extends InvalidToken {}
 /** 401 from the verifier: a claim of the token has the wrong type or value. */
 export declare class ClaimInvalid extends InvalidToken {}
 export declare class AttributesMismatch extends InvalidToken {}
+/** The verifier trusts several issuers and the token's `iss` names none of them. */
+export declare class IssuerUnknown extends InvalidToken {}
 export declare class TokenRevoked extends InvalidToken {}
 export declare class TokenMissing extends InvalidToken {}
 

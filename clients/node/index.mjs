@@ -28,6 +28,7 @@ export const {
   ClaimMissing,
   ClaimInvalid,
   AttributesMismatch,
+  IssuerUnknown,
   TokenRevoked,
   TokenMissing,
   SessionNotFound,

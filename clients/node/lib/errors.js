@@ -72,6 +72,7 @@ const TokenTooOld = define('TokenTooOld', 'token_too_old', InvalidToken);
 const ClaimMissing = define('ClaimMissing', 'claim_missing', InvalidToken);
 const ClaimInvalid = define('ClaimInvalid', 'claim_invalid', InvalidToken);
 const AttributesMismatch = define('AttributesMismatch', 'attributes_mismatch', InvalidToken);
+const IssuerUnknown = define('IssuerUnknown', 'issuer_unknown', InvalidToken);
 const TokenRevoked = define('TokenRevoked', 'token_revoked', InvalidToken);
 const TokenMissing = define('TokenMissing', 'token_missing', InvalidToken);
 
@@ -128,7 +129,7 @@ const SHARED = [RequestInvalid, Unauthorized, Forbidden, NotFound, MethodNotAllo
 /** The verifier's codes, each to its class. */
 const VERIFIER_ERRORS = table([...SHARED, InvalidToken, TokenMalformed, AlgorithmNotAllowed, SignatureInvalid,
   KeyUnknown, TokenExpired, TokenNotYetValid, TokenTooOld, ClaimMissing, ClaimInvalid,
-  AttributesMismatch, TokenRevoked, TokenMissing, SessionNotFound, UserNotFound,
+  AttributesMismatch, IssuerUnknown, TokenRevoked, TokenMissing, SessionNotFound, UserNotFound,
   LoginRateExceeded, StoreUnavailable]);
 
 /** The issuer's codes, each to its class. */
@@ -172,6 +173,7 @@ module.exports = {
   ClaimMissing,
   ClaimInvalid,
   AttributesMismatch,
+  IssuerUnknown,
   TokenRevoked,
   TokenMissing,
   SessionNotFound,

@@ -134,6 +134,12 @@ class AttributesMismatch(InvalidToken):
     code = "attributes_mismatch"
 
 
+class IssuerUnknown(InvalidToken):
+    """The verifier trusts several issuers and the token's ``iss`` names none of them."""
+
+    code = "issuer_unknown"
+
+
 class TokenRevoked(InvalidToken):
     code = "token_revoked"
 
