@@ -14,12 +14,14 @@ start (gunicorn, the CLI); tests pass explicit settings and see the exception in
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
 
-from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings
+from issuer.config import CLIENTS_FILE_VARIABLE, PREFIXES, VARIABLES, IssuerSettings
 from issuer.errors import KeyNotFound
 from issuer.hotpath import hot_routes
 from issuer.issuance import TokenIssuer
@@ -27,6 +29,7 @@ from issuer.keyring import SigningKeys
 from issuer.schemas import Configuration, IssuerReady, Jwks
 from issuer.signing import check_signing_key
 from shared.apikeys import ApiKeyRegistry
+from shared.config import check_environment
 from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
@@ -51,12 +54,17 @@ views = Views("issuer")
 def create_app(settings: IssuerSettings | None = None) -> ServiceApp:
     """The issuer's ASGI app, from explicit settings or from the environment."""
     if settings is None:
-        return exit_on_startup_error("issuer", lambda: _build(IssuerSettings.from_env()))
+        return exit_on_startup_error("issuer", lambda: _build(IssuerSettings.from_env(),
+                                                              environ=os.environ))
     return _build(settings)
 
 
-def _build(settings: IssuerSettings) -> ServiceApp:
+def _build(settings: IssuerSettings, *,
+           environ: Mapping[str, str] | None = None) -> ServiceApp:
     configure_logging(settings.log_level, settings.log_format)
+    if environ is not None:
+        # a variable of ours that nothing reads is a typo: named now, or refused (strict)
+        check_environment("issuer", environ, VARIABLES, PREFIXES, log.warning)
     keys = SigningKeys(settings)
     clients = ApiKeyRegistry.load(settings.clients_file, variable=CLIENTS_FILE_VARIABLE)
     if not clients.clients:

@@ -6,12 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.claimrule import ClaimRule
-from shared.config import env_choice, env_int, env_str, log_format_from_env
+from shared.claimrule import CLAIM_RULE_VARIABLES, ClaimRule
+from shared.config import SHARED_VARIABLES, env_choice, env_int, env_str, log_format_from_env
 from shared.errors import ConfigError
 
 CLIENTS_FILE_VARIABLE = "ISSUER_CLIENTS_FILE"
 KEYS_DIR_VARIABLE = "ISSUER_KEYS_DIR"
+
+PREFIXES = ("ISSUER_", "JWT_")
+"""The variable names that are the issuer's: a set one it does not know is a typo."""
 
 
 @dataclass(frozen=True)
@@ -108,3 +111,13 @@ def max_token_ttl_from_env(environ: Mapping[str, str] | None = None) -> int:
     """``ISSUER_MAX_TOKEN_TTL``: the longest a token lives, so how long a retiring key stays."""
     env = os.environ if environ is None else environ
     return env_int(env, "ISSUER_MAX_TOKEN_TTL", 86_400, minimum=1)
+
+
+VARIABLES = frozenset({
+    KEYS_DIR_VARIABLE, "ISSUER_PRIVATE_KEY_FILE", "ISSUER_PRIVATE_KEY", "ISSUER_KEY_PASSPHRASE",
+    "ISSUER_KEY_PASSPHRASE_FILE", "ISSUER_TOKEN_TTL", "ISSUER_MAX_TOKEN_TTL",
+    CLIENTS_FILE_VARIABLE, "ISSUER_ISSUER", "ISSUER_AUDIENCE", "ISSUER_RATE_LIMIT",
+    "ISSUER_JWKS_MAX_AGE", "ISSUER_MAX_BODY_BYTES",
+}) | CLAIM_RULE_VARIABLES | SHARED_VARIABLES
+"""Every variable the issuer reads (``tests/unit/issuer/test_config.py`` holds the list to the
+code that reads them)."""

@@ -21,6 +21,7 @@ _LAZY_COMMANDS = {
     "redis": "verifier.migrate:redis_group",
     "up": "jwt_auth.stack:up",
     "dev-keys": "jwt_auth.devkeys:dev_keys",
+    "config": "jwt_auth.configcheck:config",
 }
 
 DEFAULT_PORTS = {"issuer": 8001, "verifier": 8002}

@@ -106,6 +106,13 @@ class ClaimRule:
         return differences
 
 
+CLAIM_RULE_VARIABLES = frozenset(
+    f"{prefix}_{suffix}" for prefix in ("JWT", "VERIFIER")
+    for suffix in ("USER_ID_FIELD", "IS_ADMIN_FIELD", "IS_ADMIN_VALUE")
+)
+"""The admin rule's variables, in both spellings (``ClaimRule.from_env``)."""
+
+
 def _spellings(environ: Mapping[str, str], suffix: str) -> list[tuple[str, str]]:
     names = (f"JWT_{suffix}", f"VERIFIER_{suffix}")
     return [(name, environ[name].strip()) for name in names if environ.get(name, "").strip()]

@@ -15,6 +15,8 @@ worker).
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
@@ -24,6 +26,7 @@ from werkzeug.routing import PathConverter
 from shared.apikeys import ApiClient, ApiKeyRegistry
 from shared.audit import audit
 from shared.claims import USER_ID_MAX_LENGTH, USER_ID_PATTERN, first_error
+from shared.config import check_environment
 from shared.errors import (
     Forbidden,
     NotReady,
@@ -39,7 +42,7 @@ from shared.web.api import Api, Views, operation_id, service_flask
 from shared.web.app import ServiceApp
 from shared.web.hot import parse_json
 from verifier.callers import require_admin, require_introspecting_client
-from verifier.config import VerifierSettings
+from verifier.config import PREFIXES, VARIABLES, VerifierSettings
 from verifier.errors import (
     TOKEN_ERRORS,
     LoginRateExceeded,
@@ -100,12 +103,17 @@ _PROVIDER = {"provider": "the user's issuer (its providerName in "
 def create_app(settings: VerifierSettings | None = None) -> ServiceApp:
     """The verifier app; from the environment (a bad start: one line, exit 3) if no settings."""
     if settings is None:
-        return exit_on_startup_error("verifier", lambda: _build(VerifierSettings.from_env()))
+        return exit_on_startup_error("verifier", lambda: _build(VerifierSettings.from_env(),
+                                                              environ=os.environ))
     return _build(settings)
 
 
-def _build(settings: VerifierSettings) -> ServiceApp:
+def _build(settings: VerifierSettings, *,
+           environ: Mapping[str, str] | None = None) -> ServiceApp:
     configure_logging(settings.log_level, settings.log_format)
+    if environ is not None:
+        # a variable of ours that nothing reads is a typo: named now, or refused (strict)
+        check_environment("verifier", environ, VARIABLES, PREFIXES, log.warning)
     issuers = TrustedIssuers.from_settings(settings)
     if settings.jwks_url:
         check_published_rule(settings.jwks_url, settings.claim_rule)

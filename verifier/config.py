@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.claimrule import ClaimRule
+from shared.claimrule import CLAIM_RULE_VARIABLES, ClaimRule
 from shared.config import (
+    SHARED_VARIABLES,
     env_bool,
     env_choice,
     env_int,
@@ -20,7 +21,7 @@ from shared.config import (
 from shared.errors import ConfigError
 from shared.keys import EDDSA, ES256, RSA_FAMILY
 from verifier.claimheaders import parse_claim_headers
-from verifier.redisconn import DEFAULT_URL, RedisSettings
+from verifier.redisconn import DEFAULT_URL, REDIS_VARIABLES, RedisSettings
 
 # public-key signature algorithms only: an HMAC algorithm keyed with a public key is the classic
 # forgery, and "none" is no signature. Each key verifies its own type's: RSA keys the RS and PS
@@ -192,3 +193,20 @@ class VerifierSettings:
     def claim_rule(self) -> ClaimRule:
         """The user id and admin rule, shared with the issuer (``shared.claimrule``)."""
         return ClaimRule(self.user_id_field, self.is_admin_field, self.is_admin_value)
+
+
+PREFIXES = ("VERIFIER_", "JWT_", "REDIS_")
+"""The variable names that are the verifier's: a set one it does not know is a typo."""
+
+VARIABLES = frozenset({
+    "VERIFIER_PUBLIC_KEY_FILE", "VERIFIER_PUBLIC_KEY", "VERIFIER_JWKS_URL",
+    "VERIFIER_TRUSTED_ISSUERS_FILE", "VERIFIER_REQUIRED_ATTRIBUTES", "VERIFIER_PROVIDER_NAME",
+    "VERIFIER_ESCAPE_CHARACTERS", "VERIFIER_LEEWAY", "VERIFIER_REQUIRE_EXP",
+    "VERIFIER_MAX_TOKEN_AGE", "VERIFIER_AUDIENCE", "VERIFIER_ISSUER", "VERIFIER_ALGORITHMS",
+    "VERIFIER_REDIS_FAILURE_MODE", "VERIFIER_SESSION_TTL", "VERIFIER_MAX_SESSIONS_PER_USER",
+    "VERIFIER_LOGIN_RATE", "VERIFIER_CACHE_SIZE", "VERIFIER_MIRROR_MAX_KEYS",
+    "VERIFIER_JWKS_MIN_REFETCH", "VERIFIER_JWKS_GRACE", "VERIFIER_ADMIN_KEYS_FILE",
+    "VERIFIER_CLIENT_KEYS_FILE", "VERIFIER_CLAIM_HEADERS",
+}) | REDIS_VARIABLES | CLAIM_RULE_VARIABLES | SHARED_VARIABLES
+"""Every variable the verifier reads (``tests/unit/verifier/test_config.py`` holds the list to
+the code that reads them)."""

@@ -35,6 +35,11 @@ from shared.config import env_choice, env_int, env_str
 from shared.errors import ConfigError
 
 MODES = ("standalone", "cluster", "sentinel")
+REDIS_VARIABLES = frozenset({
+    "REDIS_URL", "REDIS_PASSWORD_FILE", "VERIFIER_REDIS_MODE", "VERIFIER_REDIS_SENTINEL_MASTER",
+    "VERIFIER_REDIS_MIN_REPLICAS", "VERIFIER_REDIS_TIMEOUT_MS", "VERIFIER_REDIS_PREFIX",
+})
+"""What ``RedisSettings.from_env`` reads (the verifier and ``jwt-auth redis``)."""
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MIN_REPLICAS_DEFAULT = {"standalone": 0, "cluster": 1, "sentinel": 1}
 """Replicas that must confirm a revocation, cut-off or logout before it is acknowledged, when
@@ -111,21 +116,13 @@ class RedisSettings:
                 "lists several servers; set VERIFIER_REDIS_MODE=cluster (seed nodes) or "
                 "sentinel (sentinels), or give one URL",
             )
-        if self.mode != "standalone":
-            if "unix" in schemes:
-                raise ConfigError("REDIS_URL", f"{self.mode} mode needs redis:// or rediss:// "
-                                               "host:port URLs, not unix://")
-            for url in urls:
-                parsed = urllib.parse.urlparse(url)
-                try:
-                    parsed.port  # noqa: B018 - raises ValueError on a bad port
-                except ValueError:
-                    raise ConfigError("REDIS_URL", "a URL has a port that is not a number") \
-                        from None
-                if not parsed.hostname:
-                    raise ConfigError("REDIS_URL", "every URL needs a host")
-                if self.mode == "cluster" and parsed.path.strip("/") not in ("", "0"):
-                    raise ConfigError("REDIS_URL", "Redis Cluster has only database 0")
+        if self.mode != "standalone" and "unix" in schemes:
+            raise ConfigError("REDIS_URL", f"{self.mode} mode needs redis:// or rediss:// "
+                                           "host:port URLs, not unix://")
+        for url in urls:
+            database = _check_url(url)
+            if self.mode == "cluster" and database not in (None, 0):
+                raise ConfigError("REDIS_URL", "Redis Cluster has only database 0")
         # in sentinel mode the URLs name the sentinels: their password may differ from the
         # master's, which the file then gives
         urls_with_password = any(urllib.parse.urlparse(u).password for u in urls)
@@ -143,6 +140,39 @@ class RedisSettings:
     def described(self) -> str:
         """The URLs as they may appear in a log line: passwords hidden."""
         return ",".join(without_password(url) for url in self.urls)
+
+
+def _check_url(url: str) -> int | None:
+    """Refuse a URL redis-py would misread or fail on later; its database number, if any.
+
+    One line naming REDIS_URL, never the URL (it may hold a password): a port that is not a
+    number (a traceback from redis-py otherwise), a missing host, a database that is not a
+    number (``/abc`` quietly meant database 0).
+    """
+    parsed = urllib.parse.urlparse(url)
+    query = urllib.parse.parse_qs(parsed.query)
+    if parsed.scheme == "unix":
+        if not parsed.path:
+            raise ConfigError("REDIS_URL", "a unix:// URL needs the socket's path")
+        database = query.get("db", [None])[-1]
+    else:
+        try:
+            port = parsed.port
+        except ValueError:
+            raise ConfigError("REDIS_URL", "a URL has a port that is not a number from 1 to "
+                                           "65535") from None
+        if port == 0:
+            raise ConfigError("REDIS_URL", "a URL has port 0")
+        if not parsed.hostname:
+            raise ConfigError("REDIS_URL", "every URL needs a host")
+        path = parsed.path.strip("/")
+        database = path or query.get("db", [None])[-1]
+    if database is None:
+        return None
+    if not database.isdigit() or not database.isascii():
+        raise ConfigError("REDIS_URL", f"the database must be a number (the path /0 or "
+                                       f"?db=0), not {database[:16]!r}")
+    return int(database)
 
 
 def _read_password_file(path: str | None) -> str | None:
