@@ -61,6 +61,7 @@ from verifier.schemas import (
     TokenRequest,
     User,
     UserLogout,
+    UserSessions,
     VerifierReady,
 )
 from verifier.service import VerifierService
@@ -128,10 +129,12 @@ def _build(settings: VerifierSettings, *,
 
     def readiness() -> tuple[bool, dict[str, Any]]:
         checks = service.readiness()
+        # the kids each process trusts: how an operator sees a rotation reach every verifier
+        keys = issuers.describe_keys()
         if all(checks.values()):
-            return True, {"checks": checks}
+            return True, {"checks": checks, "keys": keys}
         failed = ", ".join(name for name, ok in checks.items() if not ok)
-        return False, {"checks": checks, "reason": f"{failed} unavailable."}
+        return False, {"checks": checks, "keys": keys, "reason": f"{failed} unavailable."}
 
     api = Api(TITLE, DESCRIPTION, security_schemes=SECURITY_SCHEMES)
     # ?provider= names one of this verifier's issuers, and must when there are several
@@ -338,6 +341,18 @@ def end_user_sessions(user_id: str) -> Response:
     audit("user_sessions_ended", client=admin.name, userId=user_id,
           provider=ended["provider"], sessionsEnded=ended.get("sessionsEnded"))
     return jsonify(ended)
+
+
+@views.route("/v1/users/<user_id:user_id>/sessions", ["GET"],
+             "A user's live sessions, oldest first (each named by the hash of its id)",
+             answer=UserSessions, errors=_ADMIN_ERRORS, security=("adminKey",),
+             path_parameters=_USER_ID, query=_PROVIDER)
+def list_user_sessions(user_id: str) -> Response:
+    admin = _admin()
+    listed = _service().user_sessions(user_id, request.args.get("provider"))
+    audit("user_sessions_listed", client=admin.name, userId=user_id,
+          provider=listed["provider"], sessions=len(listed["sessions"]))
+    return jsonify(listed)
 
 
 @views.route("/v1/users/<user_record_id:user_id>", ["GET"],

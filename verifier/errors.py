@@ -103,6 +103,13 @@ class TokenMissing(TokenError):
     """Raised when forward-auth gets no ``Authorization: Bearer`` credential at all."""
 
     code = "token_missing"
+    # RFC 6750 section 3.1: a request with no credential gets the challenge without an error
+    # code (it did nothing wrong; it must authenticate)
+    documented_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="jwt-auth"'}
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="jwt-auth"'}
 
 
 class SessionUnknown(TokenError):

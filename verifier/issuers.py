@@ -194,6 +194,11 @@ class TrustedIssuers:
         """Each provider: whether its keys are loaded."""
         return {entry.provider: entry.keys.has_keys for entry in self._entries}
 
+    def describe_keys(self) -> list[dict[str, Any]]:
+        """Every key this verifier trusts, with its issuer (``/readyz``)."""
+        return [{"provider": entry.provider, **key} for entry in self._entries
+                for key in entry.keys.describe()]
+
     # reloading (shared.reloading.Reloadable) --------------------------------------------------
 
     @property

@@ -380,6 +380,39 @@ class KeySet:
         """Every trusted key, configured PEM keys first."""
         return list(self._index.keys)
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Each trusted key: its kid, algorithm, where it came from, and until when a key that
+        left the JWKS stays trusted (unix seconds; null: for as long as it is published)."""
+        index = self._index
+        static = {key.kid for key in self._static}
+        now, wall = self._clock(), time.time()
+        described = []
+        for key in index.keys:
+            deadline = index.grace_until.get(key.kid)
+            described.append({
+                "kid": key.kid, "alg": key.alg,
+                "source": (f"pem:{self._public_key_file or 'VERIFIER_PUBLIC_KEY'}"
+                           if key.kid in static else f"jwks:{self._jwks_url}"),
+                "trustedUntil": None if deadline is None else round(wall + deadline - now),
+            })
+        return described
+
+    def _swap(self, index: _Index) -> None:
+        """Trust a new set of keys; one log line for each key learned or dropped, so an
+        operator can see a rotation reach every verifier process."""
+        before = {key.kid: key for key in self._index.keys}
+        after = {key.kid: key for key in index.keys}
+        self._index = index
+        for kid in after.keys() - before.keys():
+            log.info("now trusting key %s (%s) from %s", kid, after[kid].alg, self._source(kid))
+        for kid in before.keys() - after.keys():
+            log.info("no longer trusting key %s (%s)", kid, before[kid].alg)
+
+    def _source(self, kid: str) -> str:
+        if any(key.kid == kid for key in self._static):
+            return self._public_key_file or "VERIFIER_PUBLIC_KEY"
+        return self._jwks_url or "?"
+
     def select(self, kid: str | None, alg: str | None = None, *, fetch: bool = True
                ) -> VerificationKey:
         """The key a token's ``kid`` names; without a kid, the only key that verifies ``alg``
@@ -444,7 +477,7 @@ class KeySet:
         if self._public_key_file:
             static = read_static_keys(self._public_key_file, None, self.algorithms)
             self._static = static
-            self._index = _index(static, self._fetched, self._index.grace_until)
+            self._swap(_index(static, self._fetched, self._index.grace_until))
         if self._jwks_url and not self.refresh(force=True, forget_grace=True):
             raise JWKSFetchError(f"{self._jwks_url}: the JWKS could not be fetched; keys kept")
 
@@ -535,7 +568,7 @@ class KeySet:
                             ", ".join(self.algorithms))
             kept, grace_until = ([], {}) if forget_grace else self._keys_in_grace(fetched)
             self._fetched = fetched.keys + kept
-            self._index = _index(self._static, self._fetched, grace_until)
+            self._swap(_index(self._static, self._fetched, grace_until))
             self._last_success = self._clock()
             self._fresh_for = (
                 self._max_age if fetched.max_age is None

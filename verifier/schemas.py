@@ -80,6 +80,23 @@ class UserLogout(Schema):
     tokensRevokedBefore = fields.Float(required=True)
 
 
+class SessionListed(Schema):
+    """One live session of a user, named by the hash of its id (the id is a credential)."""
+
+    sessionHash = fields.String(required=True, metadata={"description": "sha256 of the id"})
+    isAdmin = fields.Boolean(required=True)
+    createdAt = fields.Integer(required=True)
+    expiresAt = fields.Integer(required=True)
+
+
+class UserSessions(Schema):
+    """A user's live sessions, oldest first."""
+
+    userId = fields.String(required=True)
+    provider = fields.String(required=True)
+    sessions = fields.List(fields.Nested(SessionListed), required=True)
+
+
 class User(Schema):
     """The user record as of the last login."""
 
@@ -91,11 +108,26 @@ class User(Schema):
     tokensRevokedBefore = fields.Float(required=True, allow_none=True)
 
 
+class TrustedKey(Schema):
+    """A key the verifier trusts."""
+
+    provider = fields.String(required=True, metadata={"description": "its issuer's name"})
+    kid = fields.String(required=True, metadata={"description": "RFC 7638 thumbprint"})
+    alg = fields.String(required=True)
+    source = fields.String(required=True,
+                           metadata={"description": "pem:<file> or jwks:<url>"})
+    trustedUntil = fields.Integer(
+        required=True, allow_none=True,
+        metadata={"description": "unix seconds, for a key that left its JWKS (its grace); "
+                                 "null while it is configured or published"})
+
+
 class VerifierReady(Schema):
-    """Each dependency and whether it answers."""
+    """Each dependency and whether it answers, and the keys this process trusts."""
 
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.Boolean(), required=True)
+    keys = fields.List(fields.Nested(TrustedKey), required=True)
 
 
 class IntrospectionRequest(Schema):

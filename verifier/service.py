@@ -407,6 +407,16 @@ class VerifierService:
         return {"userId": user_id, "provider": provider, "sessionsEnded": ended,
                 "tokensRevokedBefore": cutoff}
 
+    def user_sessions(self, user_id: str, provider: str | None = None) -> dict[str, Any]:
+        """The user's live sessions, oldest first, each named by the hash of its id."""
+        check_user_id(user_id)
+        provider = self.provider(provider)
+        sessions = self.store.list_sessions(self.issuers.subject(provider, user_id))
+        return {"userId": user_id, "provider": provider, "sessions": [
+            {"sessionHash": session_hash, "isAdmin": session.get("isAdmin"),
+             "createdAt": session.get("createdAt"), "expiresAt": session.get("expiresAt")}
+            for session_hash, session in sessions]}
+
     def user(self, user_id: str, provider: str | None = None) -> dict[str, Any] | None:
         """The user record (as of the last login) with the user's cut-off, or None."""
         check_user_id(user_id)

@@ -699,6 +699,34 @@ class Store:
             node, keys[0], lambda client: self._script("end_user", client, keys, args)))
         return float(cutoff), int(ended)
 
+    def list_sessions(self, user_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The user's live sessions, oldest first: (the hash of each id, the session).
+
+        Only the hashes: a session id is a bearer credential, and Redis never held one.
+        """
+        index = self.keys.sessions(user_id)
+        tag = user_tag(user_id)
+
+        def read(node: redis.Redis) -> list[tuple[str, Any]]:
+            kind = _text(node.type(index))
+            if kind == "zset":
+                members = [_text(member) for member in node.zrange(index, 0, -1)]
+            elif kind == "set":  # written before the login limits: the next login converts it
+                members = sorted(_text(member) for member in node.smembers(index))
+            else:
+                return []
+            values = node.mget([self.keys.session(tag, member) for member in members]) \
+                if members else []
+            return list(zip(members, values, strict=True))
+
+        found = []
+        for session_hash, raw in self._run("sessions", index, read):
+            if raw is None:
+                continue  # ended or expired; the next login prunes the index
+            found.append((session_hash, json.loads(raw)))
+        found.sort(key=lambda item: (item[1].get("createdAt", 0), item[0]))
+        return found
+
     def get_user(self, user_id: str) -> tuple[dict[str, str] | None, float | None]:
         """The user record (None if never logged in) and the user's cut-off."""
         user_key, cutoff_key = self.keys.user(user_id), self.keys.cutoff(user_id)

@@ -341,6 +341,13 @@ def operation_views(
     def docs() -> Response:
         return Response(_DOCS_PAGE.replace("{title}", api.title), mimetype="text/html")
 
+    @views.route("/docs/", ["GET"], "The same page, at /docs", status=308,
+                 media_type="text/plain", answer_headers={"Location": "../docs"}, tag=tag)
+    def docs_slash() -> Response:
+        # relative, so a proxy's path prefix (/auth/docs/ -> /auth/docs) is kept: the page's
+        # own relative links only resolve from /docs
+        return Response("", status=308, headers={"Location": "../docs"})
+
     @views.route("/docs/static/<path:name>", ["GET"], "Swagger UI's own files",
                  media_type="*/*", errors=(NotFound,), tag=tag)
     def docs_static(name: str) -> Response:

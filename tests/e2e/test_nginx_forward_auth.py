@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -200,10 +201,12 @@ def _get(site: Site, credential: str | None, path: str = "/orders/7?x=1",
     return requests.get(f"{site.nginx.url}{path}", headers=headers, timeout=10)
 
 
-def _assert_refused(response: requests.Response) -> None:
+def _assert_refused(response: requests.Response, *, without_credential: bool = False) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["Content-Type"] == "application/problem+json"
-    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    # RFC 6750 3.1: no credential is no error, only the challenge
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="jwt-auth"' if without_credential else 'Bearer error="invalid_token"')
     body = response.json()
     assert (body["status"], body["code"]) == (401, "authentication_required")
 
@@ -236,11 +239,27 @@ def test_good_token_reaches_the_app_with_the_users_identity(
     assert odd["x-auth-is-admin"] == "false"
 
 
+def test_the_request_id_reaches_the_verifier_and_the_app(site: Site, key_pair: KeyPair) -> None:
+    """The client's X-Request-Id, or nginx's own: the same in the check and at the app."""
+    token = fresh(key_pair, "rid")
+    seen = _get(site, token, **{"X-Request-Id": "from-the-client-1"}).json()["headers"]
+    assert seen["x-request-id"] == "from-the-client-1"
+    generated = _get(site, token).json()["headers"]["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated), generated
+
+    def logged() -> bool:
+        lines = site.verifier.output()
+        return "request_id=from-the-client-1" in lines and f"request_id={generated}" in lines
+
+    wait_until(logged, timeout=10, what="both ids on the verifier's access lines")
+
+
 def test_bad_or_missing_credentials_get_a_401_problem_and_never_reach_the_app(
     site: Site, key_pair: KeyPair, other_key_pair: KeyPair
 ) -> None:
     before = len(site.app_requests)
-    for credential in (None, "not.a.jwt", fresh(other_key_pair, "alice"),
+    _assert_refused(_get(site, None), without_credential=True)
+    for credential in ("not.a.jwt", fresh(other_key_pair, "alice"),
                        fresh(key_pair, "alice", lifetime=-120), "no-such-session"):
         _assert_refused(_get(site, credential))
     assert len(site.app_requests) == before

@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from shared.keys import load_public_keys
 from tests import forge
 from tests.forge import fresh, sign
 from tests.integration.verifier_http import assert_problem
@@ -152,13 +153,16 @@ def test_forward_auth_percent_encodes_a_user_id_a_header_cannot_carry(
         ("Bearer not-a-session", "session_not_found"),
     ],
 )
-def test_forward_auth_refusals_are_401_invalid_token(
+def test_forward_auth_refusals_are_401_with_a_bearer_challenge(
     client: FlaskClient, authorization: str | None, code: str
 ) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = client.get("/v1/auth", headers=headers)
     assert_problem(response, 401, code)
-    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    # RFC 6750 3.1: no credential at all gets the bare challenge; a bad one, invalid_token
+    expected = ('Bearer realm="jwt-auth"' if code == "token_missing"
+                else 'Bearer error="invalid_token"')
+    assert response.headers["WWW-Authenticate"] == expected
     assert "X-Auth-User-Id" not in response.headers
 
 
@@ -186,6 +190,11 @@ def test_health_readiness_metrics_and_openapi(
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["checks"] == {"keys": True, "redis": True}
+    # the keys this process trusts, by kid: how a rotation is seen reaching every verifier
+    [trusted] = load_public_keys(key_pair.public_pem.encode(), source="test")
+    assert ready.get_json()["keys"] == [{
+        "provider": "jwt", "kid": trusted.kid, "alg": "RS256",
+        "source": f"pem:{key_pair.public_path}", "trustedUntil": None}]
 
     client.post("/v1/verify", json={"token": fresh(key_pair)})
     client.post("/v1/verify", json={"token": "garbage"})
@@ -281,3 +290,18 @@ def test_hostile_tokens_get_their_401_on_every_endpoint_never_a_5xx(
             forwarded = client.get("/v1/auth", headers={"Authorization": f"Bearer {token}"})
             assert forwarded.status_code == 401, name
             assert forwarded.get_json()["code"] == code, name
+
+
+def test_small_contract_points_operators_met(client: FlaskClient) -> None:
+    """/docs/ with a slash, the metrics' content type, and RFC 6750 on a missing credential."""
+    moved = client.get("/docs/")
+    assert (moved.status_code, moved.headers["Location"]) == (308, "../docs")
+    assert client.get("/docs").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
+    missing = client.get("/v1/auth")
+    assert_problem(missing, 401, "token_missing")
+    # no credential: the challenge alone, without an error code (RFC 6750 section 3.1)
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="jwt-auth"'
+    bad = client.get("/v1/auth", headers={"Authorization": "Bearer not.a.jwt"})
+    assert bad.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'

@@ -7,6 +7,7 @@ redis-server is behind every app (fixtures in ``conftest.py``).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -246,7 +247,8 @@ def test_ending_a_user_ends_sessions_and_refuses_earlier_tokens(
 def test_admin_endpoints_need_an_admin_key(
     client: FlaskClient, key_pair: KeyPair, admin_keys: tuple[Path, str, str]
 ) -> None:
-    for method, path in (("get", "/v1/users/x"), ("delete", "/v1/users/x/sessions")):
+    for method, path in (("get", "/v1/users/x"), ("delete", "/v1/users/x/sessions"),
+                         ("get", "/v1/users/x/sessions")):
         call = getattr(client, method)
         missing = call(path)
         assert_problem(missing, 401, "unauthorized")
@@ -266,3 +268,38 @@ def test_admin_endpoints_need_an_admin_key(
     assert abs(record["createdAt"] - time.time()) < 60
     assert record["lastLoginAt"] >= record["createdAt"]
     assert record["tokensRevokedBefore"] is None
+
+
+def test_an_operator_lists_a_users_live_sessions_by_hash_never_by_id(
+    client: FlaskClient, key_pair: KeyPair, admin_keys: tuple[Path, str, str],
+    audit_events: list[dict[str, object]],
+) -> None:
+    headers = admin_headers(admin_keys)
+    empty = client.get("/v1/users/mia/sessions", headers=headers)
+    assert empty.status_code == 200
+    assert empty.get_json() == {"userId": "mia", "provider": "jwt", "sessions": []}
+
+    first = client.post("/v1/sessions", json={"token": fresh(key_pair, "mia")}).get_json()
+    second = client.post(
+        "/v1/sessions", json={"token": fresh(key_pair, "mia", isAdmin=True)}).get_json()
+    client.post("/v1/sessions", json={"token": fresh(key_pair, "ned")})
+    listed = client.get("/v1/users/mia/sessions", headers=headers)
+    assert listed.status_code == 200
+    body = listed.get_json()
+    assert (body["userId"], body["provider"]) == ("mia", "jwt")
+    hashes = [hashlib.sha256(session["sessionId"].encode()).hexdigest()
+              for session in (first, second)]
+    # oldest first; a listing never carries a credential
+    assert sorted(entry["sessionHash"] for entry in body["sessions"]) == sorted(hashes)
+    assert [entry["isAdmin"] for entry in body["sessions"]] == [False, True]
+    assert all(entry["expiresAt"] > entry["createdAt"] > 0 for entry in body["sessions"])
+    assert first["sessionId"] not in listed.get_data(as_text=True)
+
+    # a logout is gone from the list at once
+    client.delete(f"/v1/sessions/{second['sessionId']}")
+    after = client.get("/v1/users/mia/sessions", headers=headers).get_json()["sessions"]
+    assert [entry["sessionHash"] for entry in after] == [hashes[0]]
+    assert audit_events[0] == {"event": "user_sessions_listed", "client": "ops",
+                               "userId": "mia", "provider": "jwt", "sessions": 0}
+    assert_problem(client.get("/v1/users/mia/sessions?provider=nope", headers=headers),
+                   400, "request_invalid")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -418,6 +420,29 @@ def test_a_key_that_left_the_jwks_unannounced_is_trusted_for_the_grace_period(
     assert _verify(token, keys) == "u"
     clock.now += 1
     _assert_unknown(token, keys)
+
+
+def test_the_keys_a_verifier_trusts_are_described_and_each_change_is_logged(
+    issuer: JWKSServer, key_pair: KeyPair, other_key_pair: KeyPair,
+    signer: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # what /readyz shows an operator watching a rotation reach every verifier process
+    caplog.set_level(logging.INFO, logger="verifier.keyset")
+    keys, token, _ = _withdrawal(issuer, key_pair, other_key_pair, signer, grace=600)
+    old, new = _kid(key_pair.public_pem), _kid(other_key_pair.public_pem)
+    assert [entry["kid"] for entry in keys.describe()] == [old]
+    assert keys.describe()[0] == {"kid": old, "alg": "RS256", "source": f"jwks:{issuer.url}",
+                                  "trustedUntil": None}
+    _verify(token, keys)  # refetches: the old key leaves the JWKS and enters its grace
+    described = {entry["kid"]: entry for entry in keys.describe()}
+    assert described[new]["trustedUntil"] is None
+    assert abs(described[old]["trustedUntil"] - (time.time() + 600)) <= 2
+    logged = [record.getMessage() for record in caplog.records]
+    assert f"now trusting key {old} (RS256) from {issuer.url}" in logged
+    assert f"now trusting key {new} (RS256) from {issuer.url}" in logged
+    keys.reload()  # SIGHUP ends the grace
+    assert f"no longer trusting key {old} (RS256)" in [r.getMessage() for r in caplog.records]
+    assert [entry["kid"] for entry in keys.describe()] == [new]
 
 
 def test_a_key_the_issuer_names_retired_gets_no_grace(
