@@ -22,7 +22,12 @@ _LAZY_COMMANDS = {
     "up": "jwt_auth.stack:up",
     "dev-keys": "jwt_auth.devkeys:dev_keys",
     "config": "jwt_auth.configcheck:config",
+    "sessions": "jwt_auth.admin:sessions",
+    "revoke": "jwt_auth.admin:revoke",
 }
+# the commands that read the services' variables: their --data-dir fills them in from a local
+# stack's stack.env (jwt_auth/stacksettings.py)
+_STACK_AWARE = {"issue", "verify", "keys", "clients", "redis", "config", "sessions", "revoke"}
 
 DEFAULT_PORTS = {"issuer": 8001, "verifier": 8002}
 
@@ -35,6 +40,10 @@ class _LazyGroup(click.Group):
         if cmd_name in _LAZY_COMMANDS:
             module_name, attribute = _LAZY_COMMANDS[cmd_name].split(":")
             command: click.Command = getattr(importlib.import_module(module_name), attribute)
+            if cmd_name in _STACK_AWARE:
+                from jwt_auth.stacksettings import with_stack_settings
+
+                with_stack_settings(command)
             return command
         return super().get_command(ctx, cmd_name)
 

@@ -30,6 +30,7 @@ from typing import IO, NoReturn
 import click
 
 from jwt_auth.devkeys import DEFAULT_BITS, DevPaths, announce, ensure_dev_keys
+from jwt_auth.stacksettings import ADMIN_KEY_FILE_VARIABLE, VERIFIER_URL_VARIABLE, write_stack_env
 from shared.errors import StartupError
 
 # 6380, not Redis's own 6379: a laptop often runs a Redis of its own there, and the stack must
@@ -431,6 +432,16 @@ def _start_and_serve(
     )
     stack.wait_ready(verifier, lambda: _http_ready(f"{verifier_url}/readyz"))
 
+    stack_env = write_stack_env(data_dir, {
+        "ISSUER_KEYS_DIR": str(paths.issuer_dir),
+        "ISSUER_KEY_PASSPHRASE_FILE": str(paths.passphrase),
+        "ISSUER_CLIENTS_FILE": str(paths.clients),
+        "VERIFIER_JWKS_URL": f"{issuer_url}/.well-known/jwks.json",
+        "VERIFIER_ADMIN_KEYS_FILE": str(paths.admin_keys),
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        VERIFIER_URL_VARIABLE: verifier_url,
+        ADMIN_KEY_FILE_VARIABLE: str(paths.admin_key),
+    })
     echo("ready")
     if not paths.client_key.exists():
         # the user brought their own clients file: the demo needs a key they hold
@@ -448,6 +459,7 @@ def _start_and_serve(
         f"  redis     redis://127.0.0.1:{redis_port}/0  (data in {redis_dir})",
         f"  keys      {paths.issuer_dir}  (dev client key: {paths.client_key})",
         f"  logs      {logs}",
+        f"  cli       {_cli_path()}  ({_reads_settings(data_dir, stack_env)})",
         "",
         "Copy-paste demo (bash):",
         "",
@@ -457,6 +469,18 @@ def _start_and_serve(
     ]
     click.echo("\n".join(lines))
     stack.run_until_stopped()
+
+
+def _cli_path() -> str:
+    """How to run jwt-auth from any shell: this installation's own script."""
+    installed = Path(sys.executable).parent / "jwt-auth"
+    return str(installed) if installed.exists() else shutil.which("jwt-auth") or "jwt-auth"
+
+
+def _reads_settings(data_dir: Path, stack_env: Path) -> str:
+    if data_dir == (Path.cwd() / ".dev").resolve():
+        return f"run here, it reads {stack_env}"
+    return f"with --data-dir {data_dir}, it reads {stack_env}"
 
 
 def _fail(message: str) -> NoReturn:

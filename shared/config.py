@@ -115,11 +115,18 @@ def log_format_from_env(environ: Mapping[str, str]) -> str:
 
 STRICT_VARIABLE = "JWT_AUTH_STRICT_CONFIG"
 
+# read by the jwt-auth operator commands (jwt_auth/admin.py), not by a service; known here so
+# that a shell set up for them can start a service without warnings
+CLI_VARIABLES = frozenset({
+    "JWT_AUTH_VERIFIER_URL", "JWT_AUTH_ADMIN_KEY", "JWT_AUTH_ADMIN_KEY_FILE",
+})
+
 SHARED_VARIABLES = frozenset({
     "LOG_LEVEL", LOG_FORMAT_VARIABLE, "PROMETHEUS_MULTIPROC_DIR", "JWT_AUTH_HEALTHCHECK_URL",
     STRICT_VARIABLE,
-})
-"""Variables either service (or its image) reads, beside its own."""
+}) | CLI_VARIABLES
+"""Variables either service (or its image, or the jwt-auth CLI beside it) reads, beside its
+own."""
 
 # what Kubernetes adds for every Service in the namespace (unless enableServiceLinks is false):
 # REDIS_SERVICE_HOST=10.0.0.5, REDIS_SERVICE_PORT=6379, REDIS_PORT=tcp://10.0.0.5:6379,

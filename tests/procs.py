@@ -6,12 +6,14 @@ process's own output instead of hanging.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,10 +29,15 @@ from tests.keypairs import KeyPair
 
 REPO = Path(__file__).resolve().parent.parent
 JWT_AUTH = [sys.executable, "-m", "jwt_auth"]
+# where the CLI under test runs: the commands read a local stack's settings from ./.dev
+# (jwt_auth/stacksettings.py), and a developer's own `scripts/up` in this checkout must not
+# configure them
+CLI_CWD = Path(tempfile.mkdtemp(prefix="jwt-auth-cli-"))
+atexit.register(shutil.rmtree, CLI_CWD, ignore_errors=True)
 
 _PRODUCT_VARIABLE_PREFIXES = (
     "ISSUER_", "VERIFIER_", "REDIS_URL", "REDIS_PASSWORD_FILE", "PROMETHEUS_MULTIPROC_DIR",
-    "JWT_USER_ID_FIELD", "JWT_IS_ADMIN_", "LOG_LEVEL", "LOG_FORMAT",
+    "JWT_USER_ID_FIELD", "JWT_IS_ADMIN_", "JWT_AUTH_", "LOG_LEVEL", "LOG_FORMAT",
 )
 
 
@@ -222,7 +229,7 @@ class ServiceProcess:
 def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``jwt-auth ARGS`` with only the given product variables set; stdin is not a terminal."""
     return subprocess.run(
-        [*JWT_AUTH, *args], env=service_environment(env or {}), cwd=REPO, capture_output=True,
+        [*JWT_AUTH, *args], env=service_environment(env or {}), cwd=CLI_CWD, capture_output=True,
         text=True, stdin=subprocess.DEVNULL, timeout=60, check=False,
     )
 

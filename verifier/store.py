@@ -724,7 +724,9 @@ class Store:
             if raw is None:
                 continue  # ended or expired; the next login prunes the index
             found.append((session_hash, json.loads(raw)))
-        found.sort(key=lambda item: (item[1].get("createdAt", 0), item[0]))
+        # the index is scored by the login's exact time; a stable sort on the whole seconds of
+        # createdAt keeps that order (and orders a plain set written before the login limits)
+        found.sort(key=lambda item: item[1].get("createdAt", 0))
         return found
 
     def get_user(self, user_id: str) -> tuple[dict[str, str] | None, float | None]:

@@ -18,7 +18,7 @@ import pytest
 from issuer.keycommands import PUBLISH_SLACK
 from issuer.keyring import ACTIVE, NEXT, RETIRED, RETIRING, read_state, write_state
 from shared.keys import load_private_key
-from tests.procs import JWT_AUTH, REPO, assert_one_line_error, service_environment
+from tests.procs import CLI_CWD, JWT_AUTH, assert_one_line_error, service_environment
 
 pytestmark = [pytest.mark.e2e]
 
@@ -28,7 +28,7 @@ PASSPHRASE = "keys command passphrase"
 def keys(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``jwt-auth keys ARGS`` with no ISSUER_* variable but ``env``; stdin is not a terminal."""
     return subprocess.run(
-        [*JWT_AUTH, "keys", *args], env=service_environment(env or {}), cwd=REPO,
+        [*JWT_AUTH, "keys", *args], env=service_environment(env or {}), cwd=CLI_CWD,
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False,
     )
 

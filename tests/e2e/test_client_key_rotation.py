@@ -17,8 +17,8 @@ import requests
 from shared.apikeys import add_client
 from tests.keypairs import KeyPair
 from tests.procs import (
+    CLI_CWD,
     JWT_AUTH,
-    REPO,
     RedisServer,
     ServiceProcess,
     issuer_env,
@@ -33,7 +33,7 @@ RELOAD_WAIT = 5.0  # the services look once a second; this bounds every wait bel
 def clients(*args: str) -> str:
     """``jwt-auth clients ARGS``; its stdout (the new key, for add and rotate)."""
     result = subprocess.run([*JWT_AUTH, "clients", *args], env=service_environment({}),
-                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+                            cwd=CLI_CWD, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

@@ -25,8 +25,8 @@ from shared.apikeys import add_client
 from shared.reloading import POLL_SECONDS
 from tests.forge import load_private, sign
 from tests.procs import (
+    CLI_CWD,
     JWT_AUTH,
-    REPO,
     RedisServer,
     ServiceProcess,
     service_environment,
@@ -138,7 +138,7 @@ def run_keys(keys_dir: Path, passphrase_file: Path, *args: str) -> subprocess.Co
         "ISSUER_JWKS_MAX_AGE": str(JWKS_MAX_AGE),
         "ISSUER_MAX_TOKEN_TTL": str(TOKEN_TTL),
     })
-    result = subprocess.run([*JWT_AUTH, "keys", *args], env=environment, cwd=REPO,
+    result = subprocess.run([*JWT_AUTH, "keys", *args], env=environment, cwd=CLI_CWD,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.procs import free_port, wait_until
+from tests.procs import free_port, service_environment, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -291,3 +291,54 @@ def test_missing_redis_server_names_the_package(up: Up, tmp_path: Path) -> None:
     assert "redis-server is not on PATH" in err[0]
     assert "apt-get install redis-server" in err[0]
     assert "brew install redis" in err[0]
+
+
+def test_commands_beside_the_stack_use_its_settings(tmp_path: Path) -> None:
+    """A runbook step after ``jwt-auth up`` needs nothing exported: run from the folder that
+    holds ``.dev``, each command reads ``.dev/stack.env``."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    up = Up(tmp_path / ".dev", logs)
+    try:
+        up.start()
+        up.wait_ready()
+        [cli_line] = [line for line in up.stdout().splitlines()
+                      if line.strip().startswith("cli ")]
+        assert cli_line.split()[1] == str(Path(sys.executable).parent / "jwt-auth")
+        assert str(tmp_path / ".dev" / "stack.env") in cli_line
+        bare = service_environment({})  # no variable of ours: the stack's file is all there is
+
+        def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*JWT_AUTH, *args], env=bare, cwd=tmp_path, input=stdin,
+                                  capture_output=True, text=True, timeout=60, check=False)
+
+        issued = cli("issue", '{"userId": "123"}')  # signs with the stack's rotating keys
+        assert issued.returncode == 0, issued.stderr
+        token = issued.stdout.strip()
+        checked = cli("verify", token)  # trusts what the stack's issuer publishes
+        assert checked.returncode == 0, checked.stderr
+        assert '"userId": "123"' in checked.stdout
+        login = requests.post(f"{up.verifier}/v1/sessions", json={"token": token}, timeout=10)
+        assert login.status_code == 201, login.text
+
+        listed = cli("sessions", "list", "123")  # the dev admin key, the stack's verifier
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.startswith("1 live session of 123 (provider jwt)")
+        revoked = cli("revoke", "-", stdin=token)
+        assert revoked.returncode == 0, revoked.stderr
+        assert up.verify(token).json()["code"] == "token_revoked"
+        ended = cli("sessions", "end", "123")
+        assert ended.stdout.startswith("ended 1 session of 123"), ended.stderr
+        config = cli("config", "check", "verifier")
+        assert config.returncode == 0, config.stderr
+        assert f"redis://127.0.0.1:{up.ports['redis']}/0" in config.stdout
+
+        # the shell's own settings win, a whole service at a time
+        mine = subprocess.run([*JWT_AUTH, "sessions", "list", "123"],
+                              env={**bare, "JWT_AUTH_VERIFIER_URL": "http://127.0.0.1:9"},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert "cannot reach the verifier at http://127.0.0.1:9" in mine.stderr
+        assert up.stop(signal.SIGINT) == 0
+    finally:
+        up.kill()
