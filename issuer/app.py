@@ -26,6 +26,7 @@ from issuer.errors import KeyNotFound
 from issuer.hotpath import hot_routes
 from issuer.issuance import TokenIssuer
 from issuer.keyring import SigningKeys
+from issuer.metrics import KeyGauges
 from issuer.schemas import Configuration, IssuerReady, Jwks
 from issuer.signing import check_signing_key
 from shared.apikeys import ApiKeyRegistry
@@ -34,6 +35,7 @@ from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
 from shared.startup import exit_on_startup_error
+from shared.statemetrics import READY, StateSampler
 from shared.web.api import Api, Views, service_flask
 from shared.web.app import ServiceApp
 
@@ -82,16 +84,24 @@ def _build(settings: IssuerSettings, *,
             return True, report
         return False, {**report, "reason": "the signing key does not sign."}
 
+    key_gauges = KeyGauges()
+
+    def sample_state() -> None:
+        READY.labels("issuer").set(1 if readiness()[0] else 0)
+        key_gauges.sample(keys.ring)
+
+    sampler = StateSampler("issuer", [sample_state])
     api = Api(TITLE, DESCRIPTION, security_schemes=SECURITY_SCHEMES)
     flask = service_flask("issuer", api, readiness, ready_answer=IssuerReady,
-                          max_body_bytes=settings.max_body_bytes)
+                          max_body_bytes=settings.max_body_bytes, before_scrape=sampler.sample)
     flask.extensions["jwt_auth_issuer"] = issuer
     reloader = Reloader([keys, clients])
     flask.extensions[RELOADER_EXTENSION] = reloader
     api.add_views(flask, views)
     return ServiceApp("issuer", flask, api, hot_routes(api, issuer),
                       max_body_bytes=settings.max_body_bytes,
-                      on_start=[reloader.start_in_worker])
+                      on_start=[reloader.start_in_worker, sampler.start_in_worker],
+                      on_stop=[sampler.stop])
 
 
 def _issuer() -> TokenIssuer:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Hashable, Mapping
@@ -248,6 +249,13 @@ class KeyRing:
     active: SigningKey
     published: tuple[PublishedKey, ...]
     retired: tuple[str, ...] = ()
+    # when the active key was made (unix seconds), for the key-age alert; None when unknown
+    active_created: float | None = None
+
+    @property
+    def next_present(self) -> bool:
+        """Whether a next key is published, ready to be promoted."""
+        return any(key.role == NEXT for key in self.published)
 
     def jwks(self, now: float) -> dict[str, Any]:
         """The JWKS document at ``now``: active, next and retiring keys; retired kids named."""
@@ -284,8 +292,9 @@ class KeyRing:
         return described
 
 
-def _single_key_ring(key: SigningKey) -> KeyRing:
-    return KeyRing(active=key, published=(PublishedKey(key.kid, ACTIVE, key.public_jwk(), None),))
+def _single_key_ring(key: SigningKey, created: float | None) -> KeyRing:
+    return KeyRing(active=key, published=(PublishedKey(key.kid, ACTIVE, key.public_jwk(), None),),
+                   active_created=created)
 
 
 def load_ring(
@@ -302,6 +311,7 @@ def ring_from_state(
 ) -> KeyRing:
     """``load_ring`` for a state already read."""
     record = state.active(now)
+    active_created = record.created
     pem, _ = read_pem(file=str(directory / record.file), text=None,
                       file_variable=f"{variable} ({record.file})", text_variable="")
     active = load_private_key(pem, passphrase, source=f"{directory / record.file}")
@@ -329,7 +339,7 @@ def ring_from_state(
     # oldest retirement first, as ``jwks`` expects (it lists the most recent ones first)
     retired.sort(key=lambda record: record.published_until or 0)
     return KeyRing(active=active, published=tuple(published),
-                   retired=tuple(record.kid for record in retired))
+                   retired=tuple(record.kid for record in retired), active_created=active_created)
 
 
 def load_signing_key(settings: IssuerSettings) -> SigningKey:
@@ -400,7 +410,11 @@ class SigningKeys:
                 "no key configured: set ISSUER_KEYS_DIR (keys that rotate), "
                 "ISSUER_PRIVATE_KEY_FILE or ISSUER_PRIVATE_KEY"
             )
-        return _single_key_ring(load_signing_key(settings))
+        key = load_signing_key(settings)  # first: a missing file is its one-line error
+        # a single key file is as old as the file (keygen wrote it); an inline key, unknown
+        created = (os.stat(settings.private_key_file).st_mtime if settings.private_key_file
+                   else None)
+        return _single_key_ring(key, created)
 
 
 def timing_warnings(state: KeyState, settings: IssuerSettings) -> list[str]:

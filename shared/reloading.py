@@ -24,6 +24,8 @@ import threading
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Protocol
 
+from shared.periodic import Periodic
+
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
@@ -80,11 +82,10 @@ class Reloader:
 
     def __init__(self, items: Sequence[Reloadable], *, interval: float = POLL_SECONDS) -> None:
         self._items = list(items)
-        self._interval = interval
         self._seen = {id(item): loaded_fingerprint(item) for item in self._items}
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        # checking the key files for changes
+        self._poller = Periodic("jwt-auth-reloader", interval, self.check)
 
     def check(self) -> int:
         """Reload what changed since the last look; the number of pieces reloaded."""
@@ -130,28 +131,11 @@ class Reloader:
 
     def start(self) -> None:
         """Poll in a background thread (in a gunicorn worker, after the fork)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop = threading.Event()
-        stop = self._stop
-        self._thread = threading.Thread(
-            target=self._poll, args=(stop,), name="jwt-auth-reloader", daemon=True
-        )
-        self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
         """Stop polling."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._interval + 1)
-            self._thread = None
-
-    def _poll(self, stop: threading.Event) -> None:
-        while not stop.wait(self._interval):
-            try:
-                self.check()
-            except Exception:  # a poll must never end the thread
-                log.exception("checking the key files for changes failed")
+        self._poller.stop()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -38,6 +38,7 @@ from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
 from shared.startup import exit_on_startup_error
+from shared.statemetrics import READY, StateSampler
 from shared.web.api import Api, Views, operation_id, service_flask
 from shared.web.app import ServiceApp
 from shared.web.hot import parse_json
@@ -53,6 +54,7 @@ from verifier.errors import (
 from verifier.hotpath import hot_routes, token_from_body
 from verifier.issuers import TrustedIssuers
 from verifier.keyset import check_published_rule
+from verifier.metrics import VerifierGauges
 from verifier.schemas import (
     Introspection,
     IntrospectionRequest,
@@ -127,21 +129,37 @@ def _build(settings: VerifierSettings, *,
                                   variable="VERIFIER_CLIENT_KEYS_FILE")
     service = VerifierService(settings, issuers, store)
 
+    # in open mode a verifier without Redis still answers (by signature, and says so): taking
+    # every pod out of its Service over a Redis outage would defeat the mode it was given
+    required = ("keys",) if settings.redis_failure_mode == "open" else ("keys", "redis")
+
+    def ready(checks: dict[str, bool]) -> bool:
+        return all(checks[name] for name in required)
+
     def readiness() -> tuple[bool, dict[str, Any]]:
         checks = service.readiness()
         # the kids each process trusts: how an operator sees a rotation reach every verifier
         keys = issuers.describe_keys()
-        if all(checks.values()):
-            return True, {"checks": checks, "keys": keys}
+        if ready(checks):
+            status = "ready" if all(checks.values()) else "degraded"
+            return True, {"status": status, "checks": checks, "keys": keys}
         failed = ", ".join(name for name, ok in checks.items() if not ok)
         return False, {"checks": checks, "keys": keys, "reason": f"{failed} unavailable."}
 
+    gauges = VerifierGauges(store, issuers)
+
+    def sample_state() -> None:
+        checks = service.readiness()
+        READY.labels("verifier").set(1 if ready(checks) else 0)
+        gauges.sample(redis_answers=checks["redis"])
+
+    sampler = StateSampler("verifier", [sample_state])
     api = Api(TITLE, DESCRIPTION, security_schemes=SECURITY_SCHEMES)
     # ?provider= names one of this verifier's issuers, and must when there are several
     api.refine_query("provider", {"type": "string", "enum": [
         entry.provider for entry in issuers.entries]}, required=len(issuers.entries) > 1)
     flask = service_flask("verifier", api, readiness, ready_answer=VerifierReady,
-                          max_body_bytes=settings.max_body_bytes)
+                          max_body_bytes=settings.max_body_bytes, before_scrape=sampler.sample)
     flask.extensions["verifier"] = service
     flask.extensions["verifier.admins"] = admins
     flask.extensions["verifier.clients"] = clients
@@ -155,7 +173,8 @@ def _build(settings: VerifierSettings, *,
     return ServiceApp(
         "verifier", flask, api, hot_routes(api, service, admins=admins),
         max_body_bytes=settings.max_body_bytes, redact_path=redact_session_id,
-        on_start=[reloader.start_in_worker], on_stop=[store.close],
+        on_start=[reloader.start_in_worker, sampler.start_in_worker],
+        on_stop=[sampler.stop, store.close],
     )
 
 

@@ -321,6 +321,7 @@ class KeySet:
         self._index = _index(self._static, [])
         self._last_attempt: float | None = None
         self._last_success: float | None = None
+        self.fetch_failures = 0  # JWKS fetches that failed since start (metrics count them)
         # held only while fetching: threads needing fresh keys wait for the one fetch in flight
         self._fetch_lock = threading.Lock()
         # held by the one thread refreshing a due JWKS for callers that do not wait
@@ -514,6 +515,23 @@ class KeySet:
 
             threading.Thread(target=refresh, name="jwks-refresh", daemon=True).start()
 
+    @property
+    def jwks_url(self) -> str | None:
+        return self._jwks_url
+
+    def jwks_freshness(self) -> tuple[float | None, float]:
+        """When the JWKS was last fetched (unix seconds; None: never) and how long it counts as
+        fresh (its max age, or the issuer's shorter Cache-Control); for the metrics."""
+        if self._last_success is None:
+            return None, self._fresh_for
+        return time.time() - (self._clock() - self._last_success), self._fresh_for
+
+    def refresh_if_stale(self) -> None:
+        """Refetch a JWKS older than its lifetime, in a thread of its own; so a verifier that
+        answers nothing still keeps its keys current (its metrics sampler calls this)."""
+        if self._jwks_url:
+            self._refresh_in_background_if_due()
+
     def trusts(self, kid: str, *, fetch: bool = True) -> bool:
         """Whether the key with this thumbprint is still trusted (for results cached earlier).
 
@@ -557,6 +575,7 @@ class KeySet:
             try:
                 fetched = fetch_jwks(self._jwks_url, timeout=self._timeout)
             except Exception as exc:  # noqa: BLE001 - a refresh runs on requests: never raise
+                self.fetch_failures += 1
                 if self._index.keys:
                     log.warning("JWKS refresh failed, keeping the cached keys: %s", exc)
                 else:

@@ -153,6 +153,15 @@ class Mirror:
         """Whether lookups are answered from the mirror right now."""
         return self._synced
 
+    def state(self) -> tuple[bool, bool, int]:
+        """(on, in sync and recently confirmed, keys held), for the metrics; starts this
+        process's thread if no lookup has yet, so an idle worker is in sync too."""
+        if self._pid != os.getpid():
+            self._start()
+        with self._lock:
+            in_sync = self._synced and time.monotonic() - self._confirmed <= MAX_SILENCE
+            return not self._disabled, in_sync, len(self._revoked) + len(self._cutoffs)
+
     def _drain(self) -> bool:
         """Read every push and reply waiting on the tracking connection; False if it is lost.
 

@@ -125,7 +125,10 @@ class TrustedKey(Schema):
 class VerifierReady(Schema):
     """Each dependency and whether it answers, and the keys this process trusts."""
 
-    status = fields.String(required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf(["ready", "degraded"]),
+        metadata={"description": "degraded: Redis is down and VERIFIER_REDIS_FAILURE_MODE=open "
+                                 "(tokens are checked by signature alone)"})
     checks = fields.Dict(keys=fields.String(), values=fields.Boolean(), required=True)
     keys = fields.List(fields.Nested(TrustedKey), required=True)
 

@@ -68,7 +68,7 @@ from verifier.layout import (
     session_id_tag,
     user_tag,
 )
-from verifier.metrics import SESSIONS
+from verifier.metrics import SESSIONS, redis_command_timer
 from verifier.mirror import Mirror, Snapshot, read_cutoff
 from verifier.redisconn import Connector
 
@@ -330,6 +330,7 @@ class Store:
                 raise StoreUnavailable("Redis is unreachable; try again shortly.") from None
             breaker = self._breakers.setdefault(name, _Breaker())
             probing = breaker.admit()
+            started = time.perf_counter()
             try:
                 result = action(node)
             except (MovedError, AskError):
@@ -373,6 +374,8 @@ class Store:
             finally:
                 if probing:
                     breaker.probe.release()
+                # every attempt, a failed one too: a command that times out is a slow one
+                redis_command_timer(what).observe(time.perf_counter() - started)
             if probing:
                 breaker.close()
             return result
@@ -429,6 +432,11 @@ class Store:
         if self.mirror is not None:
             self.mirror.stop()
         self.connector.close()
+
+    def breakers_open(self) -> dict[str, bool]:
+        """Each node this process has called, and whether its breaker is open (metrics)."""
+        now = time.monotonic()
+        return {name: now < breaker.down_until for name, breaker in self._breakers.items()}
 
     def _close_breakers(self) -> None:
         for breaker in self._breakers.values():
@@ -624,6 +632,7 @@ class Store:
                           repeatable=False)
         outcome = int(reply[0])
         if outcome == 2:
+            SESSIONS.labels("refused_by_limit").inc()
             raise LoginRateExceeded(
                 f"This user logged in {self.login_rate} times in the last {LOGIN_WINDOW} "
                 "seconds (VERIFIER_LOGIN_RATE); try again after Retry-After seconds.",

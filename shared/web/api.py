@@ -301,12 +301,13 @@ def _problems(problems: list[type[Problem]]) -> dict[str, Any]:
 
 def operation_views(
     api: Api, readiness: Callable[[], tuple[bool, dict[str, Any]]],
-    ready_answer: type[Schema] = Status,
+    ready_answer: type[Schema] = Status, before_scrape: Callable[[], None] = lambda: None,
 ) -> Views:
     """``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs``, described.
 
     ``readiness`` answers (ready, what to report): the report is the body of a 200, and the
-    ``extra`` members of the 503 problem.
+    ``extra`` members of the 503 problem. ``before_scrape`` brings the state gauges up to date
+    (``shared.statemetrics``).
     """
     views = Views("operations")
     tag = "operations"
@@ -328,6 +329,7 @@ def operation_views(
     @views.route("/metrics", ["GET"], "Prometheus metrics, summed over the workers",
                  media_type="text/plain", tag=tag)
     def metrics() -> Response:
+        before_scrape()
         body, content_type = exposition()
         # content_type, not mimetype: Flask would add a second "; charset=utf-8"
         return Response(body, content_type=content_type)
@@ -346,7 +348,7 @@ def operation_views(
     def docs_slash() -> Response:
         # relative, so a proxy's path prefix (/auth/docs/ -> /auth/docs) is kept: the page's
         # own relative links only resolve from /docs
-        return Response("", status=308, headers={"Location": "../docs"})
+        return Response("", status=308, headers={"Location": "../docs"}, mimetype="text/plain")
 
     @views.route("/docs/static/<path:name>", ["GET"], "Swagger UI's own files",
                  media_type="*/*", errors=(NotFound,), tag=tag)
@@ -384,6 +386,7 @@ _DOCS_PAGE = r"""<!doctype html>
 def service_flask(
     name: str, api: Api, readiness: Callable[[], tuple[bool, dict[str, Any]]], *,
     ready_answer: type[Schema] = Status, max_body_bytes: int,
+    before_scrape: Callable[[], None] = lambda: None,
 ) -> Flask:
     """The Flask app both services start from: JSON, problem+json errors and the operational
     routes; each adds its own views (``Api.add_views``)."""
@@ -393,5 +396,5 @@ def service_flask(
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it
     install_problem_handlers(app)
-    api.add_views(app, operation_views(api, readiness, ready_answer))
+    api.add_views(app, operation_views(api, readiness, ready_answer, before_scrape))
     return app

@@ -53,6 +53,15 @@ def _child_exit(server: Any, worker: Any) -> None:
         fold_dead_process(folder, worker.pid)
 
 
+def _master_ready(arbiter: Any) -> None:
+    # importing the app in the master made its unlabelled gauges, each with a 0 in a file of
+    # the master's pid; the master serves nothing and sets none, and its 0 would win every
+    # "livemin" gauge (verifier_redis_up would read 0 for good): its live files go
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # untyped
+
+
 def _reload_in_master(arbiter: Any) -> None:
     # SIGHUP: gunicorn forks fresh workers from the master right after this hook, so reading
     # the files again here is what hands the new keys to every new worker
@@ -116,6 +125,7 @@ def run_gunicorn(
         "accesslog": None,
         "logger_class": _logger_class(),
         "child_exit": _child_exit,
+        "when_ready": _master_ready,
         "on_reload": _reload_in_master,
         # gunicorn >= 25.1 opens a control socket at one per-user path ($HOME/.gunicorn): every
         # gunicorn of the user (issuer and verifier side by side) would fight over it, and in a

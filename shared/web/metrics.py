@@ -8,6 +8,8 @@ them in shared files so ``/metrics`` reports the whole service, whichever worker
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -19,6 +21,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from shared.metricsfiles import multiproc_dir, reading
 
@@ -53,10 +57,35 @@ def exposition() -> tuple[bytes, str]:
     if folder is None:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
-    prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped
+    registry.register(_WorkerFiles(folder))
     # the master folds a dead worker's files into the archives under the same lock
     with reading(folder):
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _WorkerFiles(Collector):
+    """prometheus_client's ``MultiProcessCollector``, leaving out a file a process is creating.
+
+    ``MmapedDict`` creates a file empty and then sizes it; a scrape that reads it in between
+    fails on the missing header (``struct.error``: a 500 from /metrics while a worker starts).
+    A file never becomes empty again, so one that has a size when listed is safe to read.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterable[Metric]:
+        files = [str(path) for path in self.folder.glob("*.db") if _sized(path)]
+        merge = prometheus_multiprocess.MultiProcessCollector.merge
+        metrics: Iterable[Metric] = merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return metrics
+
+
+def _sized(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:  # a dead worker's live gauges, removed since the listing
+        return False
 
 
 class RequestMetrics:

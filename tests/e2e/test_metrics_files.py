@@ -109,3 +109,43 @@ def test_a_killed_worker_is_folded_and_a_restart_starts_clean(
         assert owners(folder) <= alive, f"files of gone processes: {owners(folder) - alive}"
     finally:
         restarted.stop()
+
+
+def _gauges(url: str) -> dict[str, float]:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return {
+        sample.name + "".join(f"|{key}={value}" for key, value in sorted(sample.labels.items())):
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_state_gauges_combine_the_workers_and_the_master_counts_for_none(
+    key_pair: KeyPair, redis_url: str, tmp_path: Path
+) -> None:
+    # the master builds the app (and so makes every gauge) before forking: its zeros must not
+    # read as "Redis down" in a livemin gauge while every worker sees Redis up
+    admins = tmp_path / "admins.json"
+    add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
+    service = ServiceProcess("verifier", verifier_env(key_pair, redis_url, admins),
+                             tmp_path / "verifier.log", workers=2, threads=2)
+    service.start()
+    try:
+        assert service.process is not None
+        master = service.process.pid
+        wait_until(lambda: len(children(master)) == 2, timeout=30, what="two workers")
+
+        def settled() -> bool:
+            gauges = _gauges(service.url)
+            return (gauges.get("verifier_redis_up") == 1
+                    and gauges.get("verifier_revocation_mirror_in_sync") == 1
+                    and gauges.get("jwt_auth_ready|service=verifier") == 1)
+
+        # each worker samples at start and every few seconds; the mirror syncs in the background
+        wait_until(settled, timeout=30, what="every worker to report Redis up and in sync")
+        gauges = _gauges(service.url)
+        assert gauges["verifier_trusted_keys|provider=jwt"] == 1
+        assert any(name.startswith("jwt_auth_build_info|") for name in gauges)
+    finally:
+        service.stop()

@@ -157,6 +157,11 @@ def test_open_mode_answers_by_signature_and_says_so_then_recovers(
     # what cannot work without Redis still refuses
     login = requests.post(f"{service.url}/v1/sessions", json={"token": token}, timeout=10)
     assert (login.status_code, login.json()["code"]) == (503, "store_unavailable")
+    # it still serves, so it stays in its load balancer: ready, and saying what it lacks
+    readiness = requests.get(f"{service.url}/readyz", timeout=10)
+    assert readiness.status_code == 200
+    assert readiness.json()["status"] == "degraded"
+    assert readiness.json()["checks"] == {"keys": True, "redis": False}
 
     own_redis.start()
 

@@ -296,6 +296,7 @@ def test_small_contract_points_operators_met(client: FlaskClient) -> None:
     """/docs/ with a slash, the metrics' content type, and RFC 6750 on a missing credential."""
     moved = client.get("/docs/")
     assert (moved.status_code, moved.headers["Location"]) == (308, "../docs")
+    assert moved.mimetype == "text/plain"  # as documented
     assert client.get("/docs").status_code == 200
     metrics = client.get("/metrics")
     assert metrics.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"

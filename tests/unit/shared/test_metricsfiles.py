@@ -171,3 +171,17 @@ def test_a_file_that_cannot_be_read_stays_and_nothing_is_raised(tmp_path: Path) 
     assert broken.is_file()
     broken.unlink()
     assert totals(tmp_path) == before
+
+
+def test_a_scrape_while_a_process_creates_its_file_leaves_that_file_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MmapedDict creates a file empty, then sizes it: read in between, the empty header made
+    # /metrics answer 500 while a gunicorn worker started
+    write(tmp_path, 1)
+    (tmp_path / "gauge_livemin_999999.db").touch()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    from shared.web.metrics import exposition
+
+    body, _ = exposition()
+    assert 't_requests_total{route="/a"} 1.0' in body.decode()

@@ -23,7 +23,13 @@ from tests.keypairs import KeyPair
 from tests.procs import free_port
 from verifier.config import VerifierSettings
 from verifier.errors import KeyUnknown, TokenError
-from verifier.keyset import JWKS_MAX_BYTES, KEYLESS_REFETCH, JWKSFetchError, KeySet
+from verifier.keyset import (
+    JWKS_MAX_AGE,
+    JWKS_MAX_BYTES,
+    KEYLESS_REFETCH,
+    JWKSFetchError,
+    KeySet,
+)
 from verifier.verification import VerificationPolicy, verify_token
 
 NOW = 1_800_000_000.0
@@ -369,6 +375,31 @@ def test_a_failed_refresh_keeps_the_cached_keys(
         keys.select("unknown")
     assert issuer.requests == 2
     assert _verify(sign({"userId": "cached"}, signer), keys) == "cached"
+
+
+def test_the_jwks_age_and_failures_are_kept_for_the_metrics(
+    issuer: JWKSServer, key_pair: KeyPair
+) -> None:
+    clock = Clock()
+    issuer.document = {"keys": [_entry(key_pair.public_pem)]}
+    keys = _jwks_keys(issuer.url, clock)
+    fetched_at, fresh_for = keys.jwks_freshness()
+    assert fetched_at is not None
+    assert abs(fetched_at - time.time()) <= 2
+    assert fresh_for == JWKS_MAX_AGE  # the JWKS server sends no Cache-Control
+    assert keys.fetch_failures == 0
+    issuer.status = 500
+    clock.now += 400  # older than its max age: stale, so the next look refetches
+    keys.refresh_if_stale()
+    deadline = time.monotonic() + 10
+    while keys.fetch_failures == 0:  # refresh_if_stale fetches in a thread of its own
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert keys.fetch_failures == 1
+    # the last success stays the last success: 400 s ago
+    fetched_again, _ = keys.jwks_freshness()
+    assert fetched_again is not None
+    assert abs(fetched_again - (time.time() - 400)) <= 2
 
 
 def _withdrawal(
