@@ -160,16 +160,21 @@ def image_environment() -> dict[str, str]:
 
 # --- what kubelet adds with enableServiceLinks: true ----------------------------------------
 
-def service_link_environment(services: list[Obj]) -> dict[str, str]:
+SERVICE_RANGES = ("10.96.0.0/12", "fd00:10:96::/112")
+"""The Service address ranges kubeadm and kind use, IPv4 and IPv6."""
+
+
+def service_link_environment(services: list[Obj], service_range: str = SERVICE_RANGES[0]
+                             ) -> dict[str, str]:
     """The variables kubelet puts in every container of a pod for the Services of its namespace
     (and the API server's ``kubernetes`` Service), as pkg/kubelet/envvars does: for each Service
     with a cluster IP, ``NAME_SERVICE_HOST``, ``NAME_SERVICE_PORT``, ``NAME_SERVICE_PORT_<port
     name>``, ``NAME_PORT`` and, per port, ``NAME_PORT_<port>_<PROTO>`` with its ``_PROTO``,
     ``_PORT`` and ``_ADDR``. Headless Services get none. Cluster IPs are made up (a rendered
-    Service has none yet) from the service range kubeadm uses."""
+    Service has none yet) from ``service_range``."""
     api_server: Obj = {"metadata": {"name": "kubernetes"},
                        "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}
-    addresses = ipaddress.ip_network("10.96.0.0/12").hosts()
+    addresses = ipaddress.ip_network(service_range).hosts()
     environment: dict[str, str] = {}
     for service in [api_server, *services]:
         cluster_ip = service["spec"].get("clusterIP")
@@ -186,7 +191,9 @@ def service_link_environment(services: list[Obj]) -> dict[str, str]:
                 environment[f"{prefix}_SERVICE_PORT_{name}"] = str(port["port"])
         for index, port in enumerate(ports):
             protocol = port.get("protocol", "TCP")
-            url = f"{protocol.lower()}://{address}:{port['port']}"
+            # net.JoinHostPort: an IPv6 address in brackets
+            host = f"[{address}]" if ":" in address else address
+            url = f"{protocol.lower()}://{host}:{port['port']}"
             if index == 0:
                 environment[f"{prefix}_PORT"] = url
             base = f"{prefix}_PORT_{port['port']}_{protocol.upper()}"

@@ -21,6 +21,7 @@ from jwt_auth.devkeys import DevPaths
 from shared.config import STRICT_VARIABLE, env_bool, unknown_variables
 from tests.deploy.manifests import (
     ROOT,
+    SERVICE_RANGES,
     AppContainer,
     Obj,
     app_containers,
@@ -60,8 +61,11 @@ def test_every_variable_is_one_its_service_reads_in_strict_mode(rendered: list[O
         assert unknown_variables(environment, known, prefixes) == [], service
 
 
-def test_strict_mode_survives_service_links_turned_back_on(rendered: list[Obj]) -> None:
-    links = service_link_environment(objects_of(rendered, "Service"))
+@pytest.mark.parametrize("service_range", SERVICE_RANGES)
+def test_strict_mode_survives_service_links_turned_back_on(
+    rendered: list[Obj], service_range: str
+) -> None:
+    links = service_link_environment(objects_of(rendered, "Service"), service_range)
     # the Services are named under the services' own prefixes (JWT_AUTH_..., REDIS in the
     # verifier's eyes...): the check below is only worth something if links land there
     assert "JWT_AUTH_ISSUER_SERVICE_HOST" in links
