@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,7 @@ from shared.statemetrics import READY, StateSampler
 from shared.web.api import Api, Views, operation_id, service_flask
 from shared.web.app import ServiceApp
 from shared.web.hot import parse_json
+from verifier.browser import CsrfRefused, check_csrf, original_url
 from verifier.callers import require_admin, require_introspecting_client
 from verifier.config import PREFIXES, VARIABLES, VerifierSettings
 from verifier.errors import (
@@ -92,6 +94,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 views = Views("verifier")
 
 SESSION_PATH = "/v1/sessions/"
+CURRENT_SESSION_PATH = "/v1/sessions/current"
 _SESSION_ID = {"session_id": "a session id from POST /v1/sessions (a bearer credential)"}
 _USER_ID: dict[str, str | tuple[str, dict[str, Any]]] = {"user_id": (
     "the user id as the verifier reports it (escape characters replaced)",
@@ -154,7 +157,10 @@ def _build(settings: VerifierSettings, *,
         gauges.sample(redis_answers=checks["redis"])
 
     sampler = StateSampler("verifier", [sample_state])
-    api = Api(TITLE, DESCRIPTION, security_schemes=SECURITY_SCHEMES)
+    api = Api(TITLE, DESCRIPTION, security_schemes={**SECURITY_SCHEMES, "sessionCookie": {
+        "type": "apiKey", "in": "cookie", "name": settings.browser.cookie_name,
+        "description": "A session id in the cookie POST /v1/sessions?cookie=true sets "
+                       "(VERIFIER_SESSION_COOKIE)"}})
     # ?provider= names one of this verifier's issuers, and must when there are several
     api.refine_query("provider", {"type": "string", "enum": [
         entry.provider for entry in issuers.entries]}, required=len(issuers.entries) > 1)
@@ -220,7 +226,8 @@ class UserRecordIdConverter(UserIdConverter):
 
 def redact_session_id(path: str) -> str:
     """A path for the access log: session ids, which are bearer credentials, never reach it."""
-    if path.startswith(SESSION_PATH) and len(path) > len(SESSION_PATH):
+    if path.startswith(SESSION_PATH) and len(path) > len(SESSION_PATH) and \
+            path != CURRENT_SESSION_PATH:
         return SESSION_PATH + "<redacted>"
     return path
 
@@ -283,6 +290,11 @@ def introspect() -> Response:
              "login_rate_exceeded with Retry-After, and nothing written. At "
              "VERIFIER_MAX_SESSIONS_PER_USER live sessions, the user's oldest are ended first.",
              body=TokenRequest, body_required=False, status=201, answer=Session,
+             query={"cookie": ("true: also answer Set-Cookie with the session (for the app's "
+                               "backend to pass on to the browser; VERIFIER_SESSION_COOKIE)",
+                               {"type": "string", "enum": ["true", "false"]})},
+             answer_headers={"Set-Cookie": "with ?cookie=true: the session cookie (HttpOnly, "
+                                           "SameSite=Lax, Secure, Max-Age: the session's life)"},
              errors=(*TOKEN_ERRORS, LoginRateExceeded, StoreUnavailable, NotReady),
              security=("bearerJwt", ""),
              links={
@@ -292,7 +304,43 @@ def introspect() -> Response:
              })
 def login() -> tuple[Response, int]:
     session = _service().login(_token_from_request())
-    return jsonify(session), 201
+    answer = jsonify(session)
+    if request.args.get("cookie") == "true":
+        # for the app's backend to pass on to the browser after its own login
+        browser = _service().settings.browser
+        lifetime = int(session["expiresAt"] - time.time())
+        answer.headers["Set-Cookie"] = browser.set_cookie(session["sessionId"], lifetime)
+        answer.headers["Cache-Control"] = "no-store"
+    return answer, 201
+
+
+@views.route("/v1/sessions/current", ["DELETE"],
+             "Log the browser out: end the session of its cookie, and clear the cookie",
+             description="Idempotent: 204 and a clearing Set-Cookie with or without a live "
+             "session. Carrying only the cookie, it must come from the site itself (Origin or "
+             "Sec-Fetch-Site: same-origin), else 403 csrf_refused.",
+             status=204, errors=(CsrfRefused, StoreUnavailable), security=("sessionCookie", ""),
+             answer_headers={"Set-Cookie": "the session cookie, cleared (Max-Age=0)"})
+def logout_current() -> tuple[Response, int]:
+    browser = _service().settings.browser
+    session_id = browser.session_id(request.headers.get("Cookie"))
+    if session_id is not None:
+        check_csrf(_flask_header, request.method, _own_url())
+        _service().logout(session_id)
+    answer = Response(status=204)
+    answer.headers["Set-Cookie"] = browser.clear_cookie()
+    answer.headers["Cache-Control"] = "no-store"
+    return answer, 204
+
+
+def _flask_header(name: str) -> str | None:
+    return request.headers.get(name)
+
+
+def _own_url() -> str | None:
+    """The URL this request was sent to as the browser saw it: the proxy's headers when it
+    sent them, else this request's own scheme and Host."""
+    return original_url(_flask_header) or request.url
 
 
 @views.route("/v1/sessions/<session_id>", ["GET"], "Look up a session", answer=Session,

@@ -20,6 +20,8 @@ from shared.config import (
 )
 from shared.errors import ConfigError
 from shared.keys import EDDSA, ES256, RSA_FAMILY
+from verifier.browser import VARIABLES as BROWSER_VARIABLES
+from verifier.browser import BrowserSettings
 from verifier.claimheaders import parse_claim_headers
 from verifier.redisconn import DEFAULT_URL, REDIS_VARIABLES, RedisSettings
 
@@ -81,6 +83,8 @@ class VerifierSettings:
     client_keys_file: str | None = None
     # (header, claim) pairs added to forward-auth answers (verifier.claimheaders)
     claim_headers: tuple[tuple[str, str], ...] = ()
+    # the session cookie and the login redirect for browsers (verifier.browser)
+    browser: BrowserSettings = field(default_factory=BrowserSettings)
     max_body_bytes: int = 16 * 1024
     log_level: str = "INFO"
     log_format: str = "text"  # LOG_FORMAT: text or json (shared.logs)
@@ -130,6 +134,7 @@ class VerifierSettings:
             admin_keys_file=env_str(env, "VERIFIER_ADMIN_KEYS_FILE"),
             client_keys_file=env_str(env, "VERIFIER_CLIENT_KEYS_FILE"),
             claim_headers=parse_claim_headers(env_json(env, "VERIFIER_CLAIM_HEADERS", {})),
+            browser=BrowserSettings.from_env(env),
             log_level=env_choice(env, "LOG_LEVEL", "info",
                                  ("debug", "info", "warning", "error")).upper(),
             log_format=log_format_from_env(env),
@@ -207,6 +212,6 @@ VARIABLES = frozenset({
     "VERIFIER_LOGIN_RATE", "VERIFIER_CACHE_SIZE", "VERIFIER_MIRROR_MAX_KEYS",
     "VERIFIER_JWKS_MIN_REFETCH", "VERIFIER_JWKS_GRACE", "VERIFIER_ADMIN_KEYS_FILE",
     "VERIFIER_CLIENT_KEYS_FILE", "VERIFIER_CLAIM_HEADERS",
-}) | REDIS_VARIABLES | CLAIM_RULE_VARIABLES | SHARED_VARIABLES
+}) | BROWSER_VARIABLES | REDIS_VARIABLES | CLAIM_RULE_VARIABLES | SHARED_VARIABLES
 """Every variable the verifier reads (``tests/unit/verifier/test_config.py`` holds the list to
 the code that reads them)."""

@@ -21,6 +21,14 @@ from shared.web.api import Api
 from shared.web.hot import HotRoute, Request, parse_json
 from shared.web.metrics import HTTP_METHODS
 from shared.web.problems import Answer, json_answer
+from verifier.browser import (
+    CsrfRefused,
+    check_csrf,
+    forwarded_method,
+    from_nginx,
+    is_browser,
+    original_url,
+)
 from verifier.callers import require_admin
 from verifier.claimheaders import claim_headers
 from verifier.errors import (
@@ -28,6 +36,7 @@ from verifier.errors import (
     TOKEN_ERRORS,
     SessionUnknown,
     StoreUnavailable,
+    TokenError,
     TokenMissing,
 )
 from verifier.schemas import AuthResult, TokenRequest, Verified
@@ -113,6 +122,7 @@ def hot_routes(
 ) -> list[HotRoute]:
     """The verifier's routes answered on the event loop, declared to ``api``."""
     claim_mapping = service.settings.claim_headers
+    browser = service.settings.browser
 
     async def explain(request: Request) -> Answer:
         """Every step of the pipeline for the body's token; the admin key in Authorization."""
@@ -132,10 +142,30 @@ def hot_routes(
         return json_answer(200, verified_body(verdict), [(REVOCATION_HEADER, checked)])
 
     async def forward_auth(request: Request) -> Answer:
-        """nginx auth_request, Traefik ForwardAuth, Envoy ext_authz (which appends the path)."""
+        """nginx auth_request, Traefik ForwardAuth, Envoy ext_authz (which appends the path);
+        a refused browser is sent to the login page when one is configured."""
+        try:
+            return await check_forwarded(request)
+        except TokenError as refused:
+            location = browser.login_location(original_url(request.header)) \
+                if is_browser(request.header) else None
+            if location is None:
+                raise
+            if from_nginx(request.header):
+                # auth_request passes a 401 on, never a 302: its error_page redirects
+                refused.headers = {**refused.headers, "Location": location}
+                raise
+            return Answer(302, b"", [("Location", location), ("Cache-Control", "no-store")])
+
+    async def check_forwarded(request: Request) -> Answer:
         credential = bearer_token(request.header("authorization"))
         if credential is None:
-            raise TokenMissing("Send Authorization: Bearer <jwt or session id>.")
+            # a browser's session: only in the cookie, and only from the site itself
+            credential = browser.session_id(request.header("cookie"))
+            if credential is None:
+                raise TokenMissing("Send Authorization: Bearer <jwt or session id>.")
+            check_csrf(request.header, forwarded_method(request.header, request.method),
+                       original_url(request.header))
         checked = True
         extra: list[tuple[str, str]] = []
         if "." in credential:
@@ -168,15 +198,21 @@ def hot_routes(
 
     forward_auth_doc: dict[str, Any] = {
         "description": "Authorization: Bearer <jwt or session id>. A value with a dot is a JWT, "
-        "anything else a session id. Every HTTP method is accepted, since proxies forward the "
-        "original one.",
+        "anything else a session id. Without Authorization, the session cookie "
+        f"({browser.cookie_name}, VERIFIER_SESSION_COOKIE); a state-changing request that "
+        "carries only the cookie must come from the site itself (Origin or Sec-Fetch-Site: "
+        "same-origin), else 403 csrf_refused. Every HTTP method is accepted, since proxies "
+        "forward the original one. With VERIFIER_LOGIN_URL, a refused browser (Accept: "
+        "text/html, not XHR) gets 302 to the login page with rd=<the URL it asked for, on a "
+        "VERIFIER_REDIRECT_HOSTS host>; through nginx (X-Original-URL) the 401 carries that "
+        "Location instead.",
         "answer": AuthResult,
         "answer_headers": {**AUTH_HEADERS, **{
             header: f"the token's {claim!r} claim (VERIFIER_CLAIM_HEADERS); absent when the "
             f"token has none, or for a session id; {header}-Encoding: percent when encoded"
             for header, claim in claim_mapping}},
-        "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, StoreUnavailable, NotReady),
-        "security": ("bearerJwt", "session"),
+        "errors": (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY, CsrfRefused, StoreUnavailable, NotReady),
+        "security": ("bearerJwt", "session", "sessionCookie"),
     }
     summary = "Forward-auth for nginx auth_request, Traefik ForwardAuth, Envoy ext_authz"
     return [

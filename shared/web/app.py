@@ -250,9 +250,10 @@ class ServiceApp:
         path = raw.decode("latin-1")
         return self._redact_path(path) if self._redact_path is not None else path
 
-    def test_client(self) -> Any:
+    def test_client(self, *, use_cookies: bool = False) -> Any:
         """A werkzeug test client over the whole ASGI app (a2wsgi's ASGI-to-WSGI adapter), with
-        the answers of Flask's test client: hot routes and Flask views alike."""
+        the answers of Flask's test client: hot routes and Flask views alike. It keeps no
+        cookies unless asked: a test sends the session cookie it means to send."""
         from a2wsgi import ASGIMiddleware
         from werkzeug.test import Client
 
@@ -273,7 +274,7 @@ class ServiceApp:
                                                              safe="&=+%;/:,")
             return adapter(cast(Any, environ), start_response)
 
-        return _WholeAnswers(application, self.flask.response_class)
+        return _WholeAnswers(application, self.flask.response_class, use_cookies=use_cookies)
 
 
 async def _send_answer(send: Send, answer: Answer, request_id: str, *, head: bool

@@ -27,6 +27,7 @@ import yaml
 
 from shared.keys import load_public_keys
 from tests.procs import REPO, free_port, wait_until
+from verifier.browser import BrowserSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -747,4 +748,10 @@ def test_traefik_override_forwards_auth_to_the_verifier_for_the_demo_app(tmp_pat
     assert labels["traefik.http.services.demo.loadbalancer.server.port"] == str(
         _container_port(services["demo-app"]))
     assert labels["traefik.http.routers.demo.middlewares"] == "jwt-auth"
+    # a browser is sent to a login page on Traefik's own address, and rd back to it
+    browser = BrowserSettings.from_env(services["verifier"]["environment"])
+    traefik_port = merged["services"]["traefik"]["ports"][0].rsplit(":", 1)[0]
+    assert traefik_port == "127.0.0.1:8081"
+    assert browser.login_url == f"http://{traefik_port}/login"
+    assert browser.redirect_hosts == (traefik_port,)
     _assert_dependencies_can_be_met(services)

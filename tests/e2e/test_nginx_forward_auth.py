@@ -169,13 +169,16 @@ def site(
     client.close()
     admins = folder / "admins.json"
     add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
-    verifier = ServiceProcess("verifier", verifier_env(key_pair, redis_server.url, admins),
-                              folder / "verifier.log", workers=1)
+    port = free_port()
+    # a person's browser is sent to the site's login page; plain http on this machine only
+    verifier = ServiceProcess("verifier", verifier_env(
+        key_pair, redis_server.url, admins, VERIFIER_LOGIN_URL=f"http://127.0.0.1:{port}/login",
+        VERIFIER_REDIRECT_HOSTS=f"127.0.0.1:{port}", VERIFIER_SESSION_COOKIE_SECURE="false",
+    ), folder / "verifier.log", workers=1)
     app_requests: list[str] = []
     app = ThreadingHTTPServer(("127.0.0.1", 0), type("Echo", (_Echo,), {"seen": app_requests}))
     thread = threading.Thread(target=app.serve_forever, daemon=True)
     thread.start()
-    port = free_port()
     nginx = Nginx(
         folder / "nginx",
         upstreams(f"127.0.0.1:{verifier.port}", f"127.0.0.1:{app.server_address[1]}")
@@ -319,3 +322,37 @@ def test_verifier_down_or_without_redis_gives_503_problem_with_retry_after(
     # fail closed: nothing reached the app meanwhile
     assert len(site.app_requests) == before
     assert _get(site, token).status_code == 200
+
+
+def test_a_browser_is_sent_to_log_in_then_its_cookie_lets_it_in(
+    site: Site, key_pair: KeyPair
+) -> None:
+    page = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    sent_away = requests.get(f"{site.nginx.url}/orders/7?x=1", headers=page, timeout=10,
+                             allow_redirects=False)
+    assert sent_away.status_code == 302, sent_away.text
+    assert sent_away.headers["Location"] == (
+        f"http://127.0.0.1:{site.nginx.port}/login?rd=http%3A%2F%2F127.0.0.1%3A"
+        f"{site.nginx.port}%2Forders%2F7%3Fx%3D1")
+    # the login page itself is the site's: here the echo app behind the same nginx would
+    # refuse it too, which is why a real site leaves /login out of the protected location
+
+    login = requests.post(f"{site.verifier.url}/v1/sessions?cookie=true",
+                          json={"token": fresh(key_pair, "bea")}, timeout=10)
+    cookie = login.headers["Set-Cookie"].split(";")[0]
+    let_in = requests.get(f"{site.nginx.url}/orders/7", headers={**page, "Cookie": cookie},
+                          timeout=10, allow_redirects=False)
+    assert let_in.status_code == 200, let_in.text
+    assert let_in.json()["headers"]["x-auth-user-id"] == "bea"
+
+    # a form another site posts, carrying the cookie: refused before the app sees it
+    before = len(site.app_requests)
+    forged = requests.post(f"{site.nginx.url}/orders", data="amount=1000",
+                           headers={"Cookie": cookie, "Origin": "https://evil.example"},
+                           timeout=10, allow_redirects=False)
+    assert forged.status_code == 403, forged.text
+    assert forged.json()["code"] == "csrf_refused"
+    own = requests.post(f"{site.nginx.url}/orders", data="amount=1",
+                        headers={"Cookie": cookie, "Origin": site.nginx.url}, timeout=10)
+    assert own.status_code == 200, own.text
+    assert len(site.app_requests) == before + 1

@@ -27,6 +27,13 @@ from shared.apikeys import ApiKeyRegistry, bearer_token
 from shared.errors import Problem
 from shared.strictjson import StrictJSONError, loads_strict
 from shared.web.hot import parse_json, request_headers
+from verifier.browser import (
+    BrowserSettings,
+    check_csrf,
+    cookie_value,
+    is_browser,
+    original_url,
+)
 from verifier.errors import TokenError
 from verifier.hotpath import header_safe, token_from_body
 from verifier.keyset import _MAX_AGE
@@ -126,3 +133,28 @@ def test_paths_holding_ids() -> None:
 ])
 def test_a_jwks_cache_control_header(value: Callable[[int], str]) -> None:
     _assert_linear(_MAX_AGE.search, value)
+
+
+def test_the_session_cookie_and_the_forwarded_url() -> None:
+    browser = BrowserSettings(login_url="https://login.example.com/", redirect_hosts=(
+        "app.example.com", "*.example.org"))
+    _assert_linear(lambda header: cookie_value(header, "jwt_auth_session"),
+                   lambda size: "a=b;" * (size // 4))
+    _assert_linear(lambda header: cookie_value(header, "jwt_auth_session"),
+                   lambda size: "jwt_auth_sessio" + "=" * size)
+    _assert_linear(lambda header: cookie_value(header, "jwt_auth_session"),
+                   lambda size: " ;," * (size // 3) + "jwt_auth_session=x")
+
+    def forwarded(headers: dict[str, str]) -> Any:
+        url = original_url(headers.get)
+        browser.login_location(url)
+        check_csrf(headers.get, "POST", url)
+
+    _assert_linear(forwarded, lambda size: {"x-original-url": "https://app.example.com/" +
+                                            "%2F" * (size // 3), "origin": "https://a" * 3})
+    _assert_linear(forwarded, lambda size: {"x-forwarded-proto": "https," * (size // 6),
+                                            "x-forwarded-host": "a." * (size // 2) + "example.org",
+                                            "x-forwarded-uri": "/" + "?" * size})
+    _assert_linear(forwarded, lambda size: {"x-original-url": "https://" + "[" * size + "/"})
+    _assert_linear(lambda value: is_browser({"accept": value}.get),
+                   lambda size: "text/htm," * (size // 9))
