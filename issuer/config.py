@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.claimrule import ClaimRule
-from shared.config import env_choice, env_int, env_str, log_format_from_env
+from shared.config import env_bool, env_choice, env_int, env_str, log_format_from_env
 from shared.errors import ConfigError
 
 CLIENTS_FILE_VARIABLE = "ISSUER_CLIENTS_FILE"
 KEYS_DIR_VARIABLE = "ISSUER_KEYS_DIR"
+SUBJECT = "sub"  # RFC 7519's claim for whom a token is about
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class IssuerSettings:
     clients_file: str | None = None
     issuer: str | None = None
     audience: str | None = None
+    # sub = the user id in every token (subject_from); a payload's own sub is then refused
+    set_subject: bool = True
     # requests per minute per client, shared by all workers of one service; 0 = no limit
     rate_limit: int = 600
     max_body_bytes: int = 16 * 1024
@@ -60,6 +64,7 @@ class IssuerSettings:
             clients_file=env_str(env, CLIENTS_FILE_VARIABLE),
             issuer=env_str(env, "ISSUER_ISSUER"),
             audience=env_str(env, "ISSUER_AUDIENCE"),
+            set_subject=env_bool(env, "ISSUER_SET_SUBJECT", True),
             rate_limit=env_int(env, "ISSUER_RATE_LIMIT", 600, minimum=0),
             jwks_max_age=jwks_max_age_from_env(env),
             max_body_bytes=env_int(
@@ -74,12 +79,43 @@ class IssuerSettings:
         settings.check()
         return settings
 
+    @property
+    def subject_from(self) -> str | None:
+        """The payload field the issuer copies into ``sub``, or None when it adds no ``sub``.
+
+        With ``JWT_USER_ID_FIELD=sub`` the caller's ``sub`` is the user id itself: the claim
+        schema requires it, so it is neither refused nor copied, and every token has it anyway.
+        """
+        field_name = self.claim_rule.user_id_field
+        return field_name if self.set_subject and field_name != SUBJECT else None
+
+    @property
+    def tokens_name_their_user_in_sub(self) -> bool:
+        """Whether every token's ``sub`` is its user id (copied, or the user id field itself)."""
+        return self.set_subject or self.claim_rule.user_id_field == SUBJECT
+
+    @property
+    def issuer_url(self) -> str | None:
+        """``ISSUER_ISSUER`` when it is an http(s) URL with a host: then the issuer publishes
+        discovery documents (OIDC Discovery, RFC 8414), which only a URL identifier may have."""
+        if not self.issuer:
+            return None
+        parsed = urllib.parse.urlsplit(self.issuer)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            return None
+        return self.issuer
+
     def check(self) -> None:
         """Refuse combinations that cannot work; each error names a variable."""
         if self.keys_dir and (self.private_key_file or self.private_key):
             raise ConfigError(
                 KEYS_DIR_VARIABLE,
                 "set ISSUER_KEYS_DIR or ISSUER_PRIVATE_KEY(_FILE), not both",
+            )
+        if self.issuer_url and urllib.parse.urlsplit(self.issuer_url)[3:] != ("", ""):
+            raise ConfigError(
+                "ISSUER_ISSUER",
+                "an issuer URL has no query or fragment (RFC 8414 section 2); remove it",
             )
         if self.token_ttl > self.max_token_ttl:
             raise ConfigError(

@@ -20,8 +20,7 @@ from issuer.errors import (
 )
 from issuer.issuance import TokenIssuer
 from issuer.metrics import TOKEN_REFUSALS
-from issuer.schemas import PAYLOAD_DESCRIPTION, Issued
-from issuer.signing import RESERVED_CLAIMS
+from issuer.schemas import Issued, payload_description
 from shared.errors import Problem
 from shared.web.api import Api
 from shared.web.hot import HotRoute, Request, parse_json
@@ -60,10 +59,10 @@ def hot_routes(api: Api, issuer: TokenIssuer) -> list[HotRoute]:
         return json_answer(201, body, [("Cache-Control", "no-store")])
 
     # the claim schema the issuer checks with, without the claims only the issuer sets
-    payload = type(issuer.settings.claim_rule.schema)(exclude=RESERVED_CLAIMS)
+    payload = type(issuer.settings.claim_rule.schema)(exclude=issuer.reserved)
     return [api.hot(
         "/v1/tokens", ["POST"], issue_token, "Sign a payload for a user",
-        description=PAYLOAD_DESCRIPTION, body=payload, status=201, answer=Issued,
+        description=payload_description(issuer.reserved), body=payload, status=201, answer=Issued,
         answer_headers={"Cache-Control": "no-store"},
         errors=(ExpiresInInvalid, ApiKeyMissing, ApiKeyInvalid, AdminNotPermitted, ClaimInvalid,
                 ClaimReserved, RateLimited),

@@ -25,7 +25,13 @@ from issuer.errors import (
 from issuer.keyring import SigningKeys
 from issuer.metrics import TOKEN_REFUSALS, TOKENS_ISSUED
 from issuer.ratelimit import RateLimiter, retry_after_header
-from issuer.signing import IssuedToken, PayloadRejected, check_payload, sign_checked
+from issuer.signing import (
+    IssuedToken,
+    PayloadRejected,
+    check_payload,
+    reserved_claims,
+    sign_checked,
+)
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
 from shared.errors import Problem
@@ -51,6 +57,7 @@ class TokenIssuer:
         self.keys = keys
         self.clients = clients
         self.limiter = RateLimiter([c.name for c in clients.clients], settings.rate_limit)
+        self.reserved = reserved_claims(settings.subject_from)
         self._clock = clock
 
     def authenticate(self, authorization: str | None) -> ApiClient:
@@ -92,7 +99,7 @@ class TokenIssuer:
         """Sign the payload for this client, or a 400/403/422 problem saying why not."""
         ttl = self.lifetime(expires_in)
         try:
-            claims = check_payload(payload, self.settings.claim_rule)
+            claims = check_payload(payload, self.settings.claim_rule, reserved=self.reserved)
         except PayloadRejected as exc:
             refusal = ClaimReserved if exc.code == ClaimReserved.code else ClaimInvalid
             raise _refuse(refusal(exc.message, extra={"field": exc.field})) from None
@@ -108,6 +115,7 @@ class TokenIssuer:
         issued = sign_checked(
             claims, self.keys.ring.active, now=self._clock(), ttl=ttl,
             issuer=self.settings.issuer, audience=self.settings.audience,
+            subject_from=self.settings.subject_from,
         )
         TOKENS_ISSUED.labels(client.name, "true" if admin else "false").inc()
         if admin:
