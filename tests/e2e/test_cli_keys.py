@@ -133,9 +133,9 @@ def test_list_shows_roles_and_times_and_no_key_material(made: Made, keys_dir: Pa
     result = keys("list", "--dir", str(keys_dir))
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["KID", "ROLE", "CREATED", "PUBLISHED", "UNTIL"]
-    assert [row.split()[:2] for row in rows] == [[made.active_kid, ACTIVE],
-                                                 [made.next_kid, NEXT]]
+    assert header.split() == ["KID", "ROLE", "ALG", "CREATED", "PUBLISHED", "UNTIL"]
+    assert [row.split()[:3] for row in rows] == [[made.active_kid, ACTIVE, "RS256"],
+                                                 [made.next_kid, NEXT, "RS256"]]
     assert "while active" in rows[0]
     assert "while next (promotable from " in rows[1]  # ISSUER_JWKS_MAX_AGE: 300 s by default
     public = read_state(keys_dir).find(made.active_kid)
