@@ -35,6 +35,7 @@ from issuer.signing import (
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
 from shared.errors import Problem
+from shared.keys import SigningKey
 
 _SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdecimal accepts other scripts
 def _refuse(problem: Problem) -> Problem:
@@ -95,8 +96,13 @@ class TokenIssuer:
             ))
         return int(text)
 
-    def issue(self, client: ApiClient, payload: Any, *, expires_in: str | None) -> IssuedToken:
-        """Sign the payload for this client, or a 400/403/422 problem saying why not."""
+    def issue(self, client: ApiClient, payload: Any, *, expires_in: str | None,
+              key: SigningKey | None = None) -> IssuedToken:
+        """Sign the payload for this client, or a 400/403/422 problem saying why not.
+
+        ``key`` is the active key the caller chose where to sign with (``signs_quickly``): a
+        reload in between must not hand an RSA key to the event loop.
+        """
         ttl = self.lifetime(expires_in)
         try:
             claims = check_payload(payload, self.settings.claim_rule, reserved=self.reserved)
@@ -113,7 +119,7 @@ class TokenIssuer:
                 extra={"field": rule.is_admin_field},
             ))
         issued = sign_checked(
-            claims, self.keys.ring.active, now=self._clock(), ttl=ttl,
+            claims, key or self.keys.ring.active, now=self._clock(), ttl=ttl,
             issuer=self.settings.issuer, audience=self.settings.audience,
             subject_from=self.settings.subject_from,
         )
