@@ -169,3 +169,35 @@ def test_pyjwt_jwk_client_verifies_every_algorithm(
     others = [other for other in ALGORITHMS if other != alg]
     with pytest.raises(pyjwt.InvalidTokenError):
         pyjwt.decode(token, signing_key, algorithms=others)
+
+
+OPENSSL_KEYS = {
+    # what docs/issuer.md tells an operator who makes keys with OpenSSL instead of keygen
+    "P-256 PKCS#8": (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-aes256"], ES256),
+    "Ed25519 PKCS#8": (["genpkey", "-algorithm", "ed25519", "-aes256"], EDDSA),
+}
+
+
+@pytest.mark.parametrize("form", sorted(OPENSSL_KEYS))
+def test_openssl_curve_keys_sign_for_the_issuer(tmp_path: Path, form: str) -> None:
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is needed for the compatibility tests")
+    command, alg = OPENSSL_KEYS[form]
+    secret = tmp_path / "passphrase.txt"
+    secret.write_text(PASSPHRASE + "\n")
+    made = subprocess.run(["openssl", *command, "-pass", f"file:{secret}", "-out",
+                           str(tmp_path / "private.pem")], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "private.pem").read_bytes().startswith(
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    env = {"ISSUER_PRIVATE_KEY_FILE": str(tmp_path / "private.pem"),
+           "ISSUER_KEY_PASSPHRASE_FILE": str(secret)}
+    issued = run_cli("issue", '{"userId": "7"}', env=env)
+    assert issued.returncode == 0, issued.stderr
+    public = subprocess.run(["openssl", "pkey", "-in", str(tmp_path / "private.pem"), "-passin",
+                             f"file:{secret}", "-pubout"], capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    claims = pyjwt.decode(issued.stdout.strip(), public, algorithms=[alg])
+    assert claims["sub"] == "7"
