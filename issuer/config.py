@@ -96,12 +96,10 @@ class IssuerSettings:
 
     @property
     def issuer_url(self) -> str | None:
-        """``ISSUER_ISSUER`` when it is an http(s) URL with a host: then the issuer publishes
-        discovery documents (OIDC Discovery, RFC 8414), which only a URL identifier may have."""
-        if not self.issuer:
-            return None
-        parsed = urllib.parse.urlsplit(self.issuer)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        """``ISSUER_ISSUER`` when it is an http(s) URL: then the issuer publishes discovery
+        documents (OIDC Discovery, RFC 8414), which only a URL identifier may have. Any other
+        identifier (``auth-service``, a URN) is a plain ``iss``."""
+        if not self.issuer or not self.issuer.lower().startswith(_URL_SCHEMES):
             return None
         return self.issuer
 
@@ -112,16 +110,32 @@ class IssuerSettings:
                 KEYS_DIR_VARIABLE,
                 "set ISSUER_KEYS_DIR or ISSUER_PRIVATE_KEY(_FILE), not both",
             )
-        if self.issuer_url and urllib.parse.urlsplit(self.issuer_url)[3:] != ("", ""):
-            raise ConfigError(
-                "ISSUER_ISSUER",
-                "an issuer URL has no query or fragment (RFC 8414 section 2); remove it",
-            )
+        if self.issuer_url:
+            _check_issuer_url(self.issuer_url)
         if self.token_ttl > self.max_token_ttl:
             raise ConfigError(
                 "ISSUER_TOKEN_TTL",
                 f"{self.token_ttl} exceeds ISSUER_MAX_TOKEN_TTL ({self.max_token_ttl})",
             )
+
+
+_URL_SCHEMES = ("http://", "https://")
+
+
+def _check_issuer_url(url: str) -> None:
+    """An http(s) ``ISSUER_ISSUER`` must be one clients can fetch and compare: a host, and no
+    query or fragment (RFC 8414 section 2)."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        host = parsed.hostname
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError("ISSUER_ISSUER", f"not a valid URL ({exc})") from None
+    if not host:
+        raise ConfigError("ISSUER_ISSUER", f"{url!r} names no host")
+    if parsed.query or parsed.fragment or url.endswith(("?", "#")):
+        raise ConfigError("ISSUER_ISSUER",
+                          "an issuer URL has no query or fragment (RFC 8414 section 2); remove it")
 
 
 def clients_file_from_env(environ: Mapping[str, str] | None = None) -> str | None:

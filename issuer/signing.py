@@ -19,13 +19,13 @@ from jwcrypto import jwa, jws
 from jwcrypto.common import base64url_encode
 from marshmallow import ValidationError
 
+from issuer.config import SUBJECT
 from shared.claimrule import ClaimRule
 from shared.claims import check_against, first_error
 from shared.keys import ALGORITHMS, SigningKey
 
 RESERVED_CLAIMS = ("iat", "exp", "jti", "iss", "aud")
 """Claims only the issuer sets; a payload carrying any of them is refused."""
-SUBJECT = "sub"
 
 
 def reserved_claims(subject_from: str | None) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from issuer.config import IssuerSettings
+from shared.errors import ConfigError
 
 
 @pytest.mark.parametrize(("value", "url"), [
@@ -12,7 +13,6 @@ from issuer.config import IssuerSettings
     ("auth-service", None),
     ("urn:example:auth", None),
     ("ftp://auth.example.com", None),
-    ("https://", None),
     ("https://auth.example.com", "https://auth.example.com"),
     ("http://127.0.0.1:8001", "http://127.0.0.1:8001"),
     ("https://example.com/tenants/blue/", "https://example.com/tenants/blue/"),
@@ -37,3 +37,19 @@ def test_subject_follows_the_setting_and_the_user_id_field(
     settings = IssuerSettings.from_env(env)
     assert settings.subject_from == subject_from
     assert settings.tokens_name_their_user_in_sub is named
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("https://", "names no host"),
+    ("http://:8001", "names no host"),
+    ("http://[::1", "not a valid URL"),
+    ("http://auth.example.com:port", "not a valid URL"),
+    ("https://auth.example.com/?tenant=1", "no query or fragment"),
+    ("https://auth.example.com/?", "no query or fragment"),
+    ("https://auth.example.com/#top", "no query or fragment"),
+])
+def test_a_url_that_clients_could_not_discover_stops_the_start(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        IssuerSettings.from_env({"ISSUER_ISSUER": value})
+    assert str(caught.value).startswith("ISSUER_ISSUER: ")
+    assert problem in str(caught.value)
