@@ -236,7 +236,38 @@ def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool
     click.echo(f"{retiring.kid} retiring until {utc(retiring.published_until)}")
 
 
-@keys.command("retire")
+class _KidArgument(click.Command):
+    """A command whose argument is a kid, which may begin with "-".
+
+    A kid is a base64url thumbprint, so one key in 64 has a kid starting with "-", which click
+    reads as an option ("No such option: -A"), or as --help for "-h...". A word that starts
+    with "-" and is neither one of the command's options nor an option's value is the kid: it
+    goes after "--", where click takes it as the argument.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            return super().parse_args(ctx, args)
+        options = {name: param for param in self.get_params(ctx)
+                   if isinstance(param, click.Option) for name in param.opts}
+        kept: list[str] = []
+        kids: list[str] = []
+        words = iter(args)
+        for word in words:
+            option = options.get(word.split("=", 1)[0])
+            if option is not None:
+                kept.append(word)
+                value = None if "=" in word or option.is_flag else next(words, None)
+                if value is not None:
+                    kept.append(value)
+            elif word.startswith("-") and word != "-":
+                kids.append(word)
+            else:
+                kept.append(word)
+        return super().parse_args(ctx, [*kept, "--", *kids] if kids else kept)
+
+
+@keys.command("retire", cls=_KidArgument)
 @click.argument("kid")
 @_DIR_OPTION
 @_one_line_errors
