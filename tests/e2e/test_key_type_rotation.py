@@ -63,8 +63,8 @@ class Deployment:
         # what `keys promote` insists on: the JWKS cache lifetime, and PUBLISH_SLACK for every
         # issuer worker (each reads keys.json again within a second) to publish the key
         time.sleep(JWKS_MAX_AGE + PUBLISH_SLACK)
-        promoted_at = time.monotonic()
         self.keys("promote")
+        promoted_at = time.monotonic()  # keys.json is written by now
         wait_until(lambda: pyjwt.get_unverified_header(self.issue())["alg"] == alg, timeout=10,
                    what=f"the issuer to sign {alg}")
         # the other worker too
