@@ -16,6 +16,11 @@ jsonwebtoken, node express + jsonwebtoken, and ours (``POST /v1/verify`` repeate
 ``GET /v1/auth`` repeated). Issuer side: ours ``POST /v1/tokens`` and a Flask + jwcrypto
 endpoint against the raw signing rate of the same key on CPU 0.
 
+Algorithms: ours ``POST /v1/tokens`` with an ES256 (P-256) and an EdDSA (Ed25519) active key,
+and ours ``POST /v1/verify`` with fresh ES256 and EdDSA tokens (``VERIFIER_ALGORITHMS`` allowing
+them), against the bare ASGI callable and their RS256 counterparts (``ours-issue``,
+``ours-verify-fresh``).
+
 ``--baseline DIR`` adds ours from another checkout (an earlier commit, as ``git worktree add``
 makes it) as contenders of their own, so a change is measured before and after in one run.
 
@@ -343,23 +348,25 @@ def print_raw_signing_rate(directory: Path, seconds: float) -> None:
 
 # --- fresh tokens ---------------------------------------------------------------------------
 
-def _sign_chunk(job: tuple[int, int, int]) -> tuple[int, list[str]]:
+def _sign_chunk(job: tuple[int, int, int, str]) -> tuple[int, list[str]]:
     import jwt
 
-    file_index, first, last = job
+    file_index, first, last, alg = job
     now = int(time.time())
     tokens = [
         jwt.encode({"userId": f"user-{number % USERS}", "iat": now, "exp": now + 3600,
-                    "jti": f"sbs-{number}"}, bench_processes.signing_key, algorithm="RS256")
+                    "jti": f"sbs-{alg}-{number}"}, bench_processes.signing_key, algorithm=alg)
         for number in range(first, last)
     ]
     return file_index, tokens
 
 
-def sign_token_files(private_pem: bytes, files: list[Path], per_file: int) -> None:
+def sign_token_files(private_pem: bytes, files: list[Path], per_file: int,
+                     alg: str = "RS256") -> None:
     """Fill each file with ``per_file`` tokens never used elsewhere, on every core."""
     jobs = [
-        (index, index * per_file + start, index * per_file + min(start + SIGN_CHUNK, per_file))
+        (index, index * per_file + start, index * per_file + min(start + SIGN_CHUNK, per_file),
+         alg)
         for index in range(len(files)) for start in range(0, per_file, SIGN_CHUNK)
     ]
     total, done, shown = per_file * len(files), 0, 0.0
@@ -506,6 +513,7 @@ class Contender:
     path: str = "/verify"
     shape: str = "verify"  # see side_by_side.lua
     tokens: str = "repeated"  # repeated | fresh | client-key
+    alg: str = "RS256"  # of the server's key and of the fresh tokens
 
 
 VERIFIER_CONTENDERS = [
@@ -543,6 +551,23 @@ ISSUER_CONTENDERS = [
     Contender("before-issue", "baseline POST /v1/tokens", "before-issuer", "/v1/tokens",
               "issue", "client-key"),
 ]
+# ours with a P-256 or Ed25519 key: issuing, and verifying fresh tokens (a cached token costs
+# the same whatever its algorithm)
+ALGORITHM_CONTENDERS = [
+    Contender("ours-issue-es256", "ours POST /v1/tokens, ES256 key (P-256)", "ours-issuer-es256",
+              "/v1/tokens", "issue", "client-key", "ES256"),
+    Contender("ours-issue-eddsa", "ours POST /v1/tokens, EdDSA key (Ed25519)",
+              "ours-issuer-eddsa", "/v1/tokens", "issue", "client-key", "EdDSA"),
+    Contender("ours-verify-fresh-es256", "ours POST /v1/verify, fresh ES256 tokens",
+              "ours-verifier-es256", "/v1/verify", tokens="fresh", alg="ES256"),
+    Contender("ours-verify-fresh-eddsa", "ours POST /v1/verify, fresh EdDSA tokens",
+              "ours-verifier-eddsa", "/v1/verify", tokens="fresh", alg="EdDSA"),
+]
+CURVE_ALGORITHMS = ("ES256", "EdDSA")
+# what each algorithm contender is compared with: the same route with the RSA key
+RS256_COUNTERPART = {"ours-issue-es256": "ours-issue", "ours-issue-eddsa": "ours-issue",
+                     "ours-verify-fresh-es256": "ours-verify-fresh",
+                     "ours-verify-fresh-eddsa": "ours-verify-fresh"}
 # the WSGI peers under gunicorn gthread, which the bare WSGI callable's rate bounds
 GTHREAD_KEYS = {"bare-flask", "pyjwt-repeated", "pyjwt-fresh"}
 TAIL_KEYS = ["ours-verify-repeated", "ours-verify-fresh", "ours-auth-repeated", "ours-issue"]
@@ -615,6 +640,8 @@ class Bench:
         self.outcomes: dict[str, Outcome] = {}
         self.tail: dict[str, Measurement | str] = {}
         self.fresh_files: list[Path] = []
+        # ES256 and EdDSA slices, as many and as large as the RS256 ones
+        self.curve_fresh_files: dict[str, list[Path]] = {}
         self.fresh_per_file = 0
         self.node_skipped = ""
         self.private_pem = b""
@@ -634,6 +661,10 @@ class Bench:
                          variable="ISSUER_CLIENTS_FILE")
         (self.scratch / "client-key").write_text(key + "\n")
         self._write_repeated_token()
+        for alg in CURVE_ALGORITHMS:
+            private, public = generate_key_pair(0, PASSPHRASE.encode(), alg=alg)
+            (self.scratch / f"private-{alg}.pem").write_bytes(private)
+            (self.scratch / f"public-{alg}.pem").write_bytes(public)
 
     def _write_repeated_token(self) -> None:
         import jwt
@@ -688,6 +719,12 @@ class Bench:
             if baseline:
                 self.servers["before-verifier"] = Server("before-verifier", before("verifier"),
                                                          verifier_env, "/readyz")
+            for alg in CURVE_ALGORITHMS:
+                name = f"ours-verifier-{alg.lower()}"
+                self.servers[name] = Server(name, ours("verifier"), {
+                    **verifier_env,
+                    "VERIFIER_PUBLIC_KEY_FILE": str(self.scratch / f"public-{alg}.pem"),
+                    "VERIFIER_ALGORITHMS": "RS256,ES256,EdDSA"}, "/readyz")
             self.contenders += [c for c in VERIFIER_CONTENDERS
                                 if c.server in self.servers]
         if self.args.only in (None, "issuer"):
@@ -706,8 +743,20 @@ class Bench:
             if baseline:
                 self.servers["before-issuer"] = Server("before-issuer", before("issuer"),
                                                        issuer_env, "/readyz")
+            for alg in CURVE_ALGORITHMS:
+                name = f"ours-issuer-{alg.lower()}"
+                self.servers[name] = Server(name, ours("issuer"), {
+                    **issuer_env,
+                    "ISSUER_PRIVATE_KEY_FILE": str(self.scratch / f"private-{alg}.pem")},
+                    "/readyz")
+            if "bare-asgi" not in self.servers:
+                # the ES256 issuance goal is a share of the server's own ceiling, in this run
+                self.servers["bare-asgi"] = Server("bare-asgi", peer("bare-asgi"), base,
+                                                   "/healthz")
+                self.contenders.append(VERIFIER_CONTENDERS[0])
             self.contenders += [c for c in ISSUER_CONTENDERS
                                 if c.server in self.servers or c.key == "raw-sign"]
+        self.contenders += [c for c in ALGORITHM_CONTENDERS if c.server in self.servers]
         self.outcomes = {c.key: Outcome() for c in self.contenders}
 
     def start_servers(self) -> None:
@@ -733,6 +782,19 @@ class Bench:
               f"(probe ceiling {rate:.0f} req/s x ({self.args.duration} + 1) s x {HEADROOM}) "
               f"on {len(os.sched_getaffinity(0))} cores...", flush=True)
         sign_token_files(self.private_pem, self.fresh_files, self.fresh_per_file)
+        for alg in {c.alg for c in self.contenders if c.tokens == "fresh"} - {"RS256"}:
+            print(f"signing {slices} slices x {self.fresh_per_file} fresh {alg} tokens...",
+                  flush=True)
+            files = [self.scratch / f"fresh-{alg}-{index}.txt" for index in range(slices)]
+            sign_token_files((self.scratch / f"private-{alg}.pem").read_bytes(), files,
+                             self.fresh_per_file, alg)
+            self.curve_fresh_files[alg] = files
+
+    def fresh_slice(self, contender: Contender, index: int) -> Path | None:
+        """The never-seen tokens of ``contender``'s algorithm for round ``index`` (-1: tail)."""
+        files = self.fresh_files if contender.alg == "RS256" else \
+            self.curve_fresh_files.get(contender.alg, [])
+        return files[index] if files else None
 
     def _probe_fresh_ceiling(self) -> float:
         """A rate no fresh run can beat: the same servers answering a repeated token.
@@ -807,11 +869,11 @@ class Bench:
     def run_rounds(self) -> None:
         for number in range(self.args.rounds):
             print(f"round {number + 1}/{self.args.rounds}", flush=True)
-            fresh = self.fresh_files[number] if self.fresh_files else None
             for contender in self.contenders:
                 outcome = self.outcomes[contender.key]
                 try:
-                    result = self.measure(contender, self.args.connections, fresh)
+                    result = self.measure(contender, self.args.connections,
+                                          self.fresh_slice(contender, number))
                 except (RuntimeError, subprocess.TimeoutExpired) as error:
                     outcome.failures.append(str(error))
                     print(f"  {contender.label:52} FAILED: {error}", flush=True)
@@ -823,12 +885,12 @@ class Bench:
         if not self.args.tail_connections:
             return
         print(f"tail pass, {self.args.tail_connections} connections", flush=True)
-        fresh = self.fresh_files[-1] if self.fresh_files else None
         for contender in self.contenders:
             if contender.key not in TAIL_KEYS + TAIL_REFERENCE_KEYS:
                 continue
             try:
-                result = self.measure(contender, self.args.tail_connections, fresh)
+                result = self.measure(contender, self.args.tail_connections,
+                                      self.fresh_slice(contender, -1))
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 self.tail[contender.key] = str(error)
                 print(f"  {contender.label:52} FAILED: {error}", flush=True)
@@ -965,6 +1027,13 @@ def compute_goals(medians: dict[str, Measurement | None],
     if "ours-issue" in medians:
         goals.append(Goal("issuer tokens/s / raw signing",
                           _ratio(rate("ours-issue"), rate("raw-sign")), 0.9))
+    if "ours-issue-es256" in medians:
+        goals.append(Goal("ours issue ES256 / bare ASGI callable (the server's ceiling)",
+                          _ratio(rate("ours-issue-es256"), rate("bare-asgi")), 0.5))
+    if "ours-verify-fresh-es256" in medians:
+        goals.append(Goal("ours verify fresh ES256 / ours verify fresh RS256",
+                          _ratio(rate("ours-verify-fresh-es256"), rate("ours-verify-fresh")),
+                          2.0))
     for key in TAIL_KEYS:
         if key not in tail:
             continue
@@ -1028,6 +1097,14 @@ def report(bench: Bench, machine: dict[str, Any], found_versions: dict[str, str]
                     f"{args.rounds} round(s) x {args.duration} s",
                     "| contender | tokens/s | p50 ms | p99 ms | vs raw signing |",
                     [row(c, raw) for c in issuer])
+    algorithms = [c for c in bench.contenders if c in ALGORITHM_CONTENDERS]
+    if algorithms:
+        print_table(f"algorithms: ours with a P-256 or Ed25519 key, {args.connections} "
+                    f"connections, median of {args.rounds} round(s) x {args.duration} s",
+                    "| contender | req/s | p50 ms | p99 ms | vs bare ASGI | vs RS256 "
+                    f"(RSA-{args.bits}) |",
+                    [row(c, medians.get("bare-asgi"), medians.get(RS256_COUNTERPART[c.key]))
+                     for c in algorithms])
     tail_rows = []
     for contender in bench.contenders:
         result = bench.tail.get(contender.key)
@@ -1111,7 +1188,8 @@ def _plausibility_lines(medians: dict[str, Measurement | None],
     # nothing does less than its bare callable under the same worker: beating it by more than
     # the noise means some measurement was slowed down by something else
     bounds = {"bare-wsgi": GTHREAD_KEYS,
-              "bare-asgi": {"ours-verify-repeated", "ours-auth-repeated", "fresh-ceiling"},
+              "bare-asgi": {"ours-verify-repeated", "ours-auth-repeated", "fresh-ceiling",
+                            *RS256_COUNTERPART},
               "fresh-ceiling": {"ours-verify-fresh"}}
     for name, bounded in bounds.items():
         ceiling = medians.get(name)

@@ -27,10 +27,11 @@ from issuer.hotpath import hot_routes
 from issuer.issuance import TokenIssuer
 from issuer.keyring import SigningKeys
 from issuer.metrics import KeyGauges
-from issuer.schemas import Configuration, IssuerReady, Jwks
+from issuer.schemas import Configuration, Discovery, IssuerReady, Jwks
 from issuer.signing import check_signing_key
 from shared.apikeys import ApiKeyRegistry
 from shared.config import check_environment
+from shared.errors import NotFound
 from shared.logs import configure_logging
 from shared.reloading import EXTENSION as RELOADER_EXTENSION
 from shared.reloading import Reloader
@@ -43,8 +44,9 @@ log = logging.getLogger(__name__)
 
 TITLE = "jwt-custom-auth issuer"
 DESCRIPTION = (
-    "Signs RS256 JSON Web Tokens for the callers of an existing authentication system. Every "
-    "error is application/problem+json with a stable `code`."
+    "Signs JSON Web Tokens (RS256, ES256 or EdDSA, the algorithm of its signing key) for the "
+    "callers of an existing authentication system. Every error is application/problem+json "
+    "with a stable `code`."
 )
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "apiKey": {"type": "http", "scheme": "bearer",
@@ -73,8 +75,8 @@ def _build(settings: IssuerSettings, *,
         log.warning("no clients configured (%s): every token request will get 401",
                     CLIENTS_FILE_VARIABLE)
     active = keys.ring.active
-    log.info("issuer ready: kid=%s bits=%d published=%d clients=%d", active.kid, active.bits,
-             len(keys.ring.published), len(clients.clients))
+    log.info("issuer ready: kid=%s alg=%s bits=%d published=%d clients=%d", active.kid,
+             active.alg, active.bits, len(keys.ring.published), len(clients.clients))
     issuer = TokenIssuer(settings, keys, clients)
 
     def readiness() -> tuple[bool, dict[str, Any]]:
@@ -120,19 +122,83 @@ def jwks() -> Response:
     return response
 
 
+def _jwks_uri(settings: IssuerSettings) -> str:
+    """Where the JWKS is: under the issuer URL when ``ISSUER_ISSUER`` is one (what clients were
+    told to trust, not a Host header a proxy or a caller chose), else as this request reached
+    it."""
+    if settings.issuer_url:
+        return settings.issuer_url.rstrip("/") + "/.well-known/jwks.json"
+    return url_for("issuer.jwks", _external=True)
+
+
 @views.route("/.well-known/jwt-auth.json", ["GET"],
              "The issuer's claim rule, which a verifier compares with its own",
              answer=Configuration)
 def configuration() -> Response:
-    settings = _issuer().settings
+    issuer = _issuer()
+    settings = issuer.settings
     response = jsonify({
         "issuer": settings.issuer,
         "audience": settings.audience,
-        "jwks_uri": url_for("issuer.jwks", _external=True),
-        "algorithms": ["RS256"],
+        "jwks_uri": _jwks_uri(settings),
+        "algorithms": issuer.keys.ring.algorithms(time.time()),
         "claims": settings.claim_rule.describe(),
     })
     response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+_DISCOVERY = {
+    "answer": Discovery, "errors": (NotFound,),
+    "answer_headers": {"Cache-Control": "public, max-age=ISSUER_JWKS_MAX_AGE"},
+    "description": "Served only when ISSUER_ISSUER is an http(s) URL (404 otherwise). Names no "
+                   "authorization or token endpoint: this issuer has neither.",
+}
+
+
+@views.route("/.well-known/openid-configuration", ["GET"],
+             "OpenID Provider metadata (OpenID Connect Discovery 1.0)", **_DISCOVERY)
+def openid_configuration() -> Response:
+    return _discovery_answer()
+
+
+@views.route("/.well-known/oauth-authorization-server", ["GET"],
+             "Authorization server metadata (RFC 8414)", **_DISCOVERY)
+def oauth_authorization_server() -> Response:
+    return _discovery_answer()
+
+
+def _discovery_answer() -> Response:
+    """One document for both names: what OIDC Discovery and RFC 8414 define for an issuer that
+    only signs tokens and publishes its keys, and nothing about endpoints it does not have."""
+    issuer = _issuer()
+    settings = issuer.settings
+    url = settings.issuer_url
+    if url is None:
+        # an issuer identifier that is not a URL cannot be discovered: no client could compare
+        # the document's issuer with the URL it fetched it from
+        raise NotFound("No discovery document: ISSUER_ISSUER is not an http(s) URL.")
+    rule = settings.claim_rule
+    registered = ["sub"] if settings.tokens_name_their_user_in_sub else []
+    registered += ["iss", *(["aud"] if settings.audience else []), "iat", "exp", "jti"]
+    document: dict[str, Any] = {
+        "issuer": url,
+        "jwks_uri": _jwks_uri(settings),
+        # the one signing-algorithm member that is about the tokens themselves: RFC 8414's own
+        # *_signing_alg_values_supported members are about client authentication at endpoints
+        # this issuer does not have
+        "id_token_signing_alg_values_supported": issuer.keys.ring.algorithms(time.time()),
+    }
+    if settings.tokens_name_their_user_in_sub:
+        # every client gets the same sub for a user: OIDC's "public" subject type
+        document["subject_types_supported"] = ["public"]
+    document["claims_supported"] = list(dict.fromkeys(
+        [*registered, rule.user_id_field, rule.is_admin_field]))
+    document["service_documentation"] = url.rstrip("/") + "/docs"
+    response = jsonify(document)
+    # the algorithms change with the published keys: cached no longer than the JWKS, so a
+    # client that restricts itself to them knows a next key's algorithm before it signs
+    response.headers["Cache-Control"] = f"public, max-age={settings.jwks_max_age}"
     return response
 
 

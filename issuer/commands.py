@@ -15,11 +15,19 @@ from typing import Any, TypeVar
 import click
 
 from issuer.config import CLIENTS_FILE_VARIABLE, IssuerSettings, clients_file_from_env
-from issuer.signing import PayloadRejected, check_payload, sign_checked
+from issuer.signing import PayloadRejected, check_payload, reserved_claims, sign_checked
 from shared.apikeys import add_client, read_clients, remove_client, rotate_client
 from shared.audit import audit, configure_audit_log
 from shared.errors import StartupError
-from shared.keys import generate_key_pair, load_public_keys, read_passphrase
+from shared.keys import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    ES256,
+    RS256,
+    generate_key_pair,
+    load_public_keys,
+    read_passphrase,
+)
 from shared.strictjson import StrictJSONError, loads_strict
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,20 +81,52 @@ def ask_passphrase(
 PROGRESS_EVERY = 1.0
 
 
+DEFAULT_RSA_BITS = 4096
+
+ALG_OPTION = click.option(
+    "--alg", type=click.Choice(ALGORITHMS), default=DEFAULT_ALGORITHM,
+    show_default=True,
+    help="RS256: an RSA key (--bits); ES256: a P-256 key; EdDSA: an Ed25519 key.",
+)
+BITS_OPTION = click.option(
+    "--bits", type=click.IntRange(2048, 16384), default=None,
+    help=f"Size of an RSA key (RS256 only)  [default: {DEFAULT_RSA_BITS}]",
+)
+
+
+def key_bits(alg: str, bits: int | None) -> int:
+    """The RSA size to generate; ``--bits`` with a curve's algorithm is an error, not ignored:
+    whoever typed it expected a key of that size."""
+    if alg != RS256:
+        if bits is not None:
+            raise click.ClickException(
+                f"--bits applies to RSA keys (RS256) only; an {alg} key has a fixed size"
+            )
+        return 0
+    return DEFAULT_RSA_BITS if bits is None else bits
+
+
+def key_description(alg: str, bits: int) -> str:
+    """What ``generating`` says is being made: "a 4096-bit RSA key", "a P-256 key (ES256)"."""
+    if alg == RS256:
+        return f"a {bits}-bit RSA key"
+    return "a P-256 key (ES256)" if alg == ES256 else f"an Ed25519 key ({alg})"
+
+
 @contextlib.contextmanager
-def generating(bits: int) -> Iterator[None]:
-    """Elapsed seconds on stderr while a key is generated (a few seconds to a minute)."""
+def generating(what: str) -> Iterator[None]:
+    """Elapsed seconds on stderr while a key is generated (an RSA key takes seconds to a
+    minute; ``what`` is ``key_description``'s)."""
     started = time.monotonic()
     done = threading.Event()
     terminal = sys.stderr.isatty()
-    click.echo(f"Generating a {bits}-bit RSA key...", err=True, nl=not terminal)
+    click.echo(f"Generating {what}...", err=True, nl=not terminal)
 
     def tick() -> None:
         while not done.wait(PROGRESS_EVERY):
             elapsed = time.monotonic() - started
             if terminal:
-                click.echo(f"\rGenerating a {bits}-bit RSA key... {elapsed:.0f}s", err=True,
-                           nl=False)
+                click.echo(f"\rGenerating {what}... {elapsed:.0f}s", err=True, nl=False)
             elif int(elapsed) % 5 == 0:
                 click.echo(f"  still generating ({elapsed:.0f}s)", err=True)
 
@@ -114,14 +154,17 @@ def _write(path: Path, data: bytes, mode: int, *, force: bool) -> None:
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
               show_default=True, help="Folder for private.pem and public.pem.")
-@click.option("--bits", type=click.IntRange(2048, 16384), default=4096, show_default=True)
+@ALG_OPTION
+@BITS_OPTION
 @click.option("--passphrase-file", type=click.Path(dir_okay=False),
               help="Read the passphrase from this file instead of asking (needed without a "
                    "terminal).")
 @click.option("--force", is_flag=True, help="Overwrite existing key files.")
 @_one_line_errors
-def keygen(out_dir: str, bits: int, passphrase_file: str | None, force: bool) -> None:
+def keygen(out_dir: str, alg: str, bits: int | None, passphrase_file: str | None,
+           force: bool) -> None:
     """Make an encrypted private.pem and its public.pem, as the seed's openssl commands do."""
+    bits = key_bits(alg, bits)
     directory = Path(out_dir)
     private_path, public_path = directory / "private.pem", directory / "public.pem"
     if not force:
@@ -130,13 +173,13 @@ def keygen(out_dir: str, bits: int, passphrase_file: str | None, force: bool) ->
                 raise click.ClickException(f"{path} exists; pass --force to overwrite it")
     passphrase = ask_passphrase(passphrase_file, prompt="Passphrase for private.pem",
                                 confirm=True)
-    with generating(bits):
-        private_pem, public_pem = generate_key_pair(bits, passphrase)
+    with generating(key_description(alg, bits)):
+        private_pem, public_pem = generate_key_pair(bits, passphrase, alg=alg)
     directory.mkdir(parents=True, exist_ok=True)
     _write(private_path, private_pem, 0o600, force=force)
     _write(public_path, public_pem, 0o644, force=force)
     kid = load_public_keys(public_pem, source=str(public_path))[0].kid
-    click.echo(f"wrote {private_path} (encrypted, mode 0600)")
+    click.echo(f"wrote {private_path} ({alg}, encrypted, mode 0600)")
     click.echo(f"wrote {public_path}")
     click.echo(f"kid {kid}")
 
@@ -292,11 +335,13 @@ def issue(payload_json: str, expires_in: int | None) -> None:
                 f"--expires-in: use 1 to {settings.max_token_ttl} (ISSUER_MAX_TOKEN_TTL)"
             )
         ttl = expires_in
-    claims = check_payload(payload, settings.claim_rule)  # before the slow key decryption
+    # before the slow key decryption
+    claims = check_payload(payload, settings.claim_rule,
+                           reserved=reserved_claims(settings.subject_from))
     key = SigningKeys(settings).ring.active
     issued = sign_checked(
-        claims, key, now=time.time(), ttl=ttl,
-        issuer=settings.issuer, audience=settings.audience,
+        claims, key, now=time.time(), ttl=ttl, issuer=settings.issuer,
+        audience=settings.audience, subject_from=settings.subject_from,
     )
     click.echo(issued.token)
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.claimrule import CLAIM_RULE_VARIABLES, ClaimRule
-from shared.config import SHARED_VARIABLES, env_choice, env_int, env_str, log_format_from_env
+from shared.config import (
+    SHARED_VARIABLES,
+    env_bool,
+    env_choice,
+    env_int,
+    env_str,
+    log_format_from_env,
+)
 from shared.errors import ConfigError
 
 CLIENTS_FILE_VARIABLE = "ISSUER_CLIENTS_FILE"
 KEYS_DIR_VARIABLE = "ISSUER_KEYS_DIR"
+SUBJECT = "sub"  # RFC 7519's claim for whom a token is about
 
 PREFIXES = ("ISSUER_", "JWT_")
 """The variable names that are the issuer's: a set one it does not know is a typo."""
@@ -38,6 +47,8 @@ class IssuerSettings:
     clients_file: str | None = None
     issuer: str | None = None
     audience: str | None = None
+    # sub = the user id in every token (subject_from); a payload's own sub is then refused
+    set_subject: bool = True
     # requests per minute per client, shared by all workers of one service; 0 = no limit
     rate_limit: int = 600
     max_body_bytes: int = 16 * 1024
@@ -63,6 +74,7 @@ class IssuerSettings:
             clients_file=env_str(env, CLIENTS_FILE_VARIABLE),
             issuer=env_str(env, "ISSUER_ISSUER"),
             audience=env_str(env, "ISSUER_AUDIENCE"),
+            set_subject=env_bool(env, "ISSUER_SET_SUBJECT", True),
             rate_limit=env_int(env, "ISSUER_RATE_LIMIT", 600, minimum=0),
             jwks_max_age=jwks_max_age_from_env(env),
             max_body_bytes=env_int(
@@ -77,6 +89,30 @@ class IssuerSettings:
         settings.check()
         return settings
 
+    @property
+    def subject_from(self) -> str | None:
+        """The payload field the issuer copies into ``sub``, or None when it adds no ``sub``.
+
+        With ``JWT_USER_ID_FIELD=sub`` the caller's ``sub`` is the user id itself: the claim
+        schema requires it, so it is neither refused nor copied, and every token has it anyway.
+        """
+        field_name = self.claim_rule.user_id_field
+        return field_name if self.set_subject and field_name != SUBJECT else None
+
+    @property
+    def tokens_name_their_user_in_sub(self) -> bool:
+        """Whether every token's ``sub`` is its user id (copied, or the user id field itself)."""
+        return self.set_subject or self.claim_rule.user_id_field == SUBJECT
+
+    @property
+    def issuer_url(self) -> str | None:
+        """``ISSUER_ISSUER`` when it is an http(s) URL: then the issuer publishes discovery
+        documents (OIDC Discovery, RFC 8414), which only a URL identifier may have. Any other
+        identifier (``auth-service``, a URN) is a plain ``iss``."""
+        if not self.issuer or not self.issuer.lower().startswith(_URL_SCHEMES):
+            return None
+        return self.issuer
+
     def check(self) -> None:
         """Refuse combinations that cannot work; each error names a variable."""
         if self.keys_dir and (self.private_key_file or self.private_key):
@@ -84,11 +120,32 @@ class IssuerSettings:
                 KEYS_DIR_VARIABLE,
                 "set ISSUER_KEYS_DIR or ISSUER_PRIVATE_KEY(_FILE), not both",
             )
+        if self.issuer_url:
+            _check_issuer_url(self.issuer_url)
         if self.token_ttl > self.max_token_ttl:
             raise ConfigError(
                 "ISSUER_TOKEN_TTL",
                 f"{self.token_ttl} exceeds ISSUER_MAX_TOKEN_TTL ({self.max_token_ttl})",
             )
+
+
+_URL_SCHEMES = ("http://", "https://")
+
+
+def _check_issuer_url(url: str) -> None:
+    """An http(s) ``ISSUER_ISSUER`` must be one clients can fetch and compare: a host, and no
+    query or fragment (RFC 8414 section 2)."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        host = parsed.hostname
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError("ISSUER_ISSUER", f"not a valid URL ({exc})") from None
+    if not host:
+        raise ConfigError("ISSUER_ISSUER", f"{url!r} names no host")
+    if parsed.query or parsed.fragment or url.endswith(("?", "#")):
+        raise ConfigError("ISSUER_ISSUER",
+                          "an issuer URL has no query or fragment (RFC 8414 section 2); remove it")
 
 
 def clients_file_from_env(environ: Mapping[str, str] | None = None) -> str | None:
@@ -117,7 +174,7 @@ VARIABLES = frozenset({
     KEYS_DIR_VARIABLE, "ISSUER_PRIVATE_KEY_FILE", "ISSUER_PRIVATE_KEY", "ISSUER_KEY_PASSPHRASE",
     "ISSUER_KEY_PASSPHRASE_FILE", "ISSUER_TOKEN_TTL", "ISSUER_MAX_TOKEN_TTL",
     CLIENTS_FILE_VARIABLE, "ISSUER_ISSUER", "ISSUER_AUDIENCE", "ISSUER_RATE_LIMIT",
-    "ISSUER_JWKS_MAX_AGE", "ISSUER_MAX_BODY_BYTES",
+    "ISSUER_JWKS_MAX_AGE", "ISSUER_MAX_BODY_BYTES", "ISSUER_SET_SUBJECT",
 }) | CLAIM_RULE_VARIABLES | SHARED_VARIABLES
 """Every variable the issuer reads (``tests/unit/issuer/test_config.py`` holds the list to the
 code that reads them)."""

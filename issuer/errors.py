@@ -66,7 +66,7 @@ class ClaimInvalid(Problem):
 
 
 class ClaimReserved(Problem):
-    """The payload sets a claim only the issuer sets (iat, exp, jti, iss, aud)."""
+    """The payload sets a claim only the issuer sets (iat, exp, jti, iss, aud; sub by default)."""
 
     status = 422
     code = "claim_reserved"

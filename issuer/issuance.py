@@ -25,10 +25,17 @@ from issuer.errors import (
 from issuer.keyring import SigningKeys
 from issuer.metrics import TOKEN_REFUSALS, TOKENS_ISSUED
 from issuer.ratelimit import RateLimiter, retry_after_header
-from issuer.signing import IssuedToken, PayloadRejected, check_payload, sign_checked
+from issuer.signing import (
+    IssuedToken,
+    PayloadRejected,
+    check_payload,
+    reserved_claims,
+    sign_checked,
+)
 from shared.apikeys import ApiClient, ApiKeyRegistry, bearer_token
 from shared.audit import audit
 from shared.errors import Problem
+from shared.keys import SigningKey
 
 _SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdecimal accepts other scripts
 def _refuse(problem: Problem) -> Problem:
@@ -51,6 +58,7 @@ class TokenIssuer:
         self.keys = keys
         self.clients = clients
         self.limiter = RateLimiter([c.name for c in clients.clients], settings.rate_limit)
+        self.reserved = reserved_claims(settings.subject_from)
         self._clock = clock
 
     def authenticate(self, authorization: str | None) -> ApiClient:
@@ -88,11 +96,16 @@ class TokenIssuer:
             ))
         return int(text)
 
-    def issue(self, client: ApiClient, payload: Any, *, expires_in: str | None) -> IssuedToken:
-        """Sign the payload for this client, or a 400/403/422 problem saying why not."""
+    def issue(self, client: ApiClient, payload: Any, *, expires_in: str | None,
+              key: SigningKey | None = None) -> IssuedToken:
+        """Sign the payload for this client, or a 400/403/422 problem saying why not.
+
+        ``key`` is the active key the caller chose where to sign with (``signs_quickly``): a
+        reload in between must not hand an RSA key to the event loop.
+        """
         ttl = self.lifetime(expires_in)
         try:
-            claims = check_payload(payload, self.settings.claim_rule)
+            claims = check_payload(payload, self.settings.claim_rule, reserved=self.reserved)
         except PayloadRejected as exc:
             refusal = ClaimReserved if exc.code == ClaimReserved.code else ClaimInvalid
             raise _refuse(refusal(exc.message, extra={"field": exc.field})) from None
@@ -106,8 +119,9 @@ class TokenIssuer:
                 extra={"field": rule.is_admin_field},
             ))
         issued = sign_checked(
-            claims, self.keys.ring.active, now=self._clock(), ttl=ttl,
+            claims, key or self.keys.ring.active, now=self._clock(), ttl=ttl,
             issuer=self.settings.issuer, audience=self.settings.audience,
+            subject_from=self.settings.subject_from,
         )
         TOKENS_ISSUED.labels(client.name, "true" if admin else "false").inc()
         if admin:

@@ -7,11 +7,22 @@ within a second (or on SIGHUP) and publishes or signs accordingly (``issuer/keyr
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
-from issuer.commands import _one_line_errors, ask_passphrase, generating, utc
+from issuer.commands import (
+    ALG_OPTION,
+    BITS_OPTION,
+    _one_line_errors,
+    ask_passphrase,
+    generating,
+    key_bits,
+    key_description,
+    utc,
+)
 from issuer.config import jwks_max_age_from_env, keys_dir_from_env, max_token_ttl_from_env
 from issuer.keyring import (
     ACTIVE,
@@ -30,7 +41,7 @@ from issuer.keyring import (
 from shared.audit import audit, configure_audit_log
 from shared.errors import KeyInvalid
 from shared.files import exclusive, write_atomically
-from shared.keys import generate_key_pair, load_private_key, load_public_keys
+from shared.keys import generate_key_pair, jwk_algorithm, load_private_key, load_public_keys
 
 PUBLISH_SLACK = 2
 """Seconds for every issuer worker to notice a new next key (they look once a second)."""
@@ -98,12 +109,13 @@ _PASSPHRASE_OPTION = click.option(
 @_DIR_OPTION
 @_one_line_errors
 def list_keys(dir_option: str | None) -> None:
-    """Kid, role, creation and how long each key stays published."""
+    """Kid, role, algorithm, creation and how long each key stays published."""
     directory = _directory(dir_option)
     now = time.time()
     state = read_state(directory, variable="--dir")
     wait = promotion_wait()
-    rows = [("KID", "ROLE", "CREATED", "PUBLISHED UNTIL")]
+    # ALG after ROLE: scripts that read the first two columns keep working
+    rows = [("KID", "ROLE", "ALG", "CREATED", "PUBLISHED UNTIL")]
     for record in state.keys:
         role = record.effective_role(now)
         if role in (ACTIVE, NEXT):
@@ -114,20 +126,34 @@ def list_keys(dir_option: str | None) -> None:
                           else " (promotable now)")
         else:
             until = utc(record.published_until)
-        rows.append((record.kid, role, utc(record.created), until))
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+        rows.append((record.kid, role, _algorithm(record.public), utc(record.created), until))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
-                   + "  " + row[3])
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4]))
+                   + "  " + row[4])
+
+
+def _algorithm(public: Mapping[str, Any]) -> str:
+    try:
+        return jwk_algorithm(public)
+    except KeyInvalid:
+        return "?"  # a hand-edited state file: the issuer would refuse it, the list still shows
 
 
 @keys.command("rotate")
 @_DIR_OPTION
 @_PASSPHRASE_OPTION
-@click.option("--bits", type=click.IntRange(2048, 16384), default=4096, show_default=True)
+@ALG_OPTION
+@BITS_OPTION
 @_one_line_errors
-def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> None:
-    """Make a new encrypted key, published as `next` (the first key of a directory is active)."""
+def rotate(dir_option: str | None, passphrase_file: str | None, alg: str,
+           bits: int | None) -> None:
+    """Make a new encrypted key, published as `next` (the first key of a directory is active).
+
+    The new key may be of another type than the others (RS256 to ES256): verifiers must allow
+    its algorithm (VERIFIER_ALGORITHMS) before it is promoted.
+    """
+    bits = key_bits(alg, bits)
     directory = _locked_directory(dir_option)
     now = int(time.time())
     first = not state_path(directory).exists()
@@ -144,8 +170,8 @@ def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> No
         active = state.active(now)
         load_private_key((directory / active.file).read_bytes(), passphrase,
                          source=str(directory / active.file))
-    with generating(bits):
-        private_pem, public_pem = generate_key_pair(bits, passphrase)
+    with generating(key_description(alg, bits)):
+        private_pem, public_pem = generate_key_pair(bits, passphrase, alg=alg)
     public = load_public_keys(public_pem, source="the new key")[0]
     directory.mkdir(parents=True, exist_ok=True)
     file = f"{public.kid}.pem"
@@ -153,7 +179,7 @@ def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> No
     write_atomically(directory / file, private_pem)
     role = ACTIVE if first else NEXT
     write_state(directory, state.with_record(record_for(public, file, role, now)))
-    audit("signing_key_created", kid=public.kid, role=role, dir=str(directory))
+    audit("signing_key_created", kid=public.kid, alg=alg, role=role, dir=str(directory))
     click.echo(f"{public.kid} {role}")
     if not first:
         click.echo(
@@ -161,6 +187,15 @@ def rotate(dir_option: str | None, passphrase_file: str | None, bits: int) -> No
             "(once every JWKS cache has it, ISSUER_JWKS_MAX_AGE) with: jwt-auth keys promote",
             err=True,
         )
+        signing = _algorithm(state.active(now).public)
+        if signing != alg:
+            # a verifier that does not allow the new algorithm leaves the key out of its set
+            # and refuses every token it signs: the one step of such a rotation outside here
+            click.echo(
+                f"it signs {alg} where the active key signs {signing}: before promoting it, "
+                f"allow {alg} on every verifier (VERIFIER_ALGORITHMS={signing},{alg})",
+                err=True,
+            )
 
 
 @keys.command("promote")
@@ -201,7 +236,38 @@ def promote_key(dir_option: str | None, passphrase_file: str | None, force: bool
     click.echo(f"{retiring.kid} retiring until {utc(retiring.published_until)}")
 
 
-@keys.command("retire")
+class _KidArgument(click.Command):
+    """A command whose argument is a kid, which may begin with "-".
+
+    A kid is a base64url thumbprint, so one key in 64 has a kid starting with "-", which click
+    reads as an option ("No such option: -A"), or as --help for "-h...". A word that starts
+    with "-" and is neither one of the command's options nor an option's value is the kid: it
+    goes after "--", where click takes it as the argument.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            return super().parse_args(ctx, args)
+        options = {name: param for param in self.get_params(ctx)
+                   if isinstance(param, click.Option) for name in param.opts}
+        kept: list[str] = []
+        kids: list[str] = []
+        words = iter(args)
+        for word in words:
+            option = options.get(word.split("=", 1)[0])
+            if option is not None:
+                kept.append(word)
+                value = None if "=" in word or option.is_flag else next(words, None)
+                if value is not None:
+                    kept.append(value)
+            elif word.startswith("-") and word != "-":
+                kids.append(word)
+            else:
+                kept.append(word)
+        return super().parse_args(ctx, [*kept, "--", *kids] if kids else kept)
+
+
+@keys.command("retire", cls=_KidArgument)
 @click.argument("kid")
 @_DIR_OPTION
 @_one_line_errors

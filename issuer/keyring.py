@@ -31,14 +31,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from jwcrypto import jwk
-
 from issuer.config import IssuerSettings
 from shared.errors import KeyFileMissing, KeyInvalid
 from shared.files import write_atomically
 from shared.keys import (
     SigningKey,
     VerificationKey,
+    jwk_algorithm,
     load_private_key,
     public_jwk,
     public_key_from_jwk,
@@ -226,10 +225,16 @@ def record_for(key: VerificationKey | SigningKey, file: str, role: str, now: int
     )
 
 
+PUBLIC_MEMBERS = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y"),
+                  "OKP": ("kty", "crv", "x")}
+"""The members that make up each key type's public key (RFC 7518 6.2-6.3, RFC 8037 2)."""
+
+
 def public_members(key: Any) -> dict[str, Any]:
-    """The RSA public members of a jwcrypto key (what the state file keeps)."""
+    """The public members of a jwcrypto key of any of the three types (what the state file
+    keeps, and what rebuilds the key: ``shared.keys.public_key_from_jwk``)."""
     exported: dict[str, Any] = key.export_public(as_dict=True)
-    return {name: exported[name] for name in ("kty", "n", "e")}
+    return {name: exported[name] for name in PUBLIC_MEMBERS[exported["kty"]]}
 
 
 @dataclass(frozen=True)
@@ -272,12 +277,20 @@ class KeyRing:
             document["retired"] = retired
         return document
 
+    def algorithms(self, now: float) -> list[str]:
+        """The algorithms of the keys the JWKS lists at ``now``, the signing key's first."""
+        listed = [self.active.alg] + [
+            jwk_algorithm(key.jwk) for key in self.published
+            if key.published_until is None or now < key.published_until
+        ]
+        return list(dict.fromkeys(listed))
+
     def public_pem(self, kid: str, now: float) -> str | None:
         """The SPKI PEM of a key the JWKS lists at ``now``, or None."""
         for key in self.published:
             if key.kid == kid and (key.published_until is None or now < key.published_until):
-                members = {name: key.jwk[name] for name in ("kty", "n", "e")}
-                pem: bytes = jwk.JWK(**members).export_to_pem()
+                public = public_key_from_jwk(dict(key.jwk), source=f"the published key {kid}")
+                pem: bytes = public.jwk.export_to_pem()
                 return pem.decode("ascii")
         return None
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from issuer.signing import RESERVED_CLAIMS
-
 
 class Issued(Schema):
     """A signed token and what a caller needs to know about it without decoding it."""
@@ -20,18 +18,22 @@ class Issued(Schema):
 
 
 class PublishedKey(Schema):
-    """An RSA public key of the JWKS (RFC 7517)."""
+    """A public key of the JWKS (RFC 7517, RFC 8037): RSA (n, e), EC P-256 (crv, x, y) or OKP
+    Ed25519 (crv, x)."""
 
     class Meta:
         # RFC 7517 members beyond these are allowed
         unknown = "include"
 
-    kty = fields.String(required=True)
+    kty = fields.String(required=True, metadata={"enum": ["RSA", "EC", "OKP"]})
     kid = fields.String(required=True)
-    n = fields.String(required=True)
-    e = fields.String(required=True)
-    alg = fields.String()
-    use = fields.String()
+    alg = fields.String(required=True, metadata={"enum": ["RS256", "ES256", "EdDSA"]})
+    use = fields.Constant("sig", required=True)
+    n = fields.String(metadata={"description": "RSA modulus"})
+    e = fields.String(metadata={"description": "RSA exponent"})
+    crv = fields.String(metadata={"description": "P-256 (EC) or Ed25519 (OKP)"})
+    x = fields.String()
+    y = fields.String(metadata={"description": "EC only"})
 
 
 class Jwks(Schema):
@@ -62,6 +64,25 @@ class Configuration(Schema):
     claims = fields.Nested(ClaimRuleDocument, required=True)
 
 
+class Discovery(Schema):
+    """Authorization server metadata (RFC 8414) and OpenID Provider metadata (OIDC Discovery
+    1.0) of an issuer that signs tokens and publishes its keys, and has no OAuth endpoint."""
+
+    issuer = fields.String(required=True, metadata={"description": "ISSUER_ISSUER, exactly"})
+    jwks_uri = fields.String(required=True)
+    id_token_signing_alg_values_supported = fields.List(
+        fields.String(), required=True,
+        metadata={"description": "the algorithms of the published keys, the signing one first"},
+    )
+    subject_types_supported = fields.List(
+        fields.String(),
+        metadata={"description": "public: sub is the user id, the same for every client "
+                                 "(absent with ISSUER_SET_SUBJECT=false)"},
+    )
+    claims_supported = fields.List(fields.String(), required=True)
+    service_documentation = fields.String(required=True)
+
+
 class KeyRole(Schema):
     """A published kid, its role and, when retiring, when it leaves the JWKS."""
 
@@ -78,7 +99,9 @@ class IssuerReady(Schema):
     keys = fields.List(fields.Nested(KeyRole), required=True)
 
 
-PAYLOAD_DESCRIPTION = (
-    "The user's claims: the user id field is required, other properties are signed as given. "
-    f"{', '.join(RESERVED_CLAIMS)} are set by the issuer and refused here (claim_reserved)."
-)
+def payload_description(reserved: tuple[str, ...]) -> str:
+    """What ``POST /v1/tokens`` takes, naming the claims this issuer sets itself."""
+    return (
+        "The user's claims: the user id field is required, other properties are signed as "
+        f"given. {', '.join(reserved)} are set by the issuer and refused here (claim_reserved)."
+    )

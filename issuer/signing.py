@@ -1,9 +1,10 @@
-"""Signing token payloads: the issuer's registered claims, the RS256 header, jwcrypto behind it.
+"""Signing token payloads: the issuer's registered claims, the header, jwcrypto behind it.
 
-The registered claims the issuer sets (``iat``, ``exp``, ``jti``, ``iss``, ``aud``) are refused
-in a caller's payload rather than silently overwritten: a caller who sends ``exp`` expects it to
-mean something, and an error that names the claim teaches them to use ``?expires_in`` instead,
-where an overwrite would hand them a token that differs from what they asked for.
+The registered claims the issuer sets (``iat``, ``exp``, ``jti``, ``iss``, ``aud``, and ``sub``
+when it copies the user id there) are refused in a caller's payload rather than silently
+overwritten: a caller who sends ``exp`` expects it to mean something, and an error that names
+the claim teaches them to use ``?expires_in`` instead, where an overwrite would hand them a token
+that differs from what they asked for.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ from jwcrypto import jwa, jws
 from jwcrypto.common import base64url_encode
 from marshmallow import ValidationError
 
+from issuer.config import SUBJECT
 from shared.claimrule import ClaimRule
 from shared.claims import check_against, first_error
 from shared.keys import ALGORITHMS, SigningKey
 
 RESERVED_CLAIMS = ("iat", "exp", "jti", "iss", "aud")
 """Claims only the issuer sets; a payload carrying any of them is refused."""
+
+
+def reserved_claims(subject_from: str | None) -> tuple[str, ...]:
+    """The claims a payload may not set: ``sub`` too when the issuer sets it from the user id
+    field ``subject_from`` (``IssuerSettings.subject_from``)."""
+    return (*RESERVED_CLAIMS, SUBJECT) if subject_from else RESERVED_CLAIMS
 
 # jwcrypto's primitive per algorithm, built once
 _SIGNERS = {alg: jwa.JWA.signing_alg(alg) for alg in ALGORITHMS}
@@ -67,12 +75,14 @@ class IssuedToken:
 DEFAULT_RULE = ClaimRule()
 
 
-def check_payload(payload: Any, rule: ClaimRule = DEFAULT_RULE) -> dict[str, Any]:
-    """The payload if the claim schema, for the rule's field names, accepts it and it sets no
-    reserved claim."""
+def check_payload(
+    payload: Any, rule: ClaimRule = DEFAULT_RULE, *, reserved: tuple[str, ...] = RESERVED_CLAIMS
+) -> dict[str, Any]:
+    """The payload if the claim schema, for the rule's field names, accepts it and it sets none
+    of the ``reserved`` claims (``reserved_claims``)."""
     if not isinstance(payload, dict):
         raise PayloadRejected("claim_invalid", "payload", "The payload must be a JSON object.")
-    for name in RESERVED_CLAIMS:
+    for name in reserved:
         if name in payload:
             raise PayloadRejected(
                 "claim_reserved",
@@ -115,10 +125,12 @@ def sign_token(
     ttl: int,
     issuer: str | None,
     audience: str | None,
+    subject_from: str | None = None,
 ) -> IssuedToken:
     """Sign ``payload`` with the issuer's claims added; ``ttl`` 0 makes a token without exp."""
     return sign_checked(
-        check_payload(payload), key, now=now, ttl=ttl, issuer=issuer, audience=audience
+        check_payload(payload, reserved=reserved_claims(subject_from)), key, now=now, ttl=ttl,
+        issuer=issuer, audience=audience, subject_from=subject_from,
     )
 
 
@@ -130,9 +142,17 @@ def sign_checked(
     ttl: int,
     issuer: str | None,
     audience: str | None,
+    subject_from: str | None = None,
 ) -> IssuedToken:
-    """``sign_token`` for claims that ``check_payload`` has already returned (no second pass)."""
+    """``sign_token`` for claims that ``check_payload`` has already returned (no second pass).
+
+    ``subject_from`` names the user id field whose value becomes ``sub`` (RFC 7519 4.1.2):
+    what a standard consumer (an OAuth resource server, a JWT library's ``subject`` check)
+    reads as the token's user.
+    """
     claims = dict(claims)
+    if subject_from:
+        claims[SUBJECT] = claims[subject_from]
     issued_at = int(now)
     jti = secrets.token_urlsafe(JTI_BYTES)
     claims["iat"] = issued_at

@@ -399,12 +399,19 @@ def _start_and_serve(
     run_dir = data_dir / "run"
     run_dir.mkdir(exist_ok=True)
 
+    # the issuer's URL as its identifier, so discovery (/.well-known/openid-configuration) works
+    # here as in production; one of the user's own (a proxy's public URL) wins. The verifier
+    # does not require it (VERIFIER_ISSUER stays the user's): it trusts this one issuer's keys
+    # only, so an iss check adds nothing, and it would refuse the seed's tokens signed offline
+    # with the dev key, which carry no iss
+    issuer_identifier = os.environ.get("ISSUER_ISSUER") or issuer_url
     echo(f"starting the issuer on {issuer_url}")
     issuer = stack.start(
         "issuer",
         [*serve, "issuer", "--bind", f"{bind_prefix}:{ports['issuer']}",
          "--workers", str(workers)],
         _child_env({
+            "ISSUER_ISSUER": issuer_identifier,
             # keys that rotate: `jwt-auth keys rotate --dir <issuer folder>` (docs/deploy.md)
             "ISSUER_KEYS_DIR": str(paths.issuer_dir),
             "ISSUER_KEY_PASSPHRASE_FILE": str(paths.passphrase),
@@ -454,7 +461,8 @@ def _start_and_serve(
              f"with jwt-auth clients add NAME --admin --file {paths.admin_keys} and save it "
              "there")
     lines = [
-        f"  issuer    {issuer_url}  (JWKS {issuer_url}/.well-known/jwks.json)",
+        f"  issuer    {issuer_url}  (JWKS {issuer_url}/.well-known/jwks.json, discovery "
+        f"{issuer_url}/.well-known/openid-configuration)",
         f"  verifier  {verifier_url}",
         f"  redis     redis://127.0.0.1:{redis_port}/0  (data in {redis_dir})",
         f"  keys      {paths.issuer_dir}  (dev client key: {paths.client_key})",

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from shared.keys import EDDSA, ES256
 from tests.keypairs import KeyPair, make_key_pair
 from tests.procs import RedisServer
 
@@ -22,6 +23,18 @@ def key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 def other_key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     """A second pair, for rotation and for signatures by a key nobody trusts."""
     return make_key_pair(tmp_path_factory.mktemp("other-keys"), 2048)
+
+
+@pytest.fixture(scope="session")
+def es256_key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """An encrypted P-256 pair: the issuer signs ES256 with it."""
+    return make_key_pair(tmp_path_factory.mktemp("es256-keys"), alg=ES256)
+
+
+@pytest.fixture(scope="session")
+def eddsa_key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """An encrypted Ed25519 pair: the issuer signs EdDSA with it."""
+    return make_key_pair(tmp_path_factory.mktemp("eddsa-keys"), alg=EDDSA)
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,13 @@ loads it under its own module name, and importing it again makes a second copy o
 
 from __future__ import annotations
 
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.keys import generate_key_pair
+from issuer.keyring import ACTIVE, NEXT, KeyState, record_for, write_state
+from shared.keys import RS256, generate_key_pair, load_public_keys
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -26,12 +29,14 @@ class KeyPair:
     private_pem: str
     public_pem: str
     passphrase: str = PASSPHRASE
+    alg: str = RS256
 
 
-def make_key_pair(directory: Path, bits: int = 2048) -> KeyPair:
-    """A new pair written to ``directory`` (private.pem, public.pem, passphrase.txt)."""
+def make_key_pair(directory: Path, bits: int = 2048, *, alg: str = RS256) -> KeyPair:
+    """A new pair written to ``directory`` (private.pem, public.pem, passphrase.txt); ``alg``
+    chooses its type (``bits`` is an RSA key's size)."""
     directory.mkdir(parents=True, exist_ok=True)
-    private_pem, public_pem = generate_key_pair(bits, PASSPHRASE.encode())
+    private_pem, public_pem = generate_key_pair(bits, PASSPHRASE.encode(), alg=alg)
     private_path = directory / "private.pem"
     public_path = directory / "public.pem"
     passphrase_path = directory / "passphrase.txt"
@@ -40,5 +45,18 @@ def make_key_pair(directory: Path, bits: int = 2048) -> KeyPair:
     passphrase_path.write_text(PASSPHRASE + "\n")
     return KeyPair(
         directory, private_path, public_path, passphrase_path,
-        private_pem.decode(), public_pem.decode(),
+        private_pem.decode(), public_pem.decode(), alg=alg,
     )
+
+
+def make_keys_dir(directory: Path, active: KeyPair, upcoming: KeyPair) -> None:
+    """An ``ISSUER_KEYS_DIR``: ``active`` signing and ``upcoming`` published as next, long
+    enough ago to promote (the pairs may be of different types)."""
+    directory.mkdir()
+    published = int(time.time()) - 3600
+    records = []
+    for pair, role in ((active, ACTIVE), (upcoming, NEXT)):
+        public = load_public_keys(pair.public_pem.encode(), source="test")[0]
+        shutil.copy(pair.private_path, directory / f"{public.kid}.pem")
+        records.append(record_for(public, f"{public.kid}.pem", role, published))
+    write_state(directory, KeyState(tuple(records)))

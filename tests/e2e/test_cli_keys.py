@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from issuer.keycommands import PUBLISH_SLACK
-from issuer.keyring import ACTIVE, NEXT, RETIRED, RETIRING, read_state, write_state
+from issuer.keyring import ACTIVE, NEXT, RETIRED, RETIRING, KeyState, read_state, write_state
 from shared.keys import load_private_key
 from tests.procs import CLI_CWD, JWT_AUTH, assert_one_line_error, service_environment
 
@@ -133,9 +133,9 @@ def test_list_shows_roles_and_times_and_no_key_material(made: Made, keys_dir: Pa
     result = keys("list", "--dir", str(keys_dir))
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["KID", "ROLE", "CREATED", "PUBLISHED", "UNTIL"]
-    assert [row.split()[:2] for row in rows] == [[made.active_kid, ACTIVE],
-                                                 [made.next_kid, NEXT]]
+    assert header.split() == ["KID", "ROLE", "ALG", "CREATED", "PUBLISHED", "UNTIL"]
+    assert [row.split()[:3] for row in rows] == [[made.active_kid, ACTIVE, "RS256"],
+                                                 [made.next_kid, NEXT, "RS256"]]
     assert "while active" in rows[0]
     assert "while next (promotable from " in rows[1]  # ISSUER_JWKS_MAX_AGE: 300 s by default
     public = read_state(keys_dir).find(made.active_kid)
@@ -258,3 +258,22 @@ def test_no_keys_directory_is_refused(command: list[str]) -> None:
 def test_list_of_a_directory_without_keys_says_how_to_start(tmp_path: Path) -> None:
     result = keys("list", "--dir", str(tmp_path))
     assert_one_line_error(result, f"jwt-auth keys rotate --dir {tmp_path}")
+
+
+@pytest.mark.parametrize("first", ["-", "-h", "-A"])
+def test_retire_takes_a_kid_that_begins_with_a_dash(made: Made, keys_dir: Path,
+                                                    first: str) -> None:
+    # one thumbprint in 64 begins with "-" (base64url): not an option, nor --help for "-h..."
+    kid = first + made.next_kid[len(first):]
+    state = read_state(keys_dir)
+    upcoming = state.find(made.next_kid)
+    assert upcoming is not None
+    write_state(keys_dir, KeyState(tuple(
+        replace(record, kid=kid) if record is upcoming else record for record in state.keys)))
+    result = keys("retire", kid, "--dir", str(keys_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{kid} retired\n"
+    assert not (keys_dir / upcoming.file).exists()
+    # "--" still works, as in any click command
+    assert_one_line_error(keys("retire", "--dir", str(keys_dir), "--", kid),
+                          f"{kid} is already retired")

@@ -25,7 +25,7 @@ import requests
 
 from shared.apikeys import add_client
 from tests.keypairs import KeyPair
-from tests.procs import RedisServer, ServiceProcess, issuer_env
+from tests.procs import RedisServer, ServiceProcess, free_port, issuer_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,8 +58,11 @@ def services(
                                    variable="VERIFIER_CLIENT_KEYS_FILE")
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()
-    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0"),
-                            folder / "issuer.log", workers=1, threads=2)
+    port = free_port()
+    # its own URL as its identifier: the discovery documents answer, and are checked too
+    issuer = ServiceProcess("issuer", issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0",
+                                                 ISSUER_ISSUER=f"http://127.0.0.1:{port}"),
+                            folder / "issuer.log", workers=1, threads=2, port=port)
     issuer.start()
     verifier = ServiceProcess("verifier", {
         "VERIFIER_JWKS_URL": f"{issuer.url}/.well-known/jwks.json",

@@ -9,12 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from jwt_auth.devkeys import DevPaths
+from tests.forge import load_private, sign
 from tests.procs import free_port, service_environment, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -200,6 +203,19 @@ def test_up_round_trip_survives_restart_and_stops_cleanly_on_sigint_and_sigterm(
     answer = up.verify(issued["token"])
     assert answer.status_code == 200, answer.text
     assert answer.json()["userId"] == "123"
+    # the issuer's identifier is its URL: discovery works, and its tokens say so in iss
+    discovered = requests.get(f"{up.issuer}/.well-known/openid-configuration", timeout=10)
+    assert discovered.status_code == 200, discovered.text
+    assert discovered.json()["issuer"] == up.issuer
+    assert discovered.json()["jwks_uri"] == f"{up.issuer}/.well-known/jwks.json"
+    assert answer.json()["claims"]["iss"] == up.issuer
+    # the verifier does not require iss: a seed-style token signed offline with the dev key
+    # (the seed's node snippet sets none) is still accepted
+    dev = DevPaths.under(up.data_dir)
+    dev_key = load_private(dev.private_key.read_bytes(), dev.passphrase.read_text().strip())
+    seed_style = up.verify(sign({"userId": "seed", "iat": int(time.time())}, dev_key))
+    assert seed_style.status_code == 200, seed_style.text
+    assert "iss" not in seed_style.json()["claims"]
     revoked = requests.post(
         f"{up.verifier}/v1/revocations", json={"token": issued["token"]}, timeout=10
     )

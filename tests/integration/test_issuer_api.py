@@ -221,7 +221,7 @@ def test_ttl_zero_issues_seed_style_tokens_without_exp(key_pair: KeyPair, tmp_pa
     body = issuer.post({"userId": "1"}).get_json()
     assert body["expiresAt"] is None
     claims = pyjwt.decode(body["token"], issuer.public_pem, algorithms=["RS256"])
-    assert set(claims) == {"userId", "iat", "jti"}
+    assert set(claims) == {"userId", "sub", "iat", "jti"}
     # a caller may still ask for a bounded lifetime
     body = issuer.post({"userId": "1"}, query="?expires_in=60").get_json()
     assert body["expiresAt"] is not None

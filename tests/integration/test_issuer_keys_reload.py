@@ -44,7 +44,7 @@ from shared.errors import ConfigError
 from shared.files import write_atomically
 from shared.keys import generate_key_pair, load_public_keys
 from shared.reloading import Reloader
-from tests.keypairs import KeyPair
+from tests.keypairs import KeyPair, make_keys_dir
 from tests.procs import ServiceProcess, wait_until
 
 JWKS_MAX_AGE = 123
@@ -60,18 +60,6 @@ def header(token: str) -> dict[str, Any]:
     part = token.split(".")[0]
     decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     return decoded
-
-
-def make_keys_dir(directory: Path, active: KeyPair, upcoming: KeyPair) -> None:
-    """``active`` signing and ``upcoming`` published as next, long enough ago to promote."""
-    directory.mkdir()
-    published = int(time.time()) - 3600
-    records = []
-    for pair, role in ((active, ACTIVE), (upcoming, NEXT)):
-        public = load_public_keys(pair.public_pem.encode(), source="test")[0]
-        shutil.copy(pair.private_path, directory / f"{public.kid}.pem")
-        records.append(record_for(public, f"{public.kid}.pem", role, published))
-    write_state(directory, KeyState(tuple(records)))
 
 
 def promote_in(directory: Path) -> None:

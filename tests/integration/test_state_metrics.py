@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.statemetrics import version
 from tests.forge import fresh
-from tests.integration.test_issuer_keys_reload import kid_of, make_keys_dir, promote_in, start
-from tests.keypairs import KeyPair
+from tests.integration.test_issuer_keys_reload import kid_of, promote_in, start
+from tests.keypairs import KeyPair, make_keys_dir
 from tests.procs import RedisServer
 
 Labels = tuple[tuple[str, str], ...]

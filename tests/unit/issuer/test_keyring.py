@@ -387,3 +387,39 @@ def test_timing_warnings_name_lifetimes_shorter_than_the_issuers(
     assert "ISSUER_MAX_TOKEN_TTL=86400" in warnings[0]
     assert "10 s after it was published" in warnings[1]
     assert "ISSUER_JWKS_MAX_AGE=300" in warnings[1]
+
+
+def test_the_ring_lists_the_algorithms_of_the_keys_it_publishes(signing: SigningKey) -> None:
+    ring = KeyRing(active=signing, published=(
+        PublishedKey("a", ACTIVE, signing.public_jwk(), None),
+        PublishedKey("b", NEXT, {"kty": "EC", "crv": "P-256", "kid": "b"}, None),
+        PublishedKey("c", RETIRING, {"kty": "OKP", "crv": "Ed25519", "kid": "c"}, 2000),
+        PublishedKey("d", RETIRING, {"kty": "RSA", "kid": "d"}, 3000),
+    ))
+    # the signing key's first, each algorithm once, a key's only while the JWKS lists it
+    assert ring.algorithms(1999) == ["RS256", "ES256", "EdDSA"]
+    assert ring.algorithms(2000) == ["RS256", "ES256"]
+
+
+@pytest.mark.parametrize(("pair_name", "members"), [
+    ("other_key_pair", {"kty", "n", "e"}),
+    ("es256_key_pair", {"kty", "crv", "x", "y"}),
+    ("eddsa_key_pair", {"kty", "crv", "x"}),
+])
+def test_the_state_file_keeps_each_types_public_members_and_rebuilds_its_pem(
+    tmp_path: Path, request: pytest.FixtureRequest, pair_name: str, members: set[str]
+) -> None:
+    pair: KeyPair = request.getfixturevalue(pair_name)
+    [public] = load_public_keys(pair.public_pem.encode(), source="test")
+    record = record_for(public, "k.pem", NEXT, 1000)
+    assert set(record.public) == members
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    # an RSA active key, this pair's key next: only the active one is decrypted
+    signing_pair: KeyPair = request.getfixturevalue("key_pair")
+    [active] = load_public_keys(signing_pair.public_pem.encode(), source="test")
+    shutil.copy(signing_pair.private_path, directory / "a.pem")
+    write_state(directory, KeyState((record_for(active, "a.pem", ACTIVE, 1000), record)))
+    ring = load_ring(directory, PASSPHRASE.encode(), now=1000)
+    assert ring.public_pem(public.kid, 1000) == pair.public_pem
+    assert [key.jwk["alg"] for key in ring.published] == ["RS256", public.alg]

@@ -13,9 +13,10 @@ from issuer.signing import (
     RESERVED_CLAIMS,
     PayloadRejected,
     check_signing_key,
+    reserved_claims,
     sign_token,
 )
-from shared.keys import SigningKey, load_private_key
+from shared.keys import EDDSA, ES256, SigningKey, load_private_key
 from tests.keypairs import PASSPHRASE, KeyPair
 
 NOW = 1_700_000_000.7
@@ -117,3 +118,33 @@ def test_non_finite_numbers_are_refused(signing_key: SigningKey) -> None:
         sign_token({"userId": "1", "score": float("inf")}, signing_key, now=NOW, ttl=60,
                    issuer=None, audience=None)
     assert (caught.value.code, caught.value.field) == ("claim_invalid", "score")
+
+
+def test_subject_from_copies_the_user_id_into_sub(signing_key: SigningKey) -> None:
+    issued = sign_token({"userId": "u-1", "team": "blue"}, signing_key, now=NOW, ttl=60,
+                        issuer=None, audience=None, subject_from="userId")
+    assert _segment(issued.token, 1)["sub"] == "u-1"
+    assert issued.claims["sub"] == "u-1"
+    with pytest.raises(PayloadRejected) as caught:
+        sign_token({"userId": "u-1", "sub": "u-1"}, signing_key, now=NOW, ttl=60, issuer=None,
+                   audience=None, subject_from="userId")
+    assert (caught.value.code, caught.value.field) == ("claim_reserved", "sub")
+
+
+def test_sub_is_reserved_only_while_the_issuer_sets_it() -> None:
+    assert reserved_claims(None) == RESERVED_CLAIMS
+    assert reserved_claims("userId") == (*RESERVED_CLAIMS, "sub")
+
+
+@pytest.mark.parametrize("alg", [ES256, EDDSA])
+def test_curve_keys_sign_their_own_algorithm(alg: str, es256_key_pair: KeyPair,
+                                             eddsa_key_pair: KeyPair) -> None:
+    pair = es256_key_pair if alg == ES256 else eddsa_key_pair
+    key = load_private_key(pair.private_pem.encode(), PASSPHRASE.encode(), source="test")
+    issued = sign_token({"userId": "1"}, key, now=NOW, ttl=0, issuer=None, audience=None)
+    assert _segment(issued.token, 0) == {"alg": alg, "typ": "JWT", "kid": key.kid}
+    assert pyjwt.decode(issued.token, pair.public_pem, algorithms=[alg])["userId"] == "1"
+    # 64 bytes: r || s for ES256 (RFC 7518 3.4), the Ed25519 signature for EdDSA
+    signature = issued.token.split(".")[2]
+    assert len(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))) == 64
+    assert check_signing_key(key) is True
