@@ -18,6 +18,7 @@ and a pool's threads would not survive the fork.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -232,6 +233,10 @@ class ServiceApp:
                     log.exception("worker start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                # what the worker made to start (its pools, connections, mirror) lives as long
+                # as it does: kept out of full collections too, as the master's objects are
+                # (shared.web.gunicorn)
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for stop in self._on_stop:
