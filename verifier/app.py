@@ -58,6 +58,7 @@ from verifier.issuers import TrustedIssuers
 from verifier.keyset import check_published_rule
 from verifier.metrics import VerifierGauges
 from verifier.schemas import (
+    CurrentSession,
     Introspection,
     IntrospectionRequest,
     RevocationByJti,
@@ -312,6 +313,25 @@ def login() -> tuple[Response, int]:
         answer.headers["Set-Cookie"] = browser.set_cookie(session["sessionId"], lifetime)
         answer.headers["Cache-Control"] = "no-store"
     return answer, 201
+
+
+@views.route("/v1/sessions/current", ["GET"],
+             "The browser's own session: the one its session cookie names",
+             description="For a page's script, which cannot read the HttpOnly cookie: who is "
+             "logged in, reached through the proxy at the site's own origin.",
+             answer=CurrentSession, errors=(SessionNotFound, StoreUnavailable),
+             security=("sessionCookie", ""))
+def current_session() -> Response:
+    browser = _service().settings.browser
+    session_id = browser.session_id(request.headers.get("Cookie"))
+    session = _service().session(session_id) if session_id is not None else None
+    if session is None:
+        raise SessionNotFound("No live session in the session cookie (none sent, or it ended).")
+    # never the id: the cookie is HttpOnly so that no script of the page holds it
+    session.pop("sessionId")
+    answer = jsonify(session)
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 @views.route("/v1/sessions/current", ["DELETE"],

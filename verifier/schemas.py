@@ -71,6 +71,17 @@ class Session(Schema):
     expiresAt = fields.Integer(required=True)
 
 
+class CurrentSession(Schema):
+    """The browser's own session, without its id: the cookie is HttpOnly so that no script of
+    the page ever holds it."""
+
+    userId = fields.String(required=True)
+    isAdmin = fields.Boolean(required=True)
+    provider = fields.String(required=True)
+    createdAt = fields.Integer(required=True)
+    expiresAt = fields.Integer(required=True)
+
+
 class UserLogout(Schema):
     """A user-wide logout: sessions ended, and the cut-off before which tokens are refused."""
 

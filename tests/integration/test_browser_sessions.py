@@ -166,6 +166,11 @@ def test_the_browser_logs_out_with_its_cookie(browser_app: Flask, key_pair: KeyP
                             headers={**cookie, "Origin": "https://evil.example"})
     assert_problem(refused, 403, "csrf_refused")
     assert client.get("/v1/auth", headers=cookie).status_code == 200
+    # a page's script cannot read the cookie; it asks who is logged in
+    current = client.get("/v1/sessions/current", headers=cookie)
+    assert current.status_code == 200
+    assert (current.get_json()["userId"], current.headers["Cache-Control"]) == ("uma", "no-store")
+    assert session_id not in current.get_data(as_text=True)  # the cookie is HttpOnly for that
 
     answer = client.delete("/v1/sessions/current",
                            headers={**cookie, "Sec-Fetch-Site": "same-origin"})
@@ -173,6 +178,8 @@ def test_the_browser_logs_out_with_its_cookie(browser_app: Flask, key_pair: KeyP
     cleared = SimpleCookie(answer.headers["Set-Cookie"])["jwt_auth_session"]
     assert (cleared.value, cleared["max-age"]) == ("", "0")
     assert_problem(client.get("/v1/auth", headers=cookie), 401, "session_not_found")
+    assert_problem(client.get("/v1/sessions/current", headers=cookie), 404, "session_not_found")
+    assert_problem(client.get("/v1/sessions/current"), 404, "session_not_found")
     # again, or with no cookie at all: still 204, still clearing
     again = client.delete("/v1/sessions/current")
     assert again.status_code == 204
