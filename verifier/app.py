@@ -47,6 +47,7 @@ from verifier.browser import CsrfRefused, check_csrf, original_url
 from verifier.callers import require_admin, require_introspecting_client
 from verifier.config import PREFIXES, VARIABLES, VerifierSettings
 from verifier.errors import (
+    FORWARD_AUTH_ONLY,
     TOKEN_ERRORS,
     LoginRateExceeded,
     SessionNotFound,
@@ -56,7 +57,7 @@ from verifier.errors import (
 from verifier.hotpath import hot_routes, token_from_body
 from verifier.issuers import TrustedIssuers
 from verifier.keyset import check_published_rule
-from verifier.metrics import VerifierGauges
+from verifier.metrics import VerifierGauges, declare_known_series
 from verifier.schemas import (
     CurrentSession,
     Introspection,
@@ -150,6 +151,7 @@ def _build(settings: VerifierSettings, *,
         failed = ", ".join(name for name, ok in checks.items() if not ok)
         return False, {"checks": checks, "keys": keys, "reason": f"{failed} unavailable."}
 
+    declare_known_series([error.code for error in (*TOKEN_ERRORS, *FORWARD_AUTH_ONLY)])
     gauges = VerifierGauges(store, issuers)
 
     def sample_state() -> None:

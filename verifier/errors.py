@@ -164,7 +164,7 @@ def _token_errors(base: type[TokenError]) -> list[type[TokenError]]:
     return found
 
 
-FORWARD_AUTH_ONLY = (TokenMissing, SessionUnknown)
+FORWARD_AUTH_ONLY: tuple[type[Problem], ...] = (TokenMissing, SessionUnknown)
 
 TOKEN_ERRORS: tuple[type[Problem], ...] = tuple(
     error for error in _token_errors(TokenError) if error not in FORWARD_AUTH_ONLY

@@ -83,6 +83,21 @@ TRUSTED_KEY_INFO = Gauge(
     ["provider", "kid", "alg", "source"], multiprocess_mode="livemax",
 )
 
+SESSION_EVENTS = ("login", "logout", "user_logout", "ended_by_limit", "refused_by_limit")
+
+
+def declare_known_series(token_codes: list[str]) -> None:
+    """Every series whose labels are known in advance, at 0: ``rate()`` counts an increase
+    from a value it has seen, so a series born at its first event would hide that event (the
+    first ``key_unknown`` of a spike, the first 503)."""
+    for result in ("ok", "ok_unchecked", "store_unavailable", "not_ready", *token_codes):
+        VERIFICATIONS.labels(result)
+    for mode in ("closed", "open"):
+        STORE_FAILURES.labels(mode)
+    for event in SESSION_EVENTS:
+        SESSIONS.labels(event)
+
+
 _timers: dict[str, Any] = {}
 
 
@@ -105,7 +120,11 @@ class VerifierGauges:
 
     def sample(self, *, redis_answers: bool) -> None:
         REDIS_UP.set(1 if redis_answers else 0)
-        for node, is_open in self.store.breakers_open().items():
+        breakers = self.store.breakers_open()
+        if self.store.connector.mode != "cluster":
+            # one node, known from the start: shown closed before any request has called it
+            breakers.setdefault("redis", False)
+        for node, is_open in breakers.items():
             REDIS_BREAKER_OPEN.labels(node).set(1 if is_open else 0)
         mirror = self.store.mirror
         if mirror is None:

@@ -72,8 +72,14 @@ def test_the_verifier_reports_redis_the_mirror_its_keys_and_sessions(
 ) -> None:
     client = make_app(login_rate=1).test_client()
     token = fresh(key_pair, "rita")
-    refused_before = value(scrape(client), "verifier_sessions_total",
-                           event="refused_by_limit") or 0
+    before = scrape(client)
+    # series whose labels are known are there from the start: rate() sees their first event
+    for result in ("ok", "key_unknown", "token_expired", "store_unavailable", "token_missing"):
+        assert value(before, "verifications_total", result=result) is not None, result
+    assert value(before, "verifier_store_failures_total", mode="closed") is not None
+    assert value(before, "verifier_redis_breaker_open", node="redis") == 0
+    refused_before = value(before, "verifier_sessions_total", event="refused_by_limit")
+    assert refused_before is not None
     assert client.post("/v1/sessions", json={"token": token}).status_code == 201
     assert client.post("/v1/sessions", json={"token": token}).status_code == 429
     assert client.post("/v1/revocations", json={"token": token}).status_code == 204
