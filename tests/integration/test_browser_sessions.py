@@ -198,6 +198,23 @@ def test_a_backend_logs_the_browser_out_with_its_cookie_origin_and_url(
     assert_problem(client.get("/v1/auth", headers=cookie), 401, "session_not_found")
 
 
+def test_the_logout_route_advertises_only_its_own_method(
+    browser_app: Flask, key_pair: KeyPair
+) -> None:
+    """/v1/sessions/current is no session id: Flask's OPTIONS and 405 name only DELETE there,
+    as the API description does, while any other id keeps its GET and DELETE."""
+    client = browser_app.test_client()
+    assert set(client.options("/v1/sessions/current").headers["Allow"].split(", ")) == {
+        "DELETE", "OPTIONS"}
+    assert_problem(client.get("/v1/sessions/current"), 405, "method_not_allowed")
+    session_id, _ = _login(browser_app, key_pair)
+    for path in (f"/v1/sessions/{session_id}", "/v1/sessions/currently"):
+        assert set(client.options(path).headers["Allow"].split(", ")) == {
+            "GET", "HEAD", "DELETE", "OPTIONS"}
+    assert client.get(f"/v1/sessions/{session_id}").status_code == 200
+    assert_problem(client.get("/v1/sessions/currently"), 404, "session_not_found")
+
+
 def test_no_session_id_reaches_a_log_line(
     browser_app: Flask, key_pair: KeyPair, capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
