@@ -6,7 +6,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from shared.keys import EDDSA, ES256
 from tests.keypairs import KeyPair, make_key_pair
@@ -49,12 +48,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied before each test (restarted first if a test killed it)."""
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    client.close()
-    return redis_server.url
+    return redis_server.emptied()
 
 
 @pytest.fixture

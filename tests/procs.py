@@ -73,6 +73,17 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it still runs 10 seconds later; returns once it is gone."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
@@ -125,6 +136,16 @@ class RedisServer:
         wait_until(answers, timeout=15, what=f"redis-server on port {self.port}")
         client.close()
 
+    def emptied(self) -> str:
+        """Its URL, once it runs (started again if a test stopped or killed it) and holds
+        nothing: what a test's services start on."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        client = redis.Redis.from_url(self.url)
+        client.flushdb()
+        client.close()
+        return self.url
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Stop the server the hard way (default ``kill -9``) and wait for it to be gone."""
         if self.process is not None and self.process.poll() is None:
@@ -137,13 +158,8 @@ class RedisServer:
         self.start()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
-from werkzeug.routing import PathConverter
+from werkzeug.routing import BaseConverter, PathConverter
 
 from shared.apikeys import ApiClient, ApiKeyRegistry
 from shared.audit import audit
@@ -178,6 +178,7 @@ def _build(settings: VerifierSettings, *,
     flask.extensions[RELOADER_EXTENSION] = reloader
     flask.url_map.converters["user_id"] = UserIdConverter
     flask.url_map.converters["user_record_id"] = UserRecordIdConverter
+    flask.url_map.converters["session_id"] = SessionIdConverter
     api.add_views(flask, views)
     return ServiceApp(
         "verifier", flask, api, hot_routes(api, service, admins=admins),
@@ -225,6 +226,18 @@ class UserRecordIdConverter(UserIdConverter):
     """
 
     regex = "[^/](?s:.*?)(?<!/sessions)"
+
+
+class SessionIdConverter(BaseConverter):
+    """A session id in a path: any segment but ``current``.
+
+    ``/v1/sessions/current`` (DELETE, the browser's logout) is a route of its own: without
+    this, its path also matched the session lookup's GET (for a session id ``current``, which
+    no session has), and Flask's automatic OPTIONS and 405 answers advertised a GET the API
+    description does not have there.
+    """
+
+    regex = "(?!current$)[^/]+"
 
 
 def redact_session_id(path: str) -> str:
@@ -365,7 +378,7 @@ def _own_url() -> str | None:
     return original_url(_flask_header) or request.url
 
 
-@views.route("/v1/sessions/<session_id>", ["GET"], "Look up a session", answer=Session,
+@views.route("/v1/sessions/<session_id:session_id>", ["GET"], "Look up a session", answer=Session,
              errors=(SessionNotFound, StoreUnavailable), path_parameters=_SESSION_ID)
 def get_session(session_id: str) -> Response:
     session = _service().session(session_id)
@@ -374,7 +387,7 @@ def get_session(session_id: str) -> Response:
     return jsonify(session)
 
 
-@views.route("/v1/sessions/<session_id>", ["DELETE"], "Log out (idempotent)",
+@views.route("/v1/sessions/<session_id:session_id>", ["DELETE"], "Log out (idempotent)",
              status=204, errors=(StoreUnavailable,), path_parameters=_SESSION_ID)
 def logout(session_id: str) -> tuple[str, int]:
     # idempotent: logging out of a session that already ended is a success

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from jwt_auth_client import VerifierClient
 from shared.apikeys import add_client
@@ -22,11 +21,7 @@ def verifier(
     folder = tmp_path_factory.mktemp("client-verifier")
     admins = folder / "verifier-admins.json"
     admin_key = add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    db = redis.Redis.from_url(redis_server.url)
-    db.flushdb()
-    db.close()
+    redis_server.emptied()
     service = ServiceProcess(
         "verifier",
         # no revocation mirror: every verification reads Redis, so a Redis outage is a 503 at

@@ -21,7 +21,14 @@ import requests
 
 from tests.forge import fresh
 from tests.keypairs import KeyPair
-from tests.procs import REPO, ServiceProcess, free_port, service_environment, wait_until
+from tests.procs import (
+    REPO,
+    ServiceProcess,
+    free_port,
+    service_environment,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.compat
 
@@ -73,13 +80,7 @@ class NodeApp:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self._log.close()
         self.process = None
 

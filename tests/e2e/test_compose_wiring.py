@@ -26,6 +26,7 @@ import requests
 import yaml
 
 from shared.keys import load_public_keys
+from tests.nginx import Nginx
 from tests.procs import REPO, free_port, wait_until
 from verifier.browser import BrowserSettings
 
@@ -692,8 +693,6 @@ def test_demo_profile_is_off_by_default_and_publishes_nginx_on_8080() -> None:
 def test_demo_profile_runs_here_nginx_protecting_the_demo_app(tmp_path: Path) -> None:
     """`docker compose --profile demo up`: every service as the file says, demo-proxy as a local
     nginx on the files the compose file mounts; then one request through it, with a token."""
-    from tests.e2e.test_nginx_forward_auth import Nginx
-
     machine = Machine(_enabled(_compose(), DEMO), tmp_path)
     proxy_port = machine._free_port()
     nginx = Nginx(_demo_proxy_etc(machine, {8080: proxy_port}),

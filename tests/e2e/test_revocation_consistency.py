@@ -45,9 +45,7 @@ def pair(
     folder = tmp_path_factory.mktemp("consistency")
     admins = folder / "admins.json"
     admin_key = add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    redis.Redis.from_url(redis_server.url).flushdb()
+    redis_server.emptied()
     env = {
         "VERIFIER_PUBLIC_KEY_FILE": str(key_pair.public_path),
         "REDIS_URL": redis_server.url,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import requests
 
 from shared.apikeys import add_client
@@ -37,9 +36,7 @@ def stack(
     client_key = add_client(clients, "webapp", admin=True, variable="ISSUER_CLIENTS_FILE")
     admins = folder / "verifier-admins.json"
     admin_key = add_client(admins, "ops", admin=True, variable="VERIFIER_ADMIN_KEYS_FILE")
-    if redis_server.process is None or redis_server.process.poll() is not None:
-        redis_server.start()
-    redis.Redis.from_url(redis_server.url).flushdb()
+    redis_server.emptied()
     issuer = ServiceProcess(
         "issuer",
         issuer_env(key_pair, clients, ISSUER_RATE_LIMIT="0"),

@@ -186,6 +186,41 @@ def test_the_browser_logs_out_with_its_cookie(browser_app: Flask, key_pair: KeyP
     assert "Max-Age=0" in again.headers["Set-Cookie"]
 
 
+def test_a_backend_logs_the_browser_out_with_its_cookie_origin_and_url(
+    browser_app: Flask, key_pair: KeyPair
+) -> None:
+    """The app's backend calls the verifier for the browser: the browser's Origin is the site's,
+    so the backend also says which URL of the site the browser posted to."""
+    session_id, _ = _login(browser_app, key_pair)
+    client = browser_app.test_client()
+    cookie = {"Cookie": f"jwt_auth_session={session_id}"}
+    # without that URL the verifier judges the Origin against its own address
+    assert_problem(client.delete("/v1/sessions/current", headers={**cookie, "Origin": SITE}),
+                   403, "csrf_refused")
+    assert client.get("/v1/auth", headers=cookie).status_code == 200
+    answer = client.delete("/v1/sessions/current", headers={
+        **cookie, "Origin": SITE, "X-Original-URL": f"{SITE}/logout"})
+    assert answer.status_code == 204
+    assert "Max-Age=0" in answer.headers["Set-Cookie"]
+    assert_problem(client.get("/v1/auth", headers=cookie), 401, "session_not_found")
+
+
+def test_current_is_no_session_id(browser_app: Flask, key_pair: KeyPair) -> None:
+    """/v1/sessions/current is the cookie's session, not a session called "current": OPTIONS
+    names its own methods, as the API description does, while any other id keeps its GET and
+    DELETE."""
+    client = browser_app.test_client()
+    assert set(client.options("/v1/sessions/current").headers["Allow"].split(", ")) == {
+        "GET", "HEAD", "DELETE", "OPTIONS"}
+    assert_problem(client.post("/v1/sessions/current"), 405, "method_not_allowed")
+    session_id, _ = _login(browser_app, key_pair)
+    for path in (f"/v1/sessions/{session_id}", "/v1/sessions/currently"):
+        assert set(client.options(path).headers["Allow"].split(", ")) == {
+            "GET", "HEAD", "DELETE", "OPTIONS"}
+    assert client.get(f"/v1/sessions/{session_id}").status_code == 200
+    assert_problem(client.get("/v1/sessions/currently"), 404, "session_not_found")
+
+
 def test_no_session_id_reaches_a_log_line(
     browser_app: Flask, key_pair: KeyPair, capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
