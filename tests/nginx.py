@@ -38,7 +38,8 @@ class Nginx:
             "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
         )
         if binary is None:
-            raise RuntimeError("nginx is not installed; run scripts/bootstrap (it installs it)")
+            raise RuntimeError("nginx is not installed; run scripts/bootstrap --for-tests "
+                               "(it installs it)")
         self.binary = binary
         self.root = root
         self.port = port

@@ -25,8 +25,9 @@ PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 DASHBOARD_FILE = REPO / "deploy" / "grafana" / "jwt-auth.json"
 
 INSTALL_HINT = (
-    "run scripts/bootstrap (it installs them), or: apt-get install --no-install-recommends "
-    "prometheus (Debian/Ubuntu; it brings /usr/bin/prometheus and /usr/bin/promtool)"
+    "run scripts/bootstrap --for-tests (it installs them), or: apt-get install "
+    "--no-install-recommends prometheus (Debian/Ubuntu; it brings /usr/bin/prometheus and "
+    "/usr/bin/promtool)"
 )
 
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")

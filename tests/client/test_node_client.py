@@ -68,7 +68,7 @@ class Stack:
 def _needs_node() -> None:
     if shutil.which("node") is None or not (NODE_CLIENT / "node_modules" / "express").is_dir():
         pytest.fail("node and clients/node/node_modules are needed "
-                    "(scripts/bootstrap --with-node, or npm ci in clients/node)")
+                    "(scripts/bootstrap --for-tests, or npm ci in clients/node)")
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def example(key_pair: KeyPair, redis_url: str, tmp_path: Path) -> Iterator[Examp
     if shutil.which("node") is None or not all(
             (modules / name).is_dir() for name in ("express", "jwt-auth-client")):
         pytest.fail("node and examples/node/node_modules are needed "
-                    "(scripts/bootstrap --with-node, or npm ci in examples/node)")
+                    "(scripts/bootstrap --for-tests, or npm ci in examples/node)")
     verifier = ServiceProcess(
         "verifier",
         {"VERIFIER_PUBLIC_KEY_FILE": str(key_pair.public_path), "REDIS_URL": redis_url},

@@ -1,9 +1,9 @@
 """deploy/prometheus: the alerting rules pass promtool's checks and unit tests, every alert has a
 case that fires and one that must not, and the example configuration is valid.
 
-promtool comes with Debian's ``prometheus`` package (scripts/bootstrap installs it); without it
-these tests fail, never skip. tests/e2e/test_prometheus.py runs the same rules in a real
-Prometheus against real services.
+promtool comes with Debian's ``prometheus`` package (scripts/bootstrap --for-tests installs
+it); without it these tests fail, never skip. tests/e2e/test_prometheus.py runs the same
+rules in a real Prometheus against real services.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Real Redis, a real issuer and verifier (gunicorn), the example site (examples/browser_site.py)
 behind nginx, which includes docs/nginx/protect-app.conf as it is for the protected part and
 sends ``/login`` and ``/logout`` to the site unchecked. Chromium is Debian's (scripts/bootstrap
-installs it), driven by Playwright; Playwright's own browser download is never used.
+--for-tests installs it), driven by Playwright; Playwright's own browser download is never used.
 
 Each step keeps a screenshot and what the browser saw (every hop's method, status and URL, the
 page's text) in a folder the test prints: under pytest's tmp path, or
@@ -206,8 +206,9 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"Chromium is not installed ({CHROMIUM} is missing): run scripts/bootstrap, "
-                    "which installs it, or apt-get install -y chromium (Debian's package)",
+        pytest.fail(f"Chromium is not installed ({CHROMIUM} is missing): run "
+                    "scripts/bootstrap --for-tests, which installs it, or apt-get install -y "
+                    "chromium (Debian's package)",
                     pytrace=False)
     # "localhost" is the cross-site origin below: always 127.0.0.1, where its page listens,
     # never [::1] tried first, so that page loads the same way on every machine
