@@ -12,6 +12,7 @@ orders of magnitude above what a linear parser takes. A quadratic one takes seco
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -34,6 +35,7 @@ from verifier.browser import (
     is_browser,
     original_url,
 )
+from verifier.callers import _basic_credentials
 from verifier.errors import TokenError
 from verifier.hotpath import header_safe, token_from_body
 from verifier.keyset import _MAX_AGE
@@ -70,6 +72,18 @@ def test_a_request_id_header() -> None:
 def test_an_authorization_header() -> None:
     _assert_linear(bearer_token, lambda size: "Bearer " + " " * size + "x")
     _assert_linear(bearer_token, lambda size: "Bearer" + "\t" * size)
+
+
+def _basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+def test_a_basic_authorization_header() -> None:
+    # introspection's client_secret_basic: base64, then percent-decoding of name and key
+    _assert_linear(_basic_credentials, lambda size: _basic("%" * size + ":" + "%2" * (size // 2)))
+    _assert_linear(_basic_credentials, lambda size: _basic("+" * size + ":"))
+    _assert_linear(_basic_credentials, lambda size: "Basic " + "=" * size)
+    _assert_linear(_basic_credentials, lambda size: "Basic" + " " * size + "QQ==")
 
 
 def test_request_headers_sent_many_times() -> None:
