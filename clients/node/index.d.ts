@@ -305,6 +305,26 @@ export declare function requireAdmin(options: MiddlewareOptions | VerifierClient
 /** The credential of `Authorization: Bearer <credential>`, or null. */
 export declare function bearer(authorization: string | undefined | null): string | null;
 
+// -- fastify hooks -----------------------------------------------------------------------------
+
+/** What the hooks use of a reply: fastify's FastifyReply. */
+export interface ReplyLike {
+  code(statusCode: number): ReplyLike;
+  headers(values: Record<string, string>): ReplyLike;
+  send(payload: string): unknown;
+}
+
+/** A fastify preHandler: answers a refusal itself, or leaves the Identity on `request.identity`. */
+export type PreHandler = (request: RequestLike, reply: ReplyLike) => Promise<unknown>;
+
+/**
+ * preHandler: the route runs only for a good bearer token, its Identity on `request.identity`
+ * (declare `identity?: Identity` on fastify's FastifyRequest to read it typed).
+ */
+export declare function fastifyRequireToken(options: MiddlewareOptions | VerifierClient): PreHandler;
+/** Like fastifyRequireToken, and the token must be an admin's (403 admin_required otherwise). */
+export declare function fastifyRequireAdmin(options: MiddlewareOptions | VerifierClient): PreHandler;
+
 declare global {
   // express's Request (with @types/express) gets the identity the middleware sets
   namespace Express {

@@ -1,10 +1,12 @@
 'use strict';
 // jwt-auth-client: node clients for the jwt-custom-auth verifier and issuer, their typed
-// errors, and express middleware. No runtime dependency: node 20's fetch does the HTTP.
+// errors, express middleware and fastify hooks. No runtime dependency: node 20's fetch does
+// the HTTP.
 
 const errors = require('./lib/errors');
 const { VerifierClient, IssuerClient, Session, IssuedToken } = require('./lib/clients');
 const { requireToken, requireAdmin, bearer } = require('./lib/express');
+const { fastifyRequireToken, fastifyRequireAdmin } = require('./lib/fastify');
 const { DEFAULTS, newRequestId } = require('./lib/transport');
 
 module.exports = {
@@ -14,6 +16,8 @@ module.exports = {
   IssuedToken,
   requireToken,
   requireAdmin,
+  fastifyRequireToken,
+  fastifyRequireAdmin,
   bearer,
   newRequestId,
   RETRY_DEFAULTS: DEFAULTS,

@@ -9,6 +9,8 @@ export const {
   IssuedToken,
   requireToken,
   requireAdmin,
+  fastifyRequireToken,
+  fastifyRequireAdmin,
   bearer,
   newRequestId,
   RETRY_DEFAULTS,

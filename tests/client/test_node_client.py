@@ -220,6 +220,7 @@ def run_node(test_file: str, env: dict[str, str]) -> NodeRun:
     "issuer.test.js",
     "transport.test.js",
     "express.test.js",
+    "fastify.test.js",
 ])
 def test_node_suite(
     stack: Stack, key_pair: KeyPair, other_key_pair: KeyPair, test_file: str

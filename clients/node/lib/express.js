@@ -150,4 +150,4 @@ function requireAdmin(options) {
   return guard(options, true);
 }
 
-module.exports = { requireToken, requireAdmin, bearer };
+module.exports = { requireToken, requireAdmin, bearer, guard };

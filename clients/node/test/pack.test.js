@@ -27,6 +27,9 @@ function run(command, args, cwd, env = {}) {
   });
 }
 
+// the version the package says it is: the tarball and the installed copy must say the same
+const { version: VERSION } = require('../package.json');
+
 let packed;
 let consumer;
 
@@ -44,10 +47,11 @@ test.before(() => {
 
 test('the tarball holds the package and nothing else', () => {
   assert.equal(packed.name, 'jwt-auth-client');
-  assert.equal(packed.version, '0.1.0');
+  assert.equal(packed.version, VERSION);
   const files = packed.files.map((file) => file.path).sort();
   for (const wanted of ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'index.d.mts',
-    'lib/errors.js', 'lib/transport.js', 'lib/clients.js', 'lib/express.js', 'README.md',
+    'lib/errors.js', 'lib/transport.js', 'lib/clients.js', 'lib/express.js', 'lib/fastify.js',
+    'README.md',
     'CHANGELOG.md', 'LICENSE']) {
     assert.ok(files.includes(wanted), `${wanted} is missing from ${files}`);
   }
@@ -78,7 +82,7 @@ test('installed: require() verifies a real token', () => {
     })().catch((error) => { console.error(error); process.exitCode = 1; });`;
   const out = JSON.parse(run('node', ['-e', script], consumer,
     { GOOD: services.tokens.good, EXPIRED: services.tokens.token_expired }));
-  assert.deepEqual(out, { version: '0.1.0', userId: 'node-user', expired: true });
+  assert.deepEqual(out, { version: VERSION, userId: 'node-user', expired: true });
 });
 
 test('installed: import works, and shares its classes with require()', () => {

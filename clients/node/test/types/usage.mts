@@ -1,10 +1,11 @@
 // How an app in TypeScript uses the package as an ES module; compiled, never run (tsc --noEmit).
 // Every line that should not compile carries @ts-expect-error: if it compiled, tsc would fail.
 import express from 'express';
+import Fastify from 'fastify';
 import client, {
   VerifierClient, IssuerClient, JwtAuthError, InvalidToken, TokenExpired, ServiceUnavailable,
   VerifierUnavailable, StoreUnavailable, LoginRateExceeded, RateLimited, PayloadRejected,
-  requireToken, requireAdmin, VERIFIER_ERRORS, errorFor,
+  requireToken, requireAdmin, fastifyRequireToken, fastifyRequireAdmin, VERIFIER_ERRORS, errorFor,
 } from 'jwt-auth-client';
 import type { Identity, IssuedToken, Introspection, Session } from 'jwt-auth-client';
 
@@ -63,3 +64,14 @@ app.delete('/users/:id', requireAdmin({ verifierUrl: 'http://127.0.0.1:8002', re
     res.json({ by: req.identity?.userId, id: req.params.id });
   });
 app.use(requireToken(verifier));
+
+// fastify: the hooks as preHandler, the identity declared on fastify's request
+declare module 'fastify' {
+  interface FastifyRequest {
+    identity?: Identity;
+  }
+}
+const server = Fastify();
+server.get('/me', { preHandler: fastifyRequireToken({ client: verifier }) },
+  async (request) => ({ userId: request.identity?.userId }));
+server.get('/admin', { preHandler: [fastifyRequireAdmin(verifier)] }, async () => ({}));
