@@ -1,5 +1,6 @@
-"""Our verifier's RFC 7662 endpoint, called by a client we did not write: node openid-client 6's
-``tokenIntrospection`` with ``client_secret_basic``, what an OAuth resource server uses."""
+"""Our verifier's RFC 7662 endpoint, called by clients we did not write, with
+``client_secret_basic`` as an OAuth resource server sends it: node openid-client 6's
+``tokenIntrospection``, and authlib's ``OAuth2Session.introspect_token`` (Python)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from authlib.integrations.requests_client import OAuth2Session
 
 from shared.apikeys import add_client
 from tests.forge import fresh
@@ -89,3 +91,32 @@ def test_a_wrong_secret_is_refused_as_the_client_sees_it(
                          secret="jwta_not-the-key")
     assert answers["good"]["status"] == 401, answers
     assert "active" not in answers["good"]
+
+
+def _authlib(introspection: Introspection, secret: str) -> OAuth2Session:
+    return OAuth2Session(client_id="orders-api", client_secret=secret,
+                         token_endpoint_auth_method="client_secret_basic")
+
+
+def test_authlib_introspects_good_revoked_expired_and_empty_tokens(
+    introspection: Introspection, key_pair: KeyPair
+) -> None:
+    url = f"{introspection.verifier.url}/v1/introspect"
+    good, revoked = fresh(key_pair, "ada"), fresh(key_pair, "ada")
+    assert requests.post(f"{introspection.verifier.url}/v1/revocations",
+                         json={"token": revoked}, timeout=10).status_code == 204
+    expired = fresh(key_pair, "ada", iat=1_000_000_000, exp=1_000_003_600)
+    with _authlib(introspection, introspection.client_key) as session:
+        answer = session.introspect_token(url, token=good, timeout=10)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert (body["active"], body["sub"], body["token_type"]) == (True, "ada", "Bearer")
+        assert (body["userId"], body["isAdmin"]) == ("ada", False)
+        for token in (revoked, expired, "", "not-a-token"):
+            answer = session.introspect_token(url, token=token, timeout=10)
+            assert (answer.status_code, answer.json()) == (200, {"active": False}), token
+    # authlib sent the credentials as Basic: a wrong secret is the client's 401, not an answer
+    with _authlib(introspection, "jwta_not-the-key") as session:
+        refused = session.introspect_token(url, token=good, timeout=10)
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Basic")
