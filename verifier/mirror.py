@@ -98,6 +98,9 @@ class Mirror:
     ) -> None:
         self._pool = pool  # a RESP3 pool to the master, made anew for each sync
         self.revoked_prefix = revoked_prefix
+        # the probe keys each sync writes under the revoked prefix; no revocation is named so
+        # (those are "{tag}:..."), and none is mirrored, counted or sent to be settled
+        self._probe_prefix = f"{revoked_prefix}probe:"
         self.cutoff_prefix = cutoff_prefix
         self.timeout = timeout
         self.max_keys = max_keys
@@ -200,6 +203,8 @@ class Mirror:
             return _INVALIDATION
         for raw in keys:
             key = _key(raw)
+            if key.startswith(self._probe_prefix):
+                continue  # a sync's probe coming or going: no revocation
             self._pushes += 1
             self._unsettled[key] = self._pushes
             self._revoked.discard(key)
@@ -346,7 +351,8 @@ class Mirror:
             previous.disconnect()
         client = self._reader()
         try:
-            revoked = set(self._scan(client, self.revoked_prefix))
+            revoked = {key for key in self._scan(client, self.revoked_prefix)
+                       if not key.startswith(self._probe_prefix)}
             cutoff_keys = list(self._scan(client, self.cutoff_prefix))
         except _TooMany:
             with self._lock:
@@ -382,7 +388,7 @@ class Mirror:
         handler: a setup that returned pushes as replies, or a Redis that does not track, would
         otherwise leave a mirror that never hears of a revocation. It costs one write per sync.
         """
-        probe = f"{self.revoked_prefix}probe:{secrets.token_hex(8)}"
+        probe = f"{self._probe_prefix}{secrets.token_hex(8)}"
         heard: list[str] = []
 
         def hear(push: list[Any]) -> object:
