@@ -398,6 +398,13 @@ def test_each_service_runs_here_with_its_compose_command_and_environment(
     # what made that work: the verifier found the issuer's key through VERIFIER_JWKS_URL
     jwks = requests.get(f"{machine.url('issuer')}/.well-known/jwks.json", timeout=10).json()
     assert issued.json()["kid"] in [key["kid"] for key in jwks["keys"]]
+    # discovery, as `jwt-auth up` has it: the issuer named as clients reach it, and its keys
+    issuer_url = machine.env("issuer")["ISSUER_ISSUER"]
+    assert verified.json()["claims"]["iss"] == issuer_url
+    discovered = requests.get(f"{machine.url('issuer')}/.well-known/openid-configuration",
+                              timeout=10).json()
+    assert discovered["issuer"] == issuer_url
+    assert requests.get(discovered["jwks_uri"], timeout=10).json() == jwks
 
 
 def _last_line(result: subprocess.CompletedProcess[str]) -> str:
