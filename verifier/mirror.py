@@ -99,7 +99,8 @@ class Mirror:
         self._pool = pool  # a RESP3 pool to the master, made anew for each sync
         self.revoked_prefix = revoked_prefix
         # the probe keys each sync writes under the revoked prefix; no revocation is named so
-        # (those are "{tag}:..."), and none is mirrored, counted or sent to be settled
+        # (those are "{tag}:..."), and none is mirrored or settled (the load's bound still
+        # counts the few alive while it scans)
         self._probe_prefix = f"{revoked_prefix}probe:"
         self.cutoff_prefix = cutoff_prefix
         self.timeout = timeout

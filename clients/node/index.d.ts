@@ -311,7 +311,7 @@ export declare function bearer(authorization: string | undefined | null): string
 export interface ReplyLike {
   code(statusCode: number): ReplyLike;
   headers(values: Record<string, string>): ReplyLike;
-  send(payload: string): unknown;
+  send(payload: Buffer): unknown;
 }
 
 /** A fastify preHandler: answers a refusal itself, or leaves the Identity on `request.identity`. */

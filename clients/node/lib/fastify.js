@@ -30,9 +30,10 @@ function hook(options, admin) {
         .then(() => { if (answer.body !== null) resolve(); }, reject);
     });
     if (answer.body === null) return undefined;
-    // fastify computes the length itself; the rest (type, challenge, request id) as given
+    // fastify computes the length itself; the rest (type, challenge, request id) as given. A
+    // Buffer, so that fastify adds no charset to the type: the express middleware's bytes
     delete answer.headers['content-length'];
-    return reply.code(answer.statusCode).headers(answer.headers).send(answer.body);
+    return reply.code(answer.statusCode).headers(answer.headers).send(Buffer.from(answer.body));
   };
 }
 
