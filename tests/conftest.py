@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from shared.keys import EDDSA, ES256
 from tests.keypairs import KeyPair, make_key_pair
@@ -34,6 +35,18 @@ def es256_key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 def eddsa_key_pair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     """An encrypted Ed25519 pair: the issuer signs EdDSA with it."""
     return make_key_pair(tmp_path_factory.mktemp("eddsa-keys"), alg=EDDSA)
+
+
+@pytest.fixture(scope="session")
+def es_key() -> ec.EllipticCurvePrivateKey:
+    """A P-256 key object, unencrypted: for tests that forge and sign ES256 tokens themselves."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="session")
+def ed_key() -> ed25519.Ed25519PrivateKey:
+    """An Ed25519 key object, unencrypted: for tests that forge and sign EdDSA tokens."""
+    return ed25519.Ed25519PrivateKey.generate()
 
 
 @pytest.fixture(scope="session")

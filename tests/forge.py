@@ -137,3 +137,9 @@ def fresh(key: Signer, user: str = "123", *, lifetime: int = 600, **claims: Any)
 def unsigned(header: Any, payload: Any, signature_segment: str = "") -> str:
     """A token with any header and payload and the given third segment (no real signature)."""
     return f"{b64u(encode_json(header))}.{b64u(encode_json(payload))}.{signature_segment}"
+
+
+def spki_pem(key: Any) -> bytes:
+    """The PEM SubjectPublicKeyInfo of ``key``'s public half: what a PEM key file holds."""
+    return bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -12,36 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from tests.forge import fresh, high_s, sign
+from tests.forge import fresh, high_s, sign, spki_pem
 from tests.integration.verifier_http import assert_problem
 from tests.keypairs import KeyPair
 
 ALL = ("RS256", "ES256", "EdDSA")
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
-@pytest.fixture(scope="module")
-def es_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture(scope="module")
-def ed_key() -> ed25519.Ed25519PrivateKey:
-    return ed25519.Ed25519PrivateKey.generate()
-
-
 @pytest.fixture
 def client(make_app: Callable[..., Any], key_pair: KeyPair, tmp_path: Path,
            es_key: ec.EllipticCurvePrivateKey, ed_key: ed25519.Ed25519PrivateKey) -> Any:
     keys = tmp_path / "trusted.pem"
-    keys.write_bytes(key_pair.public_pem.encode() + _spki(es_key) + _spki(ed_key))
+    keys.write_bytes(key_pair.public_pem.encode() + spki_pem(es_key) + spki_pem(ed_key))
     return make_app(public_key_file=str(keys), algorithms=ALL).test_client()
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from shared.keys import public_key_from_jwk
-from tests.forge import P256_ORDER, b64u, encode_json, high_s, sign, sign_raw, unsigned
+from tests.forge import P256_ORDER, b64u, encode_json, high_s, sign, sign_raw, spki_pem, unsigned
 from tests.keypairs import KeyPair
 from tests.unit.verifier.hostile import CONTRACT_CODES, GOOD, NOW
 from verifier.config import VerifierSettings
@@ -31,25 +30,10 @@ from verifier.verification import VerificationPolicy, VerifiedToken, verify_toke
 ALL = ("RS256", "ES256", "EdDSA")
 
 
-def _spki(key: Any) -> bytes:
-    return bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
-@pytest.fixture(scope="module")
-def es_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest.fixture(scope="module")
-def ed_key() -> ed25519.Ed25519PrivateKey:
-    return ed25519.Ed25519PrivateKey.generate()
-
-
 @pytest.fixture(scope="module")
 def trusted(key_pair: KeyPair, es_key: ec.EllipticCurvePrivateKey,
             ed_key: ed25519.Ed25519PrivateKey) -> KeySet:
-    pem = key_pair.public_pem.encode() + _spki(es_key) + _spki(ed_key)
+    pem = key_pair.public_pem.encode() + spki_pem(es_key) + spki_pem(ed_key)
     return KeySet.from_settings(VerifierSettings(public_key=pem.decode(), algorithms=ALL))
 
 

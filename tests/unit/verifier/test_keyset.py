@@ -18,7 +18,7 @@ from jwcrypto import jwk as jwcrypto_jwk
 
 from shared.errors import KeyFileMissing, KeyInvalid, KeyTooSmall, StartupError
 from shared.keys import public_jwk
-from tests.forge import private_key, sign
+from tests.forge import private_key, sign, spki_pem
 from tests.keypairs import KeyPair
 from tests.procs import free_port
 from verifier.config import VerifierSettings
@@ -154,8 +154,7 @@ def test_bad_pem_stops_start_up(settings: VerifierSettings, error: type[StartupE
 
 
 def _spki(key: Any) -> str:
-    return str(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+    return spki_pem(key).decode()
 
 
 def test_private_key_small_key_and_other_curves_are_refused(key_pair: KeyPair) -> None:
