@@ -107,7 +107,7 @@ class Reloader:
             reloaded = 0
             for item in self._items:
                 self._seen[id(item)] = item.fingerprint()
-                reloaded += self._reload(item)
+                reloaded += self._reload(item, everything=True)
             return reloaded
 
     def start_in_worker(self) -> None:
@@ -120,9 +120,12 @@ class Reloader:
         self.check()
         self.start()
 
-    def _reload(self, item: Reloadable) -> int:
+    def _reload(self, item: Reloadable, *, everything: bool = False) -> int:
+        # an item made of parts (the trusted issuers) reloads only what changed when a file
+        # changes, and every part when the operator asks (SIGHUP): its ``reload_all``
+        reload = getattr(item, "reload_all", item.reload) if everything else item.reload
         try:
-            item.reload()
+            reload()
         except Exception as exc:  # noqa: BLE001 - whatever the file holds, keep serving
             log.error("kept %s as they were: %s", item.description, _one_line(exc))
             return 0

@@ -46,7 +46,7 @@ from types import MappingProxyType
 from typing import Any
 
 from shared.errors import ConfigError, KeyLoadError
-from shared.reloading import file_fingerprint
+from shared.reloading import file_fingerprint, loaded_fingerprint
 from shared.strictjson import StrictJSONError, loads_strict
 from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
 from verifier.errors import IssuerUnknown
@@ -97,6 +97,9 @@ class TrustedIssuers:
         self.primary_provider = primary_provider
         self._load = load
         self.loaded_from: Hashable = file_fingerprint([file])
+        # bumped whenever an entry (an issuer's policy or keys' source) is replaced: a result
+        # verified under an earlier entry is not reused (VerifierService's cache)
+        self.version = 0
         self._index()
 
     def _index(self) -> None:
@@ -213,14 +216,37 @@ class TrustedIssuers:
                 tuple(entry.keys.fingerprint() for entry in self._entries))
 
     def reload(self) -> None:
-        """Read the file again (unchanged entries keep their keys), then every issuer's keys."""
+        """What changed: the file (new or changed entries are read whole; unchanged ones keep
+        their keys), and the PEM files of the issuers kept. Another issuer's keys, and the grace
+        of keys withdrawn from its JWKS, are left alone."""
+        self._reload(everything=False)
+
+    def reload_all(self) -> None:
+        """SIGHUP: the file, then every issuer's keys (each JWKS fetched again, its grace over)."""
+        self._reload(everything=True)
+
+    def _reload(self, *, everything: bool) -> None:
+        before = set(map(id, self._entries))
         if self._load is not None:
             self.loaded_from = file_fingerprint([self.file])
             entries = self._load()
+            if [id(entry) for entry in entries] != [id(entry) for entry in self._entries]:
+                self.version += 1
             self._entries = entries
             self._index()
+        # each issuer on its own: one JWKS that cannot be fetched stops no other issuer's reload
+        failures = []
         for entry in self._entries:
-            entry.keys.reload()
+            kept = id(entry) in before
+            changed = entry.keys.fingerprint() != loaded_fingerprint(entry.keys)
+            if kept and (everything or changed):
+                try:
+                    entry.keys.reload()
+                except Exception as exc:  # noqa: BLE001 - reported together below
+                    failures.append(f"{entry.provider}: {exc}")
+        if failures:
+            raise ConfigError(FILE_VARIABLE if self.file else "VERIFIER_PUBLIC_KEY_FILE",
+                              "; ".join(failures))
 
 
 class _InMemoryIssuers:
@@ -262,7 +288,9 @@ def read_trusted_issuers(
         where = f"issuers[{position}]"
         if not isinstance(raw, dict):
             raise refuse(f"{where}: expected an object")
-        definition = json.dumps(raw, sort_keys=True)
+        # with the count's one rule in it: a lone entry may leave providerName out, so the same
+        # text in a longer file is another entry (and is refused there if it does)
+        definition = json.dumps([raw, len(raw_entries) == 1], sort_keys=True)
         kept = previous.get(definition)
         if kept is not None:
             entries.append(kept)

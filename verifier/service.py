@@ -75,28 +75,31 @@ class LocalCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[str, tuple[VerifiedToken, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[VerifiedToken, float, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str, now: float) -> VerifiedToken | None:
+    def get(self, key: str, now: float, version: int = 0) -> VerifiedToken | None:
+        """The result put under ``key`` with this ``version`` of the trust it was verified
+        under (``TrustedIssuers.version``), until its time; None otherwise."""
         if self.size <= 0:
             return None
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return None
-            if entry[1] <= now:
+            if entry[1] <= now or entry[2] != version:
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
             return entry[0]
 
-    def put(self, key: str, token: VerifiedToken, until: float, now: float) -> None:
+    def put(self, key: str, token: VerifiedToken, until: float, now: float,
+            version: int = 0) -> None:
         if self.size <= 0:
             return
         with self._lock:
             entries = self._entries
-            entries[key] = (token, until)
+            entries[key] = (token, until, version)
             entries.move_to_end(key)
             while len(entries) > self.size:
                 entries.popitem(last=False)
@@ -185,7 +188,10 @@ class VerifierService:
             raise TokenMalformed("the token must be a string")
         now = self.clock()
         digest = sha256_hex(token)
-        verified = self.local.get(digest, now)
+        # taken before verifying: a result verified under a policy the file replaced meanwhile
+        # is stored under the old version, and never served
+        version = self.issuers.version
+        verified = self.local.get(digest, now, version)
         # a result is only as good as its key: one the issuer retired since (or whose grace
         # ended) must not keep a cached token alive
         if verified is not None and not self.issuers.trusts(verified.provider, verified.kid,
@@ -197,7 +203,7 @@ class VerifierService:
                 return None
             # cached before the revocation check, which every use of the cache runs again: a
             # verification from memory that must read Redis after all leaves its RSA work here
-            self.local.put(digest, verified, self._cache_until(verified, now), now)
+            self.local.put(digest, verified, self._cache_until(verified, now), now, version)
         rev_id = self._revocation_id(verified)
         subject = self.subject(verified)
         if from_memory:

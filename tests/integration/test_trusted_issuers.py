@@ -260,3 +260,55 @@ def test_the_file_and_the_single_issuer_settings_do_not_mix(tmp_path: Path) -> N
             VerifierSettings.from_env({"VERIFIER_TRUSTED_ISSUERS_FILE": "issuers.json",
                                        name: "http://x/"})
         assert refused.value.variable == name
+
+
+def test_a_stricter_policy_read_from_the_file_binds_tokens_already_cached(
+    app: Any, issuers_file: Path, key_pair: KeyPair, partner_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    client = app.test_client()
+    token = _partner(partner_key, "cid")
+    assert _verify(client, token).status_code == 200  # verified, and cached
+    entries = _entries(key_pair, partner_key)
+    entries[1]["requiredAttributes"] = {"tenant": "acme", "plan": "gold"}
+    issuers_file.write_text(json.dumps({"issuers": entries}))
+    app.extensions["jwt_auth.reloader"].check()
+    # the same token, the same key: judged by the new policy, not answered from the cache
+    assert_problem(_verify(client, token), 401, "attributes_mismatch")
+    assert _verify(client, _partner(partner_key, "cid", plan="gold")).status_code == 200
+
+
+def test_a_lone_entry_without_a_name_is_refused_in_a_longer_file_on_reload_as_at_start(
+    make_app: Callable[..., Any], tmp_path: Path, key_pair: KeyPair, other_key_pair: KeyPair,
+) -> None:
+    path = tmp_path / "issuers.json"
+    lone = {"issuer": STAFF, "publicKeyFile": str(key_pair.public_path)}
+    path.write_text(json.dumps({"issuers": [lone]}))
+    app = make_app(public_key_file=None, trusted_issuers_file=str(path))
+    client = app.test_client()
+    assert _verify(client, _staff(key_pair)).get_json()["provider"] == "jwt"
+    second = {"issuer": "late-idp", "publicKeyFile": str(other_key_pair.public_path),
+              "providerName": "late"}
+    path.write_text(json.dumps({"issuers": [lone, second]}))
+    assert app.extensions["jwt_auth.reloader"].check() == 0  # refused, as a start would be
+    assert_problem(_verify(client, fresh(other_key_pair, iss="late-idp")), 401, "issuer_unknown")
+    assert _verify(client, _staff(key_pair)).status_code == 200
+
+
+def test_a_file_change_reloads_only_the_issuers_it_changed(
+    app: Any, issuers_file: Path, key_pair: KeyPair, partner_key: ec.EllipticCurvePrivateKey,
+    other_key_pair: KeyPair, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from verifier.keyset import KeySet
+
+    reloaded: list[object] = []
+    monkeypatch.setattr(KeySet, "reload", lambda self: reloaded.append(self))
+    entries = [*_entries(key_pair, partner_key),
+               {"issuer": "late-idp", "publicKeyFile": str(other_key_pair.public_path),
+                "providerName": "late"}]
+    issuers_file.write_text(json.dumps({"issuers": entries}))
+    assert app.extensions["jwt_auth.reloader"].check() == 1
+    # the new entry was read whole; the two kept ones were not touched
+    assert reloaded == []
+    # SIGHUP: every issuer's keys again
+    app.extensions["jwt_auth.reloader"].reload_all()
+    assert len(reloaded) == 3
