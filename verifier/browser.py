@@ -98,9 +98,12 @@ class BrowserSettings:
                                   f"{host!r} is not a host name (app.example.com, "
                                   "*.example.com or localhost:8080)")
         if self.login_url is not None:
-            parsed = urllib.parse.urlsplit(self.login_url)
-            if parsed.scheme not in ("http", "https") or not parsed.hostname:
-                raise ConfigError("VERIFIER_LOGIN_URL", "expected an http:// or https:// URL")
+            parsed = _split(self.login_url)
+            # ASCII (it travels in a Location header) and no fragment (rd is added to the query)
+            if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname \
+                    or not self.login_url.isascii() or parsed.fragment or "#" in self.login_url:
+                raise ConfigError("VERIFIER_LOGIN_URL",
+                                  "expected an http:// or https:// URL in ASCII, without #")
         if not self.cookie_secure:
             # a cookie without Secure crosses plain http in the clear: only where nothing
             # leaves the machine
@@ -142,9 +145,10 @@ class BrowserSettings:
         is on a trusted host; None without ``VERIFIER_LOGIN_URL``."""
         if self.login_url is None:
             return None
-        if original is None or not self.trusts(urllib.parse.urlsplit(original)):
+        parsed = None if original is None else _split(original)
+        if parsed is None or not self.trusts(parsed):
             return self.login_url
-        separator = "&" if urllib.parse.urlsplit(self.login_url).query else "?"
+        separator = "&" if "?" in self.login_url else "?"
         return f"{self.login_url}{separator}{urllib.parse.urlencode({'rd': original})}"
 
     def trusts(self, url: urllib.parse.SplitResult) -> bool:
@@ -207,10 +211,14 @@ def original_url(header: Headers) -> str | None:
         uri = header("x-forwarded-uri") or "/"
         # a proxy may list several values; the first is the client's
         url = f"{proto.split(',')[0].strip()}://{host.split(',')[0].strip()}{uri}"
-    if len(url) > MAX_URL or not url.isprintable() or " " in url:
+    if len(url) > MAX_URL or not url.isascii() or not url.isprintable() or " " in url:
         return None
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    parsed = _split(url)
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return None
+    # a host name, an IPv4 or a bracketed IPv6 address, and nothing else: a browser reads
+    # "evil.com\.example.org" as evil.com, where urlsplit sees one host under example.org
+    if not set(parsed.hostname or "") <= _HOST_CHARACTERS:
         return None
     if parsed.path and not parsed.path.startswith("/"):
         return None
@@ -245,7 +253,9 @@ def check_csrf(header: Headers, method: str, target: str | None) -> None:
     if (header("sec-fetch-site") or "").lower() == "same-origin":
         return
     origin = header("origin")
-    if origin and target and origin.lower() != "null" and _origin(origin) == _origin(target):
+    # "" is an origin nothing could be read from: it matches nothing, not even another ""
+    if origin and target and origin.lower() != "null" \
+            and (site := _origin(origin)) and site == _origin(target):
         return
     raise CsrfRefused(
         "A request that changes something and carries the session cookie must come from the "
@@ -254,11 +264,23 @@ def check_csrf(header: Headers, method: str, target: str | None) -> None:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-:")
+"""What urlsplit's lowercased ``hostname`` may hold in a URL we send a browser back to."""
+
+
+def _split(url: str) -> urllib.parse.SplitResult | None:
+    """``urlsplit``, or None for what it cannot read (an unclosed ``[``: a client's header)."""
+    try:
+        return urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
 
 
 def _origin(url: str) -> str:
     """``scheme://host[:port]`` as a browser's ``Origin`` writes it (no default port)."""
-    parsed = urllib.parse.urlsplit(url)
+    parsed = _split(url)
+    if parsed is None:
+        return ""
     try:
         port = parsed.port
     except ValueError:  # not a number

@@ -241,6 +241,9 @@ def test_no_session_id_reaches_a_log_line(
     ({"VERIFIER_SESSION_COOKIE": "a b"}, "expected a cookie name"),
     ({"VERIFIER_REDIRECT_HOSTS": "https://app.example.com"}, "is not a host name"),
     ({"VERIFIER_LOGIN_URL": "/login"}, "expected an http:// or https:// URL"),
+    ({"VERIFIER_LOGIN_URL": "https://[login/"}, "expected an http:// or https:// URL"),
+    ({"VERIFIER_LOGIN_URL": "https://例え.jp/login"}, "in ASCII"),
+    ({"VERIFIER_LOGIN_URL": "https://login.example.com/#/signin"}, "without #"),
     ({"VERIFIER_SESSION_COOKIE_SECURE": "false", "VERIFIER_REDIRECT_HOSTS": "app.example.com"},
      "false is for local http only, and app.example.com is not local"),
     ({"VERIFIER_SESSION_COOKIE_SECURE": "false", "VERIFIER_SESSION_COOKIE_DOMAIN": "corp.com"},
@@ -263,3 +266,27 @@ def test_local_http_may_go_without_secure(key_pair: KeyPair) -> None:
     })
     assert "Secure" not in settings.browser.set_cookie("x", 60)
     assert settings.browser.redirect_hosts == ("localhost:8080", "127.0.0.1", "app.localhost")
+
+
+def test_url_headers_nothing_can_read_are_no_rd_and_no_error(
+    browser_app: Flask, key_pair: KeyPair
+) -> None:
+    client = browser_app.test_client()
+    # an unclosed "[" (urlsplit refuses it), and a backslash a browser reads as the end of the
+    # host ("evil.com\.example.org" is evil.com to a browser, under example.org to Python)
+    for headers in ({"X-Original-URL": "https://[/"},
+                    {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "[app.example.com"},
+                    {"X-Original-URL": "https://evil.com\\.example.org/"},
+                    {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.com\\.example.org"}):
+        answer = client.get("/v1/auth", headers={**BROWSER, **headers})
+        assert answer.status_code in (302, 401), headers
+        assert answer.headers["Location"] == LOGIN, headers
+    session_id, _ = _login(browser_app, key_pair)
+    cookie = {"Cookie": f"jwt_auth_session={session_id}"}
+    for origin, target in (("https://[x", f"{SITE}/orders"), ("http://[", "https://[/"),
+                           ("http://a:port", "http://b:other")):
+        forged = client.post("/v1/auth", headers={**cookie, "Origin": origin,
+                                                  "X-Original-URL": target})
+        assert_problem(forged, 403, "csrf_refused")
+    assert_problem(client.delete("/v1/sessions/current", headers={**cookie, "Origin": "http://["}),
+                   403, "csrf_refused")
