@@ -78,6 +78,11 @@ REVOCATION_MARGIN = 3600
 """Seconds a revocation outlives its token's ``exp``: the largest VERIFIER_LEEWAY allowed, so a
 revocation never lapses while some verifier would still accept the token."""
 
+REVOCATION_TTL_MAX = 100 * 365 * 24 * 3600
+"""A revocation that would outlive its token by longer than this is kept for good, as one for a
+token without ``exp``: Redis refuses an expiry of about 2^63 ms or more (a token, or an admin's
+``expiresAt``, can claim 1e300), and a century is, for a revocation, forever."""
+
 BREAKER_SECONDS = 0.5
 """After a Redis failure, requests to that node fail fast for this long (no retry storm against
 a dead Redis), except for one probe at a time, every ``PROBE_INTERVAL``: the first that succeeds
@@ -570,6 +575,8 @@ class Store:
 
     def revoke(self, rev_id: str, user_id: str, ttl: int | None) -> None:
         """Refuse the token from now on; ``ttl`` None keeps the revocation (token without exp)."""
+        if ttl is not None and ttl > REVOCATION_TTL_MAX:
+            ttl = None
         key = self.keys.revocation(user_id, rev_id)
         self._run("revoke", key, lambda node: self._confirmed(
             node, key, lambda client: client.set(key, "1", ex=ttl)))

@@ -66,3 +66,17 @@ def test_revoking_by_jti_needs_an_admin_key_and_a_whole_body(
         problem = assert_problem(refused, 400, "request_invalid")
         if field is not None:
             assert problem["field"] == field, problem
+
+
+def test_an_expiry_beyond_what_redis_takes_is_a_revocation_for_good(
+    client: Any, key_pair: Any, admin_keys: tuple[Path, str, str], db: redis.Redis,
+) -> None:
+    # Redis refuses such an expiry; that must not read as an outage (503) to be retried forever
+    answer = _revoke(client, {"jti": "far", "userId": "gus", "expiresAt": 1e300},
+                     admin_headers(admin_keys))
+    assert answer.status_code == 204, answer.get_json()
+    assert db.ttl(revoked_key("gus", "jti:far")) == -1
+    # the same for a token that claims such an exp, revoked by the token itself
+    token = fresh(key_pair, "gus", exp=10**17)
+    assert client.post("/v1/revocations", json={"token": token}).status_code == 204
+    assert_problem(client.post("/v1/verify", json={"token": token}), 401, "token_revoked")
