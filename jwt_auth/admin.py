@@ -12,6 +12,7 @@ could not be reached.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import sys
@@ -47,8 +48,9 @@ class Verifier:
         self.admin_key = admin_key
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-             admin: bool = True) -> Any:
-        """The JSON answer (None for 204); any refusal or transport failure as a ClickException."""
+             admin: bool = True, expect: tuple[str, ...] = ()) -> Any:
+        """The JSON answer (None for 204), an object holding ``expect`` when given; any refusal,
+        transport failure or answer of another shape as a ClickException."""
         headers = {"Accept": "application/json"}
         if admin:
             if not self.admin_key:
@@ -73,14 +75,23 @@ class Verifier:
             reason = getattr(exc, "reason", exc)
             raise click.ClickException(f"cannot reach the verifier at {self.url}: {reason}") \
                 from None
+        except (ValueError, http.client.HTTPException) as exc:
+            # what http.client refuses to send or read; its message may quote a header, and so
+            # the admin key: only its kind is named
+            raise click.ClickException(
+                f"cannot ask the verifier at {self.url}: {type(exc).__name__}") from None
         if not raw:
             return None
         try:
-            return json.loads(raw)
+            answer = json.loads(raw)
         except ValueError:
+            answer = None
+        if answer is None or (expect and not (isinstance(answer, dict)
+                                              and all(name in answer for name in expect))):
             raise click.ClickException(
-                f"{self.url}{path} answered something that is not JSON; is it a verifier?"
-            ) from None
+                f"{self.url}{path} answered something that is not a verifier's answer; is it "
+                "a verifier?")
+        return answer
 
 
 def _refusal(refused: urllib.error.HTTPError) -> str:
@@ -103,8 +114,14 @@ def _admin_key(key_file: Path | None) -> str | None:
             raise click.ClickException(f"{key_file}: {exc.strerror or exc}") from None
         if not key:
             raise click.ClickException(f"{key_file} is empty")
-        return key
-    return os.environ.get(ADMIN_KEY_VARIABLE) or None
+        where = str(key_file)
+    else:
+        key = os.environ.get(ADMIN_KEY_VARIABLE) or ""
+        where = ADMIN_KEY_VARIABLE
+    # one line of visible characters: it goes into a header (never echoed back)
+    if key and not (key.isprintable() and key.isascii() and " " not in key):
+        raise click.ClickException(f"{where}: the admin key must be one word of visible ASCII")
+    return key or None
 
 
 def _verifier(url: str | None, key_file: Path | None) -> Verifier:
@@ -112,7 +129,12 @@ def _verifier(url: str | None, key_file: Path | None) -> Verifier:
         raise click.ClickException(
             f"which verifier? pass --verifier URL or set {VERIFIER_URL_VARIABLE} (run from the "
             "folder of a jwt-auth up, its stack.env sets it)")
-    if not url.startswith(("http://", "https://")):
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - read for its ValueError on a port that is no number
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise click.ClickException(f"--verifier {url!r}: expected an http:// or https:// URL")
     return Verifier(url, _admin_key(key_file))
 
@@ -149,7 +171,7 @@ def list_sessions(user: str, provider: str | None, verifier_url: str | None,
                   admin_key_file: Path | None, as_json: bool) -> None:
     """The live sessions of USER, oldest first, each named by the hash of its id."""
     answer = _verifier(verifier_url, admin_key_file).call(
-        "GET", _user_path(user, "/sessions", provider))
+        "GET", _user_path(user, "/sessions", provider), expect=("sessions", "userId", "provider"))
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
@@ -174,7 +196,8 @@ def end_sessions(user: str, provider: str | None, verifier_url: str | None,
                  admin_key_file: Path | None) -> None:
     """Log USER out everywhere: end every session and refuse every token issued until now."""
     answer = _verifier(verifier_url, admin_key_file).call(
-        "DELETE", _user_path(user, "/sessions", provider))
+        "DELETE", _user_path(user, "/sessions", provider),
+        expect=("sessionsEnded", "userId", "provider", "tokensRevokedBefore"))
     ended = answer["sessionsEnded"]
     click.echo(f"ended {ended} session{'' if ended == 1 else 's'} of {answer['userId']} "
                f"(provider {answer['provider']}); its tokens issued before "

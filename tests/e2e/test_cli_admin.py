@@ -150,14 +150,18 @@ def test_the_admin_key_may_come_from_the_environment(verifier: Verifier,
      "/nonexistent/key: No such file or directory"),
     (["sessions", "list", "x", "--data-dir", "/nonexistent"], "OK",
      "/nonexistent/stack.env does not exist"),
+    (["sessions", "list", "x", "--verifier", "http://[::1"], {}, "expected an http:// or https"),
+    (["sessions", "list", "x", "--verifier", "http://h:abc"], {}, "expected an http:// or https"),
+    (["sessions", "list", "x"], "TWO_LINE_KEY", "the admin key must be one word of visible"),
 ])
 def test_every_failure_is_one_line(verifier: Verifier, tmp_path: Path, args: list[str],
                                    env: dict[str, str] | str, expected: str) -> None:
     if env == "NO_KEY":
         env = {"JWT_AUTH_VERIFIER_URL": verifier.service.url}
-    elif env in ("WRONG_KEY", "CLIENT_KEY"):
+    elif env in ("WRONG_KEY", "CLIENT_KEY", "TWO_LINE_KEY"):
         key_file = tmp_path / "key"
-        key_file.write_text("jwta_wrong" if env == "WRONG_KEY" else verifier.client_key)
+        key_file.write_text({"WRONG_KEY": "jwta_wrong", "CLIENT_KEY": verifier.client_key,
+                             "TWO_LINE_KEY": "jwta_secret-one\njwta_secret-two"}[env])
         env = {**verifier.env, "JWT_AUTH_ADMIN_KEY_FILE": str(key_file)}
     elif env == "OK":
         env = verifier.env
@@ -169,6 +173,34 @@ def test_every_failure_is_one_line(verifier: Verifier, tmp_path: Path, args: lis
         assert "Traceback" not in result.stderr
     else:
         assert_one_line_error(result, expected)
+    assert "jwta_secret" not in result.stdout + result.stderr
+
+
+def test_an_answer_that_is_no_verifiers_is_one_line(verifier: Verifier, tmp_path: Path) -> None:
+    # a server answering 200 with JSON of another shape: the issuer's JWKS, say
+    import http.server
+    import threading
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"keys": []}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Other)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = run_cli("sessions", "list", "x", "--verifier", url, env=verifier.env)
+        assert_one_line_error(result, "answered something that is not a verifier's answer")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_verifier_that_is_not_there_is_one_line(verifier: Verifier) -> None:
