@@ -25,6 +25,7 @@ import click
 from shared.config import STRICT_VARIABLE, env_bool, unknown_variables
 from shared.errors import ConfigError
 from shared.startup import STARTUP_FAILED
+from verifier.redisconn import without_query_password
 
 MASK = "********"
 
@@ -54,13 +55,16 @@ def _masked(field: dataclasses.Field[Any], value: Any) -> Any:
 
 
 def _without_password(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url.strip())
-    if parsed.password is None:
-        return url.strip()
-    host = parsed.hostname or ""
-    port = f":{parsed.port}" if parsed.port else ""
-    user = f"{parsed.username}:" if parsed.username else ":"
-    return urllib.parse.urlunsplit(parsed._replace(netloc=f"{user}{MASK}@{host}{port}"))
+    try:
+        parsed = urllib.parse.urlsplit(url.strip())
+        port = f":{parsed.port}" if parsed.port else ""
+    except ValueError:  # a URL nothing can read: the problems say so; show none of it
+        return MASK
+    parsed = parsed._replace(query=without_query_password(parsed.query, MASK))
+    if parsed.password is not None:
+        user = f"{parsed.username}:" if parsed.username else ":"
+        parsed = parsed._replace(netloc=f"{user}{MASK}@{parsed.hostname or ''}{port}")
+    return urllib.parse.urlunsplit(parsed)
 
 
 def _show(value: Any) -> str:

@@ -149,7 +149,10 @@ def _check_url(url: str) -> int | None:
     number (a traceback from redis-py otherwise), a missing host, a database that is not a
     number (``/abc`` quietly meant database 0).
     """
-    parsed = urllib.parse.urlparse(url)
+    try:
+        parsed = urllib.parse.urlparse(url)
+    except ValueError:  # an unclosed "[" in the host
+        raise ConfigError("REDIS_URL", "a URL cannot be read (an unclosed [ ?)") from None
     query = urllib.parse.parse_qs(parsed.query)
     if parsed.scheme == "unix":
         if not parsed.path:
@@ -189,11 +192,21 @@ def _read_password_file(path: str | None) -> str | None:
 
 
 def without_password(url: str) -> str:
-    """A Redis URL as it may appear in a log line."""
+    """A Redis URL as it may appear in a log line: no userinfo, and no ``password=`` in the
+    query (redis-py takes the password from either)."""
     scheme, separator, rest = url.partition("://")
     if separator and "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
-    return f"{scheme}{separator}{rest}"
+    base, question, query = rest.partition("?")
+    return f"{scheme}{separator}{base}{question}{without_query_password(query)}"
+
+
+def without_query_password(query: str, mask: str = "***") -> str:
+    """A URL's query with the value of ``password=`` hidden (redis-py reads it as one)."""
+    if not query:
+        return query
+    return "&".join(f"password={mask}" if pair.split("=", 1)[0].lower() == "password" else pair
+                    for pair in query.split("&"))
 
 
 class Connector:

@@ -63,6 +63,7 @@ def test_the_issuer_names_its_own_typos(key_pair: KeyPair, tmp_path: Path) -> No
     ("redis://127.0.0.1:abc/0", "REDIS_URL: a URL has a port that is not a number"),
     ("redis://127.0.0.1:6379/abc", "REDIS_URL: the database must be a number"),
     ("http://127.0.0.1:6379", "REDIS_URL: expected redis://, rediss:// or unix:// URLs"),
+    ("redis://u:p@[::1/0", "REDIS_URL: a URL cannot be read"),
 ])
 def test_a_redis_url_that_cannot_work_is_one_line_and_exit_3(
     key_pair: KeyPair, tmp_path: Path, url: str, message: str
@@ -101,3 +102,14 @@ def test_config_check_shows_the_settings_masked_and_the_problems(key_pair: KeyPa
                      env={**env, "REDIS_URL": "redis://127.0.0.1:abc"})
     assert broken.returncode == 3
     assert "refused at start: REDIS_URL: a URL has a port that is not a number" in broken.stdout
+    # redis-py also takes a password from the query; and a URL nothing can read is no traceback
+    query = run_cli("config", "check", "verifier",
+                    env={**env, "REDIS_URL": "redis://127.0.0.1:6380/2?password=s3cret"})
+    assert 'redis_url = "redis://127.0.0.1:6380/2?password=********"' in query.stdout
+    assert "s3cret" not in query.stdout + query.stderr
+    unreadable = run_cli("config", "check", "verifier",
+                         env={**env, "REDIS_URL": "redis://u:s3cret@[::1/0"})
+    assert unreadable.returncode == 3
+    assert "Traceback" not in unreadable.stderr
+    assert "s3cret" not in unreadable.stdout + unreadable.stderr
+    assert "refused at start: REDIS_URL: a URL cannot be read" in unreadable.stdout

@@ -132,6 +132,9 @@ def test_a_durable_redis_and_an_absent_one_start_without_a_durability_warning(
     ("redis://:s3cret@cache:6379/0", "redis://***@cache:6379/0"),
     ("rediss://user:s3cret@cache:6380/1", "rediss://***@cache:6380/1"),
     ("redis://cache:6379/0", "redis://cache:6379/0"),
+    # redis-py takes a password from the query too
+    ("redis://cache:6379/0?password=s3cret&db=1", "redis://cache:6379/0?password=***&db=1"),
+    ("redis://cache/0?socket_timeout=1&Password=s3cret", "redis://cache/0?socket_timeout=1&password=***"),
 ])
 def test_redis_urls_in_logs_never_carry_the_password(url: str, shown: str) -> None:
     from verifier.redisconn import without_password
