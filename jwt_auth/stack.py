@@ -404,18 +404,27 @@ def _start_and_serve(
     # does not require it (VERIFIER_ISSUER stays the user's): it trusts this one issuer's keys
     # only, so an iss check adds nothing, and it would refuse the seed's tokens signed offline
     # with the dev key, which carry no iss
-    issuer_identifier = os.environ.get("ISSUER_ISSUER") or issuer_url
+    # what each service is given is also what stack.env holds for the commands run beside it
+    # (jwt-auth issue signs as the running issuer does, iss included)
+    issuer_settings = {
+        "ISSUER_ISSUER": os.environ.get("ISSUER_ISSUER") or issuer_url,
+        # keys that rotate: `jwt-auth keys rotate --dir <issuer folder>` (docs/deploy.md)
+        "ISSUER_KEYS_DIR": str(paths.issuer_dir),
+        "ISSUER_KEY_PASSPHRASE_FILE": str(paths.passphrase),
+        "ISSUER_CLIENTS_FILE": str(paths.clients),
+    }
+    verifier_settings = {
+        "VERIFIER_JWKS_URL": f"{issuer_url}/.well-known/jwks.json",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "VERIFIER_ADMIN_KEYS_FILE": str(paths.admin_keys),
+    }
     echo(f"starting the issuer on {issuer_url}")
     issuer = stack.start(
         "issuer",
         [*serve, "issuer", "--bind", f"{bind_prefix}:{ports['issuer']}",
          "--workers", str(workers)],
         _child_env({
-            "ISSUER_ISSUER": issuer_identifier,
-            # keys that rotate: `jwt-auth keys rotate --dir <issuer folder>` (docs/deploy.md)
-            "ISSUER_KEYS_DIR": str(paths.issuer_dir),
-            "ISSUER_KEY_PASSPHRASE_FILE": str(paths.passphrase),
-            "ISSUER_CLIENTS_FILE": str(paths.clients),
+            **issuer_settings,
             "PROMETHEUS_MULTIPROC_DIR": str(_fresh_dir(run_dir / "metrics-issuer")),
         }),
         logs / "issuer.log",
@@ -429,9 +438,7 @@ def _start_and_serve(
         [*serve, "verifier", "--bind", f"{bind_prefix}:{ports['verifier']}",
          "--workers", str(workers)],
         _child_env({
-            "VERIFIER_JWKS_URL": f"{issuer_url}/.well-known/jwks.json",
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "VERIFIER_ADMIN_KEYS_FILE": str(paths.admin_keys),
+            **verifier_settings,
             "PROMETHEUS_MULTIPROC_DIR": str(_fresh_dir(run_dir / "metrics-verifier")),
         }),
         logs / "verifier.log",
@@ -440,12 +447,8 @@ def _start_and_serve(
     stack.wait_ready(verifier, lambda: _http_ready(f"{verifier_url}/readyz"))
 
     stack_env = write_stack_env(data_dir, {
-        "ISSUER_KEYS_DIR": str(paths.issuer_dir),
-        "ISSUER_KEY_PASSPHRASE_FILE": str(paths.passphrase),
-        "ISSUER_CLIENTS_FILE": str(paths.clients),
-        "VERIFIER_JWKS_URL": f"{issuer_url}/.well-known/jwks.json",
-        "VERIFIER_ADMIN_KEYS_FILE": str(paths.admin_keys),
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        **issuer_settings,
+        **verifier_settings,
         VERIFIER_URL_VARIABLE: verifier_url,
         ADMIN_KEY_FILE_VARIABLE: str(paths.admin_key),
     })

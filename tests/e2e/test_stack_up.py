@@ -334,6 +334,8 @@ def test_commands_beside_the_stack_use_its_settings(tmp_path: Path) -> None:
         checked = cli("verify", token)  # trusts what the stack's issuer publishes
         assert checked.returncode == 0, checked.stderr
         assert '"userId": "123"' in checked.stdout
+        # signed as the running issuer signs: its iss too
+        assert f'"iss": "{up.issuer}"' in checked.stdout
         login = requests.post(f"{up.verifier}/v1/sessions", json={"token": token}, timeout=10)
         assert login.status_code == 201, login.text
 
