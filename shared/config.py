@@ -136,6 +136,7 @@ _SERVICE_LINK = re.compile(
     r"|(?P<link>PORT(?:_[0-9]{1,5}_(?:TCP|UDP|SCTP))?)"
     r"|PORT_[0-9]{1,5}_(?:TCP|UDP|SCTP)_(?:(?P<proto>PROTO)|(?P<number>PORT)|(?P<addr>ADDR)))"
 )
+_SERVICE_LINK_MAX = 128
 _LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://[0-9A-Fa-f.:\[\]]+:[0-9]{1,5}")
 
 
@@ -197,6 +198,10 @@ def _one_edit_apart(left: str, right: str) -> bool:
 def _service_link(name: str, value: str) -> bool:
     """Whether ``name=value`` is what Kubernetes injects for a Service (its shape and its
     value alike: ``REDIS_PORT=6379`` set by hand is no service link, and is reported)."""
+    # a Service name is at most 63 characters; the pattern's lazy prefix tries every "_" of a
+    # name, so a long one built of repeated suffixes would cost time that grows with its square
+    if len(name) > _SERVICE_LINK_MAX:
+        return False
     match = _SERVICE_LINK.fullmatch(name)
     if match is None:
         return False

@@ -172,3 +172,38 @@ def test_the_session_cookie_and_the_forwarded_url() -> None:
     _assert_linear(forwarded, lambda size: {"x-original-url": "https://" + "[" * size + "/"})
     _assert_linear(lambda value: is_browser({"accept": value}.get),
                    lambda size: "text/htm," * (size // 9))
+
+
+def test_the_verifiers_path_converters() -> None:
+    # the patterns werkzeug matches a request's path with (user ids hold "/" and line breaks)
+    from werkzeug.exceptions import NotFound
+    from werkzeug.routing import Map, Rule
+
+    from verifier.app import SessionIdConverter, UserIdConverter, UserRecordIdConverter
+
+    routes = Map([Rule("/v1/users/<user_record_id:user_id>", endpoint="user"),
+                  Rule("/v1/users/<user_id:user_id>/sessions", endpoint="sessions"),
+                  Rule("/v1/sessions/<session_id:session_id>", endpoint="session")],
+                 converters={"user_id": UserIdConverter, "user_record_id": UserRecordIdConverter,
+                             "session_id": SessionIdConverter}).bind("verifier")
+
+    def match(path: str) -> Any:
+        try:
+            return routes.match(path, method="GET")
+        except NotFound:
+            return None
+
+    _assert_linear(match, lambda size: "/v1/users/" + "a/" * (size // 2) + "sessions")
+    _assert_linear(match, lambda size: "/v1/users/a" + "/sessions" * (size // 9) + "x")
+    _assert_linear(match, lambda size: "/v1/users/" + "\n/" * (size // 2) + "sessions/x")
+    _assert_linear(match, lambda size: "/v1/sessions/" + "current" * (size // 7))
+
+
+def test_kubernetes_service_link_names() -> None:
+    # the environment's names, checked at every start against what Kubernetes injects
+    from shared.config import _service_link
+
+    _assert_linear(lambda name: _service_link(name, "6379"),
+                   lambda size: "REDIS" + "_SERVICE_PORT" * (size // 13) + "x")
+    _assert_linear(lambda name: _service_link(name, "6379"),
+                   lambda size: "A_" * (size // 2) + "PORT_1_TCPX")
