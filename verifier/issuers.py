@@ -188,14 +188,16 @@ class TrustedIssuers:
         provider, whose keys keep the names they always had (no layout change, no migration)."""
         return None if provider == self.primary_provider else provider
 
-    @property
-    def ready(self) -> bool:
-        """Every issuer has at least one key (each tries a fetch when it has none)."""
-        return all(entry.keys.ready for entry in self._entries)
-
     def readiness(self) -> dict[str, bool]:
-        """Each provider: whether its keys are loaded."""
-        return {entry.provider: entry.keys.has_keys for entry in self._entries}
+        """``keys``: some issuer has keys (each tries a fetch when it has none), so the verifier
+        can serve; with several issuers, ``allIssuers``: every one has. One partner's JWKS that
+        cannot be fetched leaves the verifier ready, degraded, rather than taking every pod out
+        of service for the other issuers' users too."""
+        loaded = [entry.keys.ready for entry in self._entries]
+        checks = {"keys": any(loaded)}
+        if len(loaded) > 1:
+            checks["allIssuers"] = all(loaded)
+        return checks
 
     def describe_keys(self) -> list[dict[str, Any]]:
         """Every key this verifier trusts, with its issuer (``/readyz``)."""

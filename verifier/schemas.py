@@ -139,7 +139,9 @@ class VerifierReady(Schema):
     status = fields.String(
         required=True, validate=validate.OneOf(["ready", "degraded"]),
         metadata={"description": "degraded: Redis is down and VERIFIER_REDIS_FAILURE_MODE=open "
-                                 "(tokens are checked by signature alone)"})
+                                 "(tokens are checked by signature alone), or one of several "
+                                 "trusted issuers has no keys (allIssuers false: its tokens "
+                                 "are refused)"})
     checks = fields.Dict(keys=fields.String(), values=fields.Boolean(), required=True)
     keys = fields.List(fields.Nested(TrustedKey), required=True)
 

@@ -440,8 +440,8 @@ class VerifierService:
         }
 
     def readiness(self) -> dict[str, bool]:
-        """What /readyz reports: keys loaded, Redis reachable."""
-        return {"keys": self.issuers.ready, "redis": self.store.ping()}
+        """What /readyz reports: keys loaded (``TrustedIssuers.readiness``), Redis reachable."""
+        return {**self.issuers.readiness(), "redis": self.store.ping()}
 
 
 REVOCATION_RULE = ("not revoked (by jti, or by hash without one), and issued after its "

@@ -312,3 +312,24 @@ def test_a_file_change_reloads_only_the_issuers_it_changed(
     # SIGHUP: every issuer's keys again
     app.extensions["jwt_auth.reloader"].reload_all()
     assert len(reloaded) == 3
+
+
+def test_one_issuers_unreachable_jwks_leaves_the_verifier_ready_for_the_others(
+    make_app: Callable[..., Any], tmp_path: Path, key_pair: KeyPair,
+) -> None:
+    from tests.procs import free_port
+
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [
+        {"issuer": STAFF, "publicKeyFile": str(key_pair.public_path), "providerName": "staff"},
+        {"issuer": PARTNER, "providerName": "partner",
+         "jwksUrl": f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"},
+    ]}))
+    client = make_app(public_key_file=None, trusted_issuers_file=str(path)).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.get_json()
+    assert ready.get_json()["status"] == "degraded"
+    assert ready.get_json()["checks"] == {"keys": True, "allIssuers": False, "redis": True}
+    assert _verify(client, _staff(key_pair)).status_code == 200
+    partner = fresh(key_pair, iss=PARTNER)
+    assert_problem(_verify(client, partner), 503, "not_ready")
