@@ -78,6 +78,13 @@ class VerificationKey:
     alg: str = RS256
 
 
+def verifies(key_alg: str, alg: str) -> bool:
+    """Whether a key of type ``key_alg`` (``algorithm_of``) may verify ``alg``: an RSA key the
+    RS and PS algorithms, any other key its own algorithm only (ES256 for P-256, EdDSA for
+    Ed25519). The one rule for a JWKS's ``alg``, a verifier's key set and each token."""
+    return alg in RSA_FAMILY if key_alg == RS256 else alg == key_alg
+
+
 def algorithm_of(key: Any, source: str) -> str:
     """The algorithm a ``cryptography`` key (private or public) is for; KeyInvalid otherwise."""
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
@@ -297,7 +304,7 @@ def public_key_from_jwk(members: dict[str, Any], *, source: str) -> Verification
         raise KeyInvalid(f"{source}: not a readable {kty} public key") from None
     alg = algorithm_of(key, source)
     published = members.get("alg")
-    if published is not None and published not in (RSA_FAMILY if alg == RS256 else (alg,)):
+    if published is not None and not verifies(alg, published):
         raise KeyInvalid(f"{source}: a {kty} key published for {members.get('alg')!r}; it "
                          f"verifies {alg} only")
     if isinstance(key, rsa.RSAPublicKey):

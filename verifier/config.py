@@ -28,8 +28,7 @@ from verifier.redisconn import DEFAULT_URL, REDIS_VARIABLES, RedisSettings
 # public-key signature algorithms only: an HMAC algorithm keyed with a public key is the classic
 # forgery, and "none" is no signature. Each key verifies its own type's: RSA keys the RS and PS
 # algorithms, P-256 keys ES256, Ed25519 keys EdDSA (shared.keys)
-RSA_ALGORITHMS = RSA_FAMILY
-ALLOWED_ALGORITHMS = (*RSA_ALGORITHMS, ES256, EDDSA)
+ALLOWED_ALGORITHMS = (*RSA_FAMILY, ES256, EDDSA)
 
 # each login walks its user's session index, and the rate keeps one entry per login of the
 # last minute: the upper bounds keep both, and the keys, small

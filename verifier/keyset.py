@@ -32,11 +32,11 @@ from shared.claimrule import ClaimRule
 from shared.errors import KeyInvalid, KeyLoadError
 from shared.keys import (
     RS256,
-    RSA_FAMILY,
     VerificationKey,
     load_public_keys,
     public_key_from_jwk,
     read_pem,
+    verifies,
 )
 from shared.reloading import file_fingerprint
 from shared.strictjson import StrictJSONError, loads_strict
@@ -271,7 +271,7 @@ def read_static_keys(
 
 def _allowed(key: VerificationKey, algorithms: Iterable[str]) -> bool:
     """Whether any allowed algorithm is one this key verifies (``key_verifies``)."""
-    return any(alg in RSA_FAMILY if key.alg == RS256 else alg == key.alg for alg in algorithms)
+    return any(verifies(key.alg, alg) for alg in algorithms)
 
 
 class FetchNeeded(Exception):

@@ -38,10 +38,10 @@ from marshmallow import Schema, ValidationError
 from shared.claimrule import json_equal
 from shared.claims import check_against, claims_schema, first_error
 from shared.digest import sha256_hex
-from shared.keys import VerificationKey
+from shared.keys import VerificationKey, verifies
 from shared.logs import token_fingerprint
 from shared.strictjson import MAX_DEPTH, StrictJSONError, loads_strict
-from verifier.config import ALLOWED_ALGORITHMS, RSA_ALGORITHMS, VerifierSettings
+from verifier.config import ALLOWED_ALGORITHMS, VerifierSettings
 from verifier.errors import (
     AlgorithmNotAllowed,
     AttributesMismatch,
@@ -265,9 +265,8 @@ _ENGINES = {name: JWA.signing_alg(name) for name in ALLOWED_ALGORITHMS}
 
 
 def key_verifies(key: VerificationKey, alg: str) -> bool:
-    """Whether ``key`` may verify ``alg``: an RSA key the RS and PS algorithms, any other key
-    its own algorithm only (ES256 for P-256, EdDSA for Ed25519)."""
-    return alg in RSA_ALGORITHMS if key.alg == "RS256" else alg == key.alg
+    """Whether ``key`` may verify ``alg`` (``shared.keys.verifies``)."""
+    return verifies(key.alg, alg)
 
 
 # ES256 and EdDSA signatures are 64 bytes exactly (r||s of P-256; R||S of Ed25519)
